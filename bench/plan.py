@@ -1,0 +1,172 @@
+"""Expand a validated suite into the run plan: one fully resolved RunPoint per matrix point.
+
+Everything that can be judged without loading a model is judged here, so a bad suite fails before
+any file is written; what only the run can judge (a missing kernel, no CUDA) becomes an
+`unsupported` record later.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from .backends import backends
+from .config import Defaults, ModelSpec, ScenarioSpec, Strict, Suite, VariantSpec
+from .errors import ConfigError
+from .models import sources
+from .scenarios import scenarios
+from .variants import transforms
+from .variants.presets import PRESETS, resolve_variant
+
+
+class RunPoint(Strict):
+    """The fully resolved config of one isolated run; its hash identifies the point for resume."""
+
+    suite: str
+    model: ModelSpec
+    task: str | None
+    weights: str
+    backend: str
+    device: str
+    variant: VariantSpec
+    scenario: ScenarioSpec
+    batch_size: int
+    seq_len: int
+    settings: Defaults
+
+    @property
+    def point_id(self) -> str:
+        identity = self.model_dump(mode="json", exclude={"suite"})
+        blob = json.dumps(identity, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    @property
+    def label(self) -> str:
+        return (f"{self.model.name} · {self.backend} · {self.device} · {self.variant.name} · "
+                f"{self.scenario.name} · b{self.batch_size} s{self.seq_len}")
+
+
+@dataclass
+class Plan:
+    suite: Suite
+    points: list[RunPoint]
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (label, reason)
+
+
+def _check_options(file: str, key: str, options_model, options: dict) -> None:
+    try:
+        options_model.model_validate(options)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        raise ConfigError(file, f"{key}.{loc}" if loc else key, err["msg"],
+                          "see the option list in README.md") from None
+
+
+def _resolve_variants(suite: Suite, file: str) -> list[VariantSpec]:
+    resolved = []
+    for i, entry in enumerate(suite.variants):
+        key = f"variants[{i}]"
+        try:
+            variant = resolve_variant(entry)
+        except KeyError:
+            raise ConfigError(file, key, f"unknown variant {entry!r}",
+                              f"use one of: {', '.join(sorted(PRESETS))}, or spell it out with name/precision/transforms") from None
+        if variant.backend is not None and variant.backend not in backends:
+            raise ConfigError(file, f"{key}.backend", f"unknown backend {variant.backend!r}",
+                              f"use one of: {', '.join(backends.names())}")
+        for j, t in enumerate(variant.transforms):
+            if t.name not in transforms:
+                raise ConfigError(file, f"{key}.transforms[{j}].name", f"unknown transform {t.name!r}",
+                                  f"use one of: {', '.join(transforms.names())}")
+            _check_options(file, f"{key}.transforms[{j}].options", transforms.get(t.name).Options, t.options)
+        if variant.backend is not None:
+            problem = incompatibility(variant, variant.backend)
+            if problem:
+                raise ConfigError(file, key, f"variant {variant.name!r} cannot run on backend {variant.backend!r}: {problem}",
+                                  "pin the variant to a backend that accepts its transforms")
+        resolved.append(variant)
+    names = [v.name for v in resolved]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(file, "variants", f"variant names must be unique; repeated: {', '.join(dupes)}",
+                          "give each variant its own name")
+    return resolved
+
+
+def incompatibility(variant: VariantSpec, backend: str) -> str | None:
+    """Why a variant cannot run on a backend at all (judged from declarations, not hardware)."""
+    accepted = backends.get(backend).stages
+    for t in variant.transforms:
+        stage = transforms.get(t.name).stage
+        if stage not in accepted:
+            return f"transform {t.name!r} works on {stage} models; {backend} accepts {', '.join(sorted(accepted))}"
+    return None
+
+
+def _resolve_scenarios(suite: Suite, file: str) -> list[ScenarioSpec]:
+    out = []
+    for i, entry in enumerate(suite.scenarios):
+        spec = entry if isinstance(entry, ScenarioSpec) else ScenarioSpec(name=entry)
+        if spec.name not in scenarios:
+            raise ConfigError(file, f"scenarios[{i}]", f"unknown scenario {spec.name!r}",
+                              f"use one of: {', '.join(scenarios.names())}")
+        _check_options(file, f"scenarios[{i}].options", scenarios.get(spec.name).Options, spec.options)
+        out.append(spec)
+    return out
+
+
+def _excluded(suite: Suite, point: RunPoint) -> bool:
+    values = {"model": point.model.name, "backend": point.backend, "device": point.device,
+              "variant": point.variant.name, "scenario": point.scenario.name,
+              "batch_size": point.batch_size, "seq_len": point.seq_len}
+    for rule in suite.exclude:
+        given = rule.model_dump(exclude_none=True)
+        if given and all(values[k] == v for k, v in given.items()):
+            return True
+    return False
+
+
+def build_plan(suite: Suite, file: str | Path) -> Plan:
+    file = str(file)
+    for i, name in enumerate(suite.backends):
+        if name not in backends:
+            raise ConfigError(file, f"backends[{i}]", f"unknown backend {name!r}",
+                              f"use one of: {', '.join(backends.names())}")
+    tasks: dict[str, tuple[str | None, str]] = {}
+    for i, model in enumerate(suite.models):
+        if model.source not in sources:
+            raise ConfigError(file, f"models[{i}].source", f"unknown model source {model.source!r}",
+                              f"use one of: {', '.join(sources.names())}")
+        source = sources.get(model.source)()
+        problem = source.check(model)
+        if problem:
+            raise ConfigError(file, f"models[{i}].id", *problem)
+        tasks[model.name] = (source.task(model), source.weights)
+    variants = _resolve_variants(suite, file)
+    scenario_specs = _resolve_scenarios(suite, file)
+
+    points, skipped = [], []
+    for model, variant, device, scenario, batch, seq in itertools.product(
+            suite.models, variants, suite.devices, scenario_specs, suite.batch_sizes, suite.seq_lens):
+        task, weights = tasks[model.name]
+        for backend in ([variant.backend] if variant.backend else suite.backends):
+            point = RunPoint(suite=suite.name or "suite", model=model, task=task, weights=weights,
+                             backend=backend, device=device, variant=variant, scenario=scenario,
+                             batch_size=batch, seq_len=seq, settings=suite.defaults)
+            if _excluded(suite, point):
+                continue
+            reason = incompatibility(variant, backend)
+            served = scenarios.get(scenario.name).tasks
+            if reason is None and served is not None and task is not None and task not in served:
+                reason = f"scenario {scenario.name!r} serves {', '.join(sorted(served))} models, not {task}"
+            if reason:
+                skipped.append((point.label, reason))
+                continue
+            points.append(point)
+    return Plan(suite=suite, points=points, skipped=skipped)

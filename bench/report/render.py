@@ -1,0 +1,67 @@
+"""Write the report: markdown (paste into a document), CSV (spreadsheets) and HTML, plus plots."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from . import sections
+from .frame import records_frame
+
+FLOAT_FORMAT = {"cv": "{:.1%}"}
+
+
+def _fmt(value, column: str):
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float):
+        if column in FLOAT_FORMAT:
+            return FLOAT_FORMAT[column].format(value)
+        if "speedup" in column or "ratio" in column:
+            return f"{value:.2f}x"
+        return f"{value:.3g}" if abs(value) < 100 else f"{value:.1f}"
+    return value
+
+
+def display(table: pd.DataFrame) -> pd.DataFrame:
+    out = table.copy()
+    for col in out.columns:
+        out[col] = [_fmt(v, col) for v in out[col]]
+    return out
+
+
+def build_report(records: list[dict], out_dir: Path) -> tuple[str, list[Path]]:
+    """Return the markdown text and the files written (report.md, one CSV per section, report.html)."""
+    df = records_frame(records)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    md_parts, html_parts = ["# Benchmark report\n"], ["<html><head><meta charset='utf-8'><title>Benchmark report</title>"
+                                                     "<style>td,th{padding:2px 8px;font-family:monospace}</style>"
+                                                     "</head><body><h1>Benchmark report</h1>"]
+    if df.empty:
+        md_parts.append("No records found.\n")
+    else:
+        machines = sorted(set(df["machine"].dropna()))
+        md_parts.append(f"Machine(s): {', '.join(machines)}. Points: {len(df)} "
+                        f"({(df['status'] == 'ok').sum()} ok).\n")
+        for name in sorted(sections.names(), key=lambda n: sections.get(n).order):
+            sec = sections.get(name)
+            table = sec.build(df)
+            if table is None or table.empty:
+                continue
+            csv = out_dir / f"{name}.csv"
+            table.to_csv(csv, index=False)
+            written.append(csv)
+            shown = display(table)
+            md_parts.append(f"## {sec.title}\n\n{shown.to_markdown(index=False)}\n")
+            html_parts.append(f"<h2>{sec.title}</h2>{shown.to_html(index=False, escape=True)}")
+            if sec.note:
+                md_parts.append(f"{sec.note}\n")
+                html_parts.append(f"<p>{sec.note}</p>")
+    md = "\n".join(md_parts)
+    (out_dir / "report.md").write_text(md, encoding="utf-8")
+    (out_dir / "report.html").write_text("".join(html_parts) + "</body></html>", encoding="utf-8")
+    written = [out_dir / "report.md", *written, out_dir / "report.html"]
+    return md, written

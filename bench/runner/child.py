@@ -1,0 +1,128 @@
+"""What runs inside the isolated child: load, transform, prepare, measure, and report back once.
+
+This module must stay cheap to import: torch is imported only after the thread settings are in
+the environment, so OpenMP reads them at start-up.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+
+def _set_thread_env(intra: int) -> None:
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(intra)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+
+def _redirect_output(log_path: str | None) -> None:
+    if not log_path:
+        return
+    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
+def execute(point_data: dict, cache_dir: str) -> dict:
+    """Run one point in this process and return {"metrics", "provenance"}. Raises on failure."""
+    from ..hardware.machine import cpu_flags, default_threads
+    from ..plan import RunPoint
+
+    point = RunPoint.model_validate(point_data)
+    s = point.settings
+    intra = s.intra_op_threads or default_threads()
+    _set_thread_env(intra)
+
+    import torch
+
+    torch.set_num_threads(intra)
+    torch.set_num_interop_threads(s.inter_op_threads)
+    torch.manual_seed(s.seed)
+
+    from ..backends import backends
+    from ..context import RunContext
+    from ..errors import Unsupported
+    from ..measurement.memory import PeakRSS
+    from ..measurement.timing import LoopSettings
+    from ..models import sources
+    from ..models.inputs import make_inputs
+    from ..scenarios import Workload, scenarios
+    from ..variants import transforms
+
+    if point.device == "cuda" and not torch.cuda.is_available():
+        raise Unsupported("CUDA is not available on this machine")
+
+    loaded = sources.get(point.model.source)().load(point.model, seed=s.seed)
+    vocab = loaded.config.vocab_size
+    inputs, input_info = make_inputs(loaded.tokenizer, loaded.task, point.batch_size, point.seq_len, vocab)
+    ctx = RunContext(device=point.device, task=loaded.task, batch_size=point.batch_size, seq_len=point.seq_len,
+                     seed=s.seed, intra_op_threads=intra, inter_op_threads=s.inter_op_threads,
+                     cpu_flags=cpu_flags(), cache_dir=Path(cache_dir), tokenizer=loaded.tokenizer,
+                     model_key={"model": point.model.model_dump(mode="json"), "seed": s.seed, "torch_transforms": []})
+
+    applied: list[dict] = []
+    for spec in point.variant.transforms:
+        cls = transforms.get(spec.name)
+        if cls.stage != "torch":
+            continue  # graph-stage transforms are applied by the backend after export
+        loaded.model, info = cls().apply(loaded.model, cls.Options.model_validate(spec.options), ctx)
+        applied.append({"name": spec.name, **info})
+        ctx.model_key["torch_transforms"].append(spec.model_dump(mode="json"))
+
+    session = backends.get(point.backend)().prepare(loaded, point.variant, point.device, inputs, ctx)
+    scenario_cls = scenarios.get(point.scenario.name)
+    options = scenario_cls.Options.model_validate(point.scenario.options)
+    settings = LoopSettings(warmup_iterations=s.warmup_iterations, warmup_s=s.warmup_s,
+                            min_iterations=s.min_iterations, min_duration_s=s.min_duration_s,
+                            max_duration_s=s.max_duration_s, instability_cv=s.instability_cv)
+    workload = Workload(point.batch_size, point.seq_len)
+
+    if point.device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    with PeakRSS() as rss:
+        metrics = scenario_cls().run(session, workload, settings, options)
+    memory: dict[str, Any] = {"peak_rss_bytes": rss.peak_bytes, "peak_rss_method": rss.method,
+                              "parameter_bytes": _parameter_bytes(loaded.model)}
+    if point.device == "cuda":
+        memory["cuda_peak_allocated_bytes"] = torch.cuda.max_memory_allocated()
+        memory["cuda_peak_reserved_bytes"] = torch.cuda.max_memory_reserved()
+    metrics["memory"] = memory
+
+    provenance = {"weights": loaded.weights, **loaded.provenance, "inputs": input_info,
+                  "transforms": applied, "backend": session.info,
+                  "threads": {"intra_op": intra, "inter_op": s.inter_op_threads}}
+    return {"metrics": metrics, "provenance": provenance}
+
+
+def _parameter_bytes(model: Any) -> int:
+    return sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
+
+
+def child_main(point_data: dict, cache_dir: str, log_path: str | None, conn: Any) -> None:
+    """Entry point of the spawned process: always sends exactly one outcome message."""
+    _redirect_output(log_path)
+    try:
+        from ..errors import Unsupported
+
+        try:
+            outcome = {"status": "ok", **execute(point_data, cache_dir)}
+        except Unsupported as exc:
+            outcome = {"status": "unsupported", "error": str(exc)}
+    except BaseException as exc:  # noqa: BLE001 - every failure must become a record
+        traceback.print_exc()
+        last = traceback.extract_tb(exc.__traceback__)[-1:] or [None]
+        where = f" (at {Path(last[0].filename).name}:{last[0].lineno})" if last[0] else ""
+        outcome = {"status": "failed", "error": f"{type(exc).__name__}: {exc}{where}".strip()}
+    try:
+        conn.send(outcome)
+    finally:
+        conn.close()

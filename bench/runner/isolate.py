@@ -1,0 +1,62 @@
+"""Run one point in a fresh spawned process with a timeout, without distorting it.
+
+The parent blocks in the kernel (`multiprocessing.connection.wait`, i.e. poll/select) on the child's
+pipe and exit sentinel. It never spins: on a 2-core machine a busy-waiting parent steals a core and
+doubles the child's latencies (a well-known peer's launcher does exactly that).
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import signal
+import time
+from multiprocessing.connection import wait
+
+from .child import child_main
+
+KILL_GRACE_S = 5.0
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is None:
+        return "child did not exit"
+    if code < 0:
+        name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
+        hint = " (likely out of memory: the kernel's OOM killer sends SIGKILL)" if -code == signal.SIGKILL else ""
+        return f"child killed by {name}{hint}"
+    return f"child exited with status {code} before reporting a result"
+
+
+def run_isolated(point_data: dict, cache_dir: str, log_path: str | None, timeout_s: float) -> dict:
+    """Return the child's outcome dict, or a `failed`/`timeout` outcome written by the parent."""
+    ctx = mp.get_context("spawn")
+    receiver, sender = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=child_main, args=(point_data, cache_dir, log_path, sender), daemon=True)
+    start = time.monotonic()
+    proc.start()
+    sender.close()  # the child holds the only writer: EOF on our end means it is gone
+    outcome = None
+    try:
+        ready = wait([receiver, proc.sentinel], timeout=timeout_s)
+        if receiver in ready:
+            try:
+                outcome = receiver.recv()
+            except EOFError:
+                outcome = None
+        elif not ready:
+            outcome = {"status": "timeout",
+                       "error": f"no result within the per-run timeout of {timeout_s:g} s; child killed"}
+    finally:
+        if outcome is not None and outcome.get("status") == "timeout":
+            proc.kill()
+        proc.join(KILL_GRACE_S)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+        receiver.close()
+    if outcome is None:
+        outcome = {"status": "failed", "error": _describe_exit(proc.exitcode)}
+    outcome["child_wall_s"] = time.monotonic() - start
+    if log_path:
+        outcome["log"] = log_path
+    return outcome
