@@ -35,7 +35,7 @@ def _load_plan(suite_arg: str | None):
 def _console():
     from rich.console import Console
 
-    return Console(highlight=False)
+    return Console(highlight=False, soft_wrap=True)
 
 
 def cmd_plan(args) -> int:

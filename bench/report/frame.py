@@ -63,7 +63,7 @@ def records_frame(records: list[dict]) -> pd.DataFrame:
             "params_mb": mem["parameter_bytes"] / 2**20 if mem.get("parameter_bytes") else None,
             "is_baseline": _is_baseline(cfg),
             "flags": "; ".join(_flags(rec)),
-            "error": rec.get("error") or "",
+            "error": (rec.get("error") or "").strip().split("\n")[0],
             "machine": (rec.get("machine") or {}).get("machine_id"),
             "record": rec,
         })

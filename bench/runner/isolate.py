@@ -11,6 +11,7 @@ import multiprocessing as mp
 import signal
 import time
 from multiprocessing.connection import wait
+from typing import Callable
 
 from .child import child_main
 
@@ -27,11 +28,15 @@ def _describe_exit(code: int | None) -> str:
     return f"child exited with status {code} before reporting a result"
 
 
-def run_isolated(point_data: dict, cache_dir: str, log_path: str | None, timeout_s: float) -> dict:
-    """Return the child's outcome dict, or a `failed`/`timeout` outcome written by the parent."""
+def run_isolated(point_data: dict, cache_dir: str, log_path: str | None, timeout_s: float,
+                 target: Callable = child_main) -> dict:
+    """Return the child's outcome dict, or a `failed`/`timeout` outcome written by the parent.
+
+    `target` is the child's entry point; tests replace it to inject crashes and hangs.
+    """
     ctx = mp.get_context("spawn")
     receiver, sender = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=child_main, args=(point_data, cache_dir, log_path, sender), daemon=True)
+    proc = ctx.Process(target=target, args=(point_data, cache_dir, log_path, sender), daemon=True)
     start = time.monotonic()
     proc.start()
     sender.close()  # the child holds the only writer: EOF on our end means it is gone

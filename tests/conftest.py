@@ -1,0 +1,37 @@
+"""Shared fixtures: tiny models built from configs, written as suites, so tests stay fast and offline."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+TINY_GPT2 = {"name": "tiny-gpt2", "source": "random", "id": "gpt2",
+             "overrides": {"n_layer": 2, "n_embd": 32, "n_head": 2, "n_positions": 256}}
+TINY_BERT = {"name": "tiny-bert", "source": "random", "id": "bert-base-uncased",
+             "overrides": {"num_hidden_layers": 2, "hidden_size": 32, "num_attention_heads": 2,
+                           "intermediate_size": 64}}
+FAST_DEFAULTS = {"warmup_iterations": 1, "warmup_s": 0.0, "min_iterations": 5, "min_duration_s": 0.0,
+                 "timeout_s": 120, "intra_op_threads": 1}
+
+
+def tiny_suite(**overrides) -> dict:
+    suite = {"name": "tiny", "models": [TINY_GPT2, TINY_BERT], "variants": ["fp32"],
+             "batch_sizes": [2], "seq_lens": [16], "defaults": dict(FAST_DEFAULTS)}
+    suite.update(overrides)
+    return suite
+
+
+@pytest.fixture
+def write_suite(tmp_path: Path):
+    def write(data, name: str = "suite.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(data if isinstance(data, str) else yaml.safe_dump(data), encoding="utf-8")
+        return path
+
+    return write

@@ -1,0 +1,17 @@
+"""Child entry points that misbehave, for the runner's crash and timeout tests (importable by spawn)."""
+
+import os
+import signal
+import time
+
+
+def killed(point_data, cache_dir, log_path, conn):
+    os.kill(os.getpid(), signal.SIGKILL)  # what the OOM killer does
+
+
+def exits(point_data, cache_dir, log_path, conn):
+    os._exit(3)
+
+
+def hangs(point_data, cache_dir, log_path, conn):
+    time.sleep(600)

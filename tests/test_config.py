@@ -1,0 +1,117 @@
+"""Suite validation, matrix expansion and every kind of bad input the CLI must refuse in one line."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.cli import main
+from bench.config import load_suite
+from bench.errors import ConfigError
+from bench.plan import build_plan
+
+from conftest import TINY_BERT, TINY_GPT2, tiny_suite
+
+
+def plan_of(write_suite, data):
+    path = write_suite(data)
+    return build_plan(load_suite(path), path)
+
+
+def test_cartesian_expansion_and_exclusion(write_suite):
+    plan = plan_of(write_suite, tiny_suite(variants=["fp32", "bf16"], batch_sizes=[1, 4], seq_lens=[8, 16],
+                                           exclude=[{"model": "tiny-bert", "batch_size": 4}]))
+    # 2 models x 2 variants x 2 batches x 2 lengths = 16, minus tiny-bert at batch 4 (2 variants x 2 lengths)
+    assert len(plan.points) == 12
+    assert not any(p.model.name == "tiny-bert" and p.batch_size == 4 for p in plan.points)
+    assert len({p.point_id for p in plan.points}) == 12
+
+
+def test_point_ids_are_stable_and_depend_on_config(write_suite):
+    a = plan_of(write_suite, tiny_suite())
+    b = plan_of(write_suite, tiny_suite())
+    c = plan_of(write_suite, tiny_suite(seq_lens=[32]))
+    assert [p.point_id for p in a.points] == [p.point_id for p in b.points]
+    assert not {p.point_id for p in a.points} & {p.point_id for p in c.points}
+
+
+def test_defaults_and_singular_aliases(write_suite):
+    plan = plan_of(write_suite, {"models": [TINY_GPT2], "scenario": "throughput", "batch_size": 3})
+    (point,) = plan.points
+    assert point.scenario.name == "throughput" and point.batch_size == 3
+    assert point.settings.min_iterations == 64  # enough for a p90 claim by default
+    assert point.backend == "pytorch" and point.device == "cpu" and point.variant.name == "fp32"
+
+
+def test_weights_and_task_known_at_plan_time(write_suite):
+    plan = plan_of(write_suite, tiny_suite())
+    by_name = {p.model.name: p for p in plan.points}
+    assert by_name["tiny-gpt2"].weights == "random" and by_name["tiny-gpt2"].task == "causal-lm"
+    assert by_name["tiny-bert"].task == "encoder"
+
+
+def test_plan_command_prints_matrix(write_suite, capsys):
+    path = write_suite(tiny_suite())
+    assert main(["plan", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "2 point(s)" in out and "tiny-gpt2" in out
+
+
+BAD_INPUTS = {
+    "unparsable": ("models: [unclosed\n", "line", "YAML"),
+    "python_tag": ("models: !!python/object/apply:os.system ['touch PWNED']\n", "line 1", "tag"),
+    "unknown_key": (tiny_suite(bogus_key=1), "bogus_key", "remove the key"),
+    "unknown_nested_key": (tiny_suite(defaults={"warmup_iterationz": 3}), "defaults.warmup_iterationz", "spelling"),
+    "wrong_type": (tiny_suite(batch_sizes=["eight"]), "batch_sizes[0]", "expected type"),
+    "unknown_source": (tiny_suite(models=[{**TINY_GPT2, "source": "nowhere"}]), "models[0].source", "use one of"),
+    "unknown_architecture": (tiny_suite(models=[{**TINY_GPT2, "id": "gpt5"}]), "models[0].id", "use one of"),
+    "missing_local_model": (tiny_suite(models=[{"name": "m", "source": "local", "id": "/no/such/dir"}]),
+                            "models[0].id", "path"),
+    "unknown_backend": (tiny_suite(backends=["tensorflow"]), "backends[0]", "use one of"),
+    "unknown_scenario": (tiny_suite(scenarios=["marathon"]), "scenarios[0]", "use one of"),
+    "unknown_variant": (tiny_suite(variants=["fp7"]), "variants[0]", "use one of"),
+    "zero_batch": (tiny_suite(batch_sizes=[0]), "batch_sizes", "positive"),
+    "negative_seq": (tiny_suite(seq_lens=[-5]), "seq_lens", "positive"),
+    "not_a_mapping": ("- just\n- a list\n", "top level", "mapping"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+@pytest.mark.parametrize("command", ["plan", "run"])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, command, write_suite, tmp_path, capsys):
+    data, key, fix_words = BAD_INPUTS[case]
+    path = write_suite(data)
+    out_dir = tmp_path / "out"
+    argv = [command, str(path)] + (["--out", str(out_dir)] if command == "run" else [])
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("error: ") and str(path) in err
+    assert key in err and fix_words.lower() in err.lower(), err
+    assert "Traceback" not in err
+    assert not out_dir.exists()
+    assert not (tmp_path / "PWNED").exists() and not (path.parent.parent / "PWNED").exists()
+
+
+def test_missing_suite_file(tmp_path, capsys):
+    missing = tmp_path / "nope.yaml"
+    assert main(["run", str(missing), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "nope.yaml" in err and "not found" in err and not (tmp_path / "out").exists()
+
+
+def test_unreadable_suite_file(write_suite, capsys):
+    path = write_suite("")
+    path.write_bytes(b"\xff\xfe\x00bad")
+    assert main(["plan", str(path)]) == 2
+    assert "cannot read" in capsys.readouterr().err
+
+
+def test_config_error_names_file_key_and_fix(write_suite):
+    path = write_suite(tiny_suite(seq_lens=[0]))
+    with pytest.raises(ConfigError) as info:
+        load_suite(path)
+    assert info.value.file == str(path) and info.value.key == "seq_lens" and info.value.fix
+
+
+def test_default_suite_plans_offline():
+    assert main(["plan"]) == 0

@@ -1,0 +1,108 @@
+"""Tiny models end to end through the isolated runner; crashes and timeouts become records; resume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import faults
+from bench.cli import main
+from bench.config import load_suite
+from bench.plan import build_plan
+from bench.results import load_records
+from bench.runner import suite as suite_runner
+from bench.runner.isolate import run_isolated
+
+from conftest import tiny_suite
+
+
+def test_tiny_models_end_to_end(write_suite, tmp_path, capsys):
+    path = write_suite(tiny_suite(scenarios=["latency", "throughput"]))
+    out = tmp_path / "out"
+    assert main(["run", str(path), "--out", str(out)]) == 0
+    records = load_records(out)
+    assert len(records) == 4 and all(r["status"] == "ok" for r in records), [r["error"] for r in records]
+    for r in records:
+        assert r["schema_version"] == 1 and r["run_id"] and r["point_id"]
+        m = r["metrics"]
+        lat = m["latency"]
+        assert lat["count"] >= 5 and 0 < lat["min_ms"] <= lat["p50_ms"] <= lat["p99_ms"] <= lat["max_ms"]
+        assert m["throughput"]["samples_per_s"] > 0
+        assert m["memory"]["peak_rss_bytes"] > m["memory"]["parameter_bytes"] > 0
+        assert r["provenance"]["weights"] == "random"
+        assert r["provenance"]["threads"] == {"intra_op": 1, "inter_op": 1}
+        assert r["machine"]["cpu"]["model"] and r["machine"]["libraries"]["torch"]
+        assert r["config"]["settings"]["min_iterations"] == 5
+    printed = capsys.readouterr().out
+    assert "[4/4]" in printed and "| tiny-gpt2" in printed
+    assert (out / "report.md").exists() and (out / "comparison.csv").exists()
+
+
+def _point(write_suite, **kw):
+    path = write_suite(tiny_suite(**kw))
+    return build_plan(load_suite(path), path).points[0]
+
+
+@pytest.mark.parametrize("target, words", [(faults.killed, "SIGKILL"), (faults.exits, "status 3")])
+def test_child_crash_becomes_failed_outcome(target, words, write_suite, tmp_path):
+    point = _point(write_suite)
+    outcome = run_isolated(point.model_dump(mode="json"), str(tmp_path), None, 60, target=target)
+    assert outcome["status"] == "failed" and words in outcome["error"]
+
+
+def test_child_timeout_is_killed_and_reported(write_suite, tmp_path):
+    point = _point(write_suite)
+    outcome = run_isolated(point.model_dump(mode="json"), str(tmp_path), None, 1.0, target=faults.hangs)
+    assert outcome["status"] == "timeout" and "1 s" in outcome["error"]
+    assert outcome["child_wall_s"] < 30
+
+
+def test_crash_in_one_point_does_not_stop_the_suite_and_resume_skips_ok(write_suite, tmp_path, monkeypatch):
+    path = write_suite(tiny_suite(models=[tiny_suite()["models"][0]], batch_sizes=[1, 2]))
+    out = tmp_path / "out"
+    real = suite_runner.run_isolated
+
+    def crash_batch_one(point_data, cache_dir, log_path, timeout_s):
+        target = faults.killed if point_data["batch_size"] == 1 else None
+        return real(point_data, cache_dir, log_path, timeout_s, **({"target": target} if target else {}))
+
+    monkeypatch.setattr(suite_runner, "run_isolated", crash_batch_one)
+    assert main(["run", str(path), "--out", str(out)]) == 0
+    first = load_records(out)
+    assert sorted(r["status"] for r in first) == ["failed", "ok"]
+
+    monkeypatch.setattr(suite_runner, "run_isolated", real)
+    assert main(["run", str(path), "--out", str(out), "--resume"]) == 0
+    after = load_records(out)
+    assert len(after) == 3  # only the failed point ran again; nothing was overwritten
+    rerun = after[-1]
+    assert rerun["status"] == "ok" and rerun["config"]["batch_size"] == 1
+    ok_ids = {r["point_id"] for r in after if r["status"] == "ok"}
+    assert len(ok_ids) == 2
+
+    report = (out / "comparison.csv").read_text()
+    assert "failed" not in report  # the newest record of each point is reported
+
+
+def test_unrunnable_point_becomes_a_record(write_suite, tmp_path):
+    """A hub id that cannot be fetched offline fails in the child; the suite still finishes."""
+    path = write_suite(tiny_suite(models=[{"name": "ghost", "source": "hub", "id": "no-such-org/no-such-model",
+                                           "task": "encoder"}]))
+    out = tmp_path / "out"
+    assert main(["run", str(path), "--out", str(out)]) == 0
+    (rec,) = load_records(out)
+    assert rec["status"] == "failed" and rec["error"]
+    assert (out / "logs" / f"{rec['point_id']}.log").exists()
+
+
+def test_cuda_point_is_unsupported_without_cuda(write_suite, tmp_path):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    path = write_suite(tiny_suite(devices=["cuda"], models=[tiny_suite()["models"][1]]))
+    out = tmp_path / "out"
+    assert main(["run", str(path), "--out", str(out)]) == 0
+    (rec,) = load_records(out)
+    assert rec["status"] == "unsupported" and "CUDA" in rec["error"]
+    json.dumps(rec)

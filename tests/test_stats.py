@@ -1,0 +1,66 @@
+"""Statistics on known samples, and the timed loop's stopping rules."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bench.measurement.stats import median_ci, summarize
+from bench.measurement.timing import LoopSettings, time_loop
+
+
+def test_percentiles_on_known_samples():
+    s = summarize(list(range(1, 101)))  # 1..100 ms
+    assert s["count"] == 100
+    assert s["p50_ms"] == pytest.approx(50.5)
+    assert s["p90_ms"] == pytest.approx(90.1)
+    assert s["p99_ms"] == pytest.approx(99.01)
+    assert s["mean_ms"] == pytest.approx(50.5)
+    assert s["stdev_ms"] == pytest.approx(np.std(np.arange(1, 101), ddof=1))
+    assert (s["min_ms"], s["max_ms"]) == (1, 100)
+    assert s["percentile_supported"] == {"p90": True, "p99": False}
+
+
+def test_median_ci_uses_binomial_order_statistics():
+    # n=100 at 95%: the classical distribution-free interval is [x(40), x(61)].
+    assert median_ci(np.arange(1, 101)) == (40.0, 61.0)
+    assert median_ci(np.arange(1, 65)) == (24.0, 41.0)
+    assert median_ci(np.arange(5)) is None  # too few samples for any 95% interval
+
+
+def test_median_ci_covers_true_median():
+    rng = np.random.default_rng(0)
+    hits = 0
+    for _ in range(400):
+        lo, hi = median_ci(np.sort(rng.exponential(1.0, 64)))
+        hits += lo <= np.log(2) <= hi
+    assert hits / 400 >= 0.93
+
+
+def test_instability_and_few_samples_are_flagged():
+    stable = summarize([10.0, 10.1, 9.9, 10.0] * 20)
+    assert not stable["unstable"] and not stable["warnings"]
+    noisy = summarize([10.0, 14.0] * 40)
+    assert noisy["unstable"] and any(w.startswith("unstable") for w in noisy["warnings"])
+    few = summarize([10.0] * 10)
+    assert any("few samples" in w for w in few["warnings"])
+    spikes = summarize([10.0] * 50 + [30.0])
+    assert any(w.startswith("outliers") for w in spikes["warnings"])
+
+
+def test_loop_meets_both_minimum_count_and_duration():
+    calls = []
+    timed = time_loop(lambda: calls.append(1), LoopSettings(warmup_iterations=3, warmup_s=0,
+                                                            min_iterations=50, min_duration_s=0.05))
+    assert timed.warmup_iterations == 3
+    assert timed.count >= 50 and timed.wall_ns >= 0.05e9
+    assert len(calls) == timed.count + 3
+    assert not timed.stopped_by_max_duration
+
+
+def test_loop_stops_at_max_duration_and_says_so():
+    import time
+
+    timed = time_loop(lambda: time.sleep(0.01), LoopSettings(warmup_iterations=0, warmup_s=0, min_iterations=10_000,
+                                                             min_duration_s=0, max_duration_s=0.1))
+    assert timed.stopped_by_max_duration and timed.count < 10_000
