@@ -76,6 +76,25 @@ class Defaults(Strict):
     instability_cv: float = Field(0.10, gt=0, description="stdev/mean above this flags a run unstable")
 
 
+class QualitySettings(Strict):
+    """Quality against the fp32 PyTorch model, computed outside the timed window."""
+
+    enabled: bool = True
+    encoder_samples: int = Field(16, ge=1, description="text windows embedded by encoders")
+    encoder_seq_len: int = Field(128, ge=3)
+    lm_windows: int = Field(8, ge=1, description="perplexity windows for causal LMs")
+    lm_window: int = Field(256, ge=2)
+    lm_stride: int = Field(256, ge=1, description="tokens scored per window (the last `stride`)")
+    cosine_min: float = Field(0.99, gt=0, le=1, description="encoder bound on mean cosine similarity")
+    ppl_ratio_max: float = Field(1.05, ge=1, description="decoder bound on perplexity ratio to fp32")
+
+    @model_validator(mode="after")
+    def _stride_within_window(self) -> "QualitySettings":
+        if self.lm_stride > self.lm_window:
+            raise ValueError("lm_stride must not exceed lm_window")
+        return self
+
+
 class Exclusion(Strict):
     """Points matching every given field are dropped from the matrix."""
 
@@ -99,6 +118,7 @@ class Suite(Strict):
     seq_lens: list[int] = Field(default_factory=lambda: [128], min_length=1)
     scenarios: list[Union[str, ScenarioSpec]] = Field(default_factory=lambda: ["latency"], min_length=1)
     defaults: Defaults = Field(default_factory=Defaults)
+    quality: QualitySettings = Field(default_factory=QualitySettings)
     exclude: list[Exclusion] = Field(default_factory=list)
 
     @model_validator(mode="before")

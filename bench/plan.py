@@ -16,7 +16,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from .backends import backends
-from .config import Defaults, ModelSpec, ScenarioSpec, Strict, Suite, VariantSpec
+from .config import Defaults, ModelSpec, QualitySettings, ScenarioSpec, Strict, Suite, VariantSpec
 from .errors import ConfigError
 from .models import sources
 from .scenarios import scenarios
@@ -38,6 +38,7 @@ class RunPoint(Strict):
     batch_size: int
     seq_len: int
     settings: Defaults
+    quality: QualitySettings = QualitySettings()
 
     @property
     def point_id(self) -> str:
@@ -158,7 +159,8 @@ def build_plan(suite: Suite, file: str | Path) -> Plan:
         for backend in ([variant.backend] if variant.backend else suite.backends):
             point = RunPoint(suite=suite.name or "suite", model=model, task=task, weights=weights,
                              backend=backend, device=device, variant=variant, scenario=scenario,
-                             batch_size=batch, seq_len=seq, settings=suite.defaults)
+                             batch_size=batch, seq_len=seq, settings=suite.defaults,
+                             quality=suite.quality)
             if _excluded(suite, point):
                 continue
             reason = incompatibility(variant, backend)

@@ -69,6 +69,13 @@ def execute(point_data: dict, cache_dir: str) -> dict:
                      cpu_flags=cpu_flags(), cache_dir=Path(cache_dir), tokenizer=loaded.tokenizer,
                      model_key={"model": point.model.model_dump(mode="json"), "seed": s.seed, "torch_transforms": []})
 
+    quality_in = reference = None
+    if point.quality.enabled:  # the fp32 reference, before any transform touches the model
+        from ..quality.evaluate import quality_inputs, torch_outputs
+
+        quality_in = quality_inputs(loaded.tokenizer, loaded.task, vocab, point.quality)
+        reference = torch_outputs(loaded.model, loaded.task, quality_in)
+
     applied: list[dict] = []
     for spec in point.variant.transforms:
         cls = transforms.get(spec.name)
@@ -96,11 +103,24 @@ def execute(point_data: dict, cache_dir: str) -> dict:
         memory["cuda_peak_allocated_bytes"] = torch.cuda.max_memory_allocated()
         memory["cuda_peak_reserved_bytes"] = torch.cuda.max_memory_reserved()
     metrics["memory"] = memory
+    if quality_in is not None:
+        metrics["quality"] = _quality(session, quality_in, reference, point, loaded.weights)
 
     provenance = {"weights": loaded.weights, **loaded.provenance, "inputs": input_info,
                   "transforms": applied, "backend": session.info,
                   "threads": {"intra_op": intra, "inter_op": s.inter_op_threads}}
     return {"metrics": metrics, "provenance": provenance}
+
+
+def _quality(session, quality_in, reference, point, weights: str) -> dict:
+    """Quality after the timed window; a failure here is recorded without losing the timing."""
+    from ..quality.evaluate import compare
+
+    try:
+        test = [session.infer(batch) for batch in quality_in.batches]
+        return compare(reference, test, quality_in, point.quality, weights)
+    except Exception as exc:  # noqa: BLE001 - the latency result stays valid
+        return {"error": f"{type(exc).__name__}: {exc}"}
 
 
 def _parameter_bytes(model: Any) -> int:

@@ -1,0 +1,41 @@
+"""The "quantized vs full" table: speed, size and quality of every variant against fp32 PyTorch."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from . import section
+
+
+def _verdict(row) -> str:
+    if row["status"] != "ok":
+        return row["status"]
+    if isinstance(row["quality_error"], str):
+        return "quality failed"
+    if pd.isna(row["quality_ok"]):
+        return ""
+    faster = bool(row["speedup_p50"] > 1.0)  # NaN (no baseline) compares False
+    if not row["quality_ok"]:
+        return "FASTER BUT BREAKS QUALITY BOUND" if faster else "breaks quality bound"
+    return "within bound"
+
+
+@section("quantized", "Quantized vs full: speed, size and quality against fp32 PyTorch", order=20,
+         note="Quality is measured against the fp32 PyTorch outputs of the same weights on the same text, outside "
+              "the timed window. Bounds: encoders cosine_mean >= cosine_min, decoders perplexity ratio <= "
+              "ppl_ratio_max (suite `quality`). Size is the exported file on disk (ONNX) or the weights in memory "
+              "(PyTorch). Random-weight rows: quality describes numerical drift only.")
+def quantized(df: pd.DataFrame) -> pd.DataFrame | None:
+    if "cosine_mean" not in df or df[["cosine_mean", "ppl_ratio", "quality_error"]].isna().all().all():
+        return None
+    out = df.copy()
+    out["verdict"] = [_verdict(r) for _, r in out.iterrows()]
+    out["weights"] = [w if m is not False else f"{w} (quality not meaningful)"
+                      for w, m in zip(out["weights"], out["quality_meaningful"])]
+    cols = ["model", "weights", "device", "scenario", "batch", "seq", "backend", "variant", "status", "p50_ms",
+            "samples_per_s", "speedup_p50", "size_ratio", "cosine_mean", "cosine_min", "perplexity", "ppl_ratio",
+            "kl_mean", "top1_agree", "verdict"]
+    out = out[cols]
+    out = out.drop(columns=[c for c in ("cosine_mean", "cosine_min", "perplexity", "ppl_ratio", "kl_mean", "top1_agree")
+                            if out[c].isna().all()])
+    return out.sort_values(["model", "device", "scenario", "batch", "seq"], kind="stable")
