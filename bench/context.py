@@ -19,4 +19,5 @@ class RunContext:
     cpu_flags: frozenset[str]
     cache_dir: Path
     tokenizer: Any = None
+    model_config: Any = None  # the transformers config: graph optimizers need head counts and sizes
     model_key: dict = field(default_factory=dict)  # identity of the model and its torch transforms (export cache)

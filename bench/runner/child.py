@@ -67,6 +67,7 @@ def execute(point_data: dict, cache_dir: str) -> dict:
     ctx = RunContext(device=point.device, task=loaded.task, batch_size=point.batch_size, seq_len=point.seq_len,
                      seed=s.seed, intra_op_threads=intra, inter_op_threads=s.inter_op_threads,
                      cpu_flags=cpu_flags(), cache_dir=Path(cache_dir), tokenizer=loaded.tokenizer,
+                     model_config=loaded.config,
                      model_key={"model": point.model.model_dump(mode="json"), "seed": s.seed, "torch_transforms": []})
 
     quality_in = reference = None

@@ -18,6 +18,16 @@ PRESETS: dict[str, VariantSpec] = {v.name: v for v in [
     _v("bf16-autocast", precision="bf16", mode="autocast"),
     _v("fp16", precision="fp16"),
     _v("fp16-autocast", precision="fp16", mode="autocast"),
+    _v("tf32", backend="pytorch", transforms=(("tf32", {}),)),
+    _v("torch-int8-dynamic", backend="pytorch", transforms=(("int8-dynamic", {}),)),
+    _v("torch-int8-weight-only", backend="pytorch", transforms=(("int8-weight-only", {}),)),
+    _v("torch-int4-weight-only", backend="pytorch", transforms=(("int4-weight-only", {}),)),
+    _v("ort-fp32", backend="onnxruntime", graph_optimization_level="basic"),
+    _v("ort-optimized", backend="onnxruntime", transforms=(("ort-optimize", {}),)),
+    _v("ort-int8-dynamic", backend="onnxruntime", transforms=(("ort-optimize", {}), ("ort-int8-dynamic", {}))),
+    _v("ort-int8-static", backend="onnxruntime", transforms=(("ort-optimize", {}), ("ort-int8-static", {}))),
+    _v("ort-int4", backend="onnxruntime", transforms=(("ort-optimize", {}), ("ort-int4", {}))),
+    _v("ort-fp16", backend="onnxruntime", transforms=(("ort-optimize", {}), ("ort-fp16", {}))),
 ]}
 
 

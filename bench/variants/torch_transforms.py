@@ -1,0 +1,65 @@
+"""Torch-stage transforms: int8 and int4 quantization of Linear layers, and the TF32 matmul switch."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..errors import Unsupported
+from . import Transform, transforms
+
+
+class _Options(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _LinearOptions(_Options):
+    skip_lm_head: bool = Field(True, description="keep the output projection in float (GPT-2 class models are fragile)")
+
+
+@transforms.register("int8-dynamic")
+class Int8Dynamic(Transform):
+    """int8 weights and dynamically quantized int8 activations on Linear layers."""
+
+    Options = _LinearOptions
+
+    def apply(self, model, options, ctx):
+        from . import torch_quant
+
+        if ctx.device != "cpu":
+            raise Unsupported("int8-dynamic uses CPU int8 kernels; on CUDA use weight-only or ORT variants")
+        return torch_quant.dynamic_int8(model, skip_lm_head=options.skip_lm_head)
+
+
+@transforms.register("int8-weight-only")
+class Int8WeightOnly(Transform):
+    Options = _LinearOptions
+
+    def apply(self, model, options, ctx):
+        from . import torch_quant
+
+        return torch_quant.weight_only_int8(model, skip_lm_head=options.skip_lm_head)
+
+
+@transforms.register("int4-weight-only")
+class Int4WeightOnly(Transform):
+    class Options(_Options):
+        group_size: Literal[32, 64, 128] = 128
+
+    def apply(self, model, options, ctx):
+        from . import torch_quant
+
+        return torch_quant.weight_only_int4(model, group_size=options.group_size)
+
+
+@transforms.register("tf32")
+class Tf32(Transform):
+    """Allow TF32 tensor-core matmuls for fp32 on CUDA (Ampere and newer)."""
+
+    def apply(self, model, options, ctx):
+        if ctx.device != "cuda":
+            raise Unsupported("TF32 is a CUDA matmul mode; it has no meaning on CPU")
+        from . import torch_quant
+
+        return model, torch_quant.tf32_matmul(True)
