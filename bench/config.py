@@ -33,6 +33,7 @@ class ModelSpec(Strict):
     overrides: dict[str, Any] = Field(default_factory=dict, description="config overrides (random weights)")
     revision: str | None = None
     gguf_file: str | None = None
+    teacher: str | None = Field(None, description="for a distilled student: the name of its teacher model")
 
 
 class TransformSpec(Strict):
@@ -151,6 +152,9 @@ class Suite(Strict):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"model names must be unique; repeated: {', '.join(dupes)}")
+        for m in models:
+            if m.teacher is not None and m.teacher not in names:
+                raise ValueError(f"teacher {m.teacher!r} of model {m.name!r} is not a model of this suite")
         return models
 
 

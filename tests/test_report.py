@@ -89,3 +89,23 @@ def test_records_are_strict_json(tmp_path):
     append_record(tmp_path, record("a"))
     line = (tmp_path / "runs.jsonl").read_text().strip()
     assert json.loads(line)["schema_version"] == 1
+
+
+def test_distillation_pairs_student_with_teacher():
+    from bench.report.distillation import distillation
+
+    teacher = record("t", model="big", p50=100)
+    student = record("s", model="small", p50=25)
+    student["config"]["model"]["teacher"] = "big"
+    teacher["metrics"]["memory"]["parameter_bytes"] = 400
+    student["metrics"]["memory"]["parameter_bytes"] = 100
+    for rec, ppl in ((teacher, 20.0), (student, 25.0)):
+        rec["metrics"]["quality"] = {"perplexity": ppl, "perplexity_fp32": ppl, "perplexity_ratio": 1.0}
+    (row,) = distillation(records_frame([teacher, student])).to_dict("records")
+    assert row["speed_ratio"] == pytest.approx(4.0)
+    assert row["size_ratio"] == pytest.approx(0.25)
+    assert row["quality_ratio"] == pytest.approx(1.25)
+
+    teacher["provenance"]["weights"] = "random"
+    (row,) = distillation(records_frame([teacher, student])).to_dict("records")
+    assert math.isnan(row["quality_ratio"]) and "random" in row["quality_basis"]

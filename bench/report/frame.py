@@ -44,6 +44,7 @@ def records_frame(records: list[dict]) -> pd.DataFrame:
         rows.append({
             "point_id": rec["point_id"],
             "model": cfg["model"]["name"],
+            "teacher": cfg["model"].get("teacher"),
             "weights": (rec.get("provenance") or {}).get("weights", cfg.get("weights")),
             "task": cfg.get("task"),
             "backend": cfg["backend"],

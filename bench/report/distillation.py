@@ -1,0 +1,45 @@
+"""Teachers against their distilled students: speed, size and, where both have real weights, quality."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from . import section
+
+MATCH = ["device", "scenario", "batch", "seq", "backend", "variant"]
+
+
+def _quality(student, teacher) -> tuple[str, float]:
+    if student["weights"] != "real" or teacher["weights"] != "real":
+        return "not comparable: random weights", math.nan
+    if pd.notna(student["perplexity"]) and pd.notna(teacher["perplexity"]):
+        return "perplexity ratio (student / teacher)", student["perplexity"] / teacher["perplexity"]
+    return "no shared label-free metric (encoders embed into different spaces)", math.nan
+
+
+@section("distillation", "Distillation: students against their teachers", order=40,
+         note="speed ratio = teacher p50 / student p50 at the same shape, backend and variant; size ratio = "
+              "student / teacher bytes. Quality needs real weights on both sides.")
+def distillation(df: pd.DataFrame) -> pd.DataFrame | None:
+    students = df[df["teacher"].notna()]
+    if students.empty:
+        return None
+    rows = []
+    for _, s in students.iterrows():
+        match = df[(df["model"] == s["teacher"]) & (df[MATCH] == s[MATCH]).all(axis=1)]
+        t = match.iloc[-1] if not match.empty else None
+        ok = t is not None and s["status"] == "ok" and t["status"] == "ok"
+        basis, value = _quality(s, t) if ok else ("", math.nan)
+        rows.append({
+            "student": s["model"], "student_weights": s["weights"], "teacher": s["teacher"],
+            "teacher_weights": t["weights"] if t is not None else "", "device": s["device"], "batch": s["batch"],
+            "seq": s["seq"], "variant": s["variant"],
+            "student_p50_ms": s["p50_ms"], "teacher_p50_ms": t["p50_ms"] if t is not None else math.nan,
+            "speed_ratio": t["p50_ms"] / s["p50_ms"] if ok else math.nan,
+            "size_ratio": s["size_bytes"] / t["size_bytes"] if ok and t["size_bytes"] else math.nan,
+            "quality_basis": basis if t is not None else "teacher not measured at this shape",
+            "quality_ratio": value,
+        })
+    return pd.DataFrame(rows)
