@@ -11,7 +11,7 @@ from ..errors import Unsupported
 from ..variants import transforms
 from . import Backend, Session, backends
 
-DEFAULT_OPSET = 17
+DEFAULT_OPSET = 18  # opset 17 lacks Split(num_outputs), which dynamo emits for GPT-2
 
 
 class OrtOptions(BaseModel):

@@ -98,8 +98,12 @@ def execute(point_data: dict, cache_dir: str) -> dict:
         torch.cuda.reset_peak_memory_stats()
     with PeakRSS() as rss:
         metrics = scenario_cls().run(session, workload, settings, options)
+    from ..variants.torch_quant import weight_bytes
+
     memory: dict[str, Any] = {"peak_rss_bytes": rss.peak_bytes, "peak_rss_method": rss.method,
-                              "parameter_bytes": _parameter_bytes(loaded.model)}
+                              "parameter_bytes": _parameter_bytes(loaded.model),
+                              "weight_bytes": weight_bytes(loaded.model),
+                              "weight_bytes_method": "serialized state_dict of the transformed torch model"}
     if point.device == "cuda":
         memory["cuda_peak_allocated_bytes"] = torch.cuda.max_memory_allocated()
         memory["cuda_peak_reserved_bytes"] = torch.cuda.max_memory_reserved()

@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Literal
 
@@ -22,28 +24,29 @@ class _Options(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-def derived_path(src: Path, name: str, options: BaseModel) -> Path:
-    digest = hashlib.sha256(json.dumps([src.name, name, options.model_dump(mode="json")],
+def derived_dir(src: Path, name: str, options: BaseModel) -> Path:
+    digest = hashlib.sha256(json.dumps([str(src), name, options.model_dump(mode="json")],
                                        sort_keys=True).encode()).hexdigest()[:12]
-    return src.parent / f"{src.stem}.{name}-{digest}.onnx"
+    return src.parent / f"{name}-{digest}"
 
 
 def _cached(src: Path, name: str, options: BaseModel, make) -> tuple[Path, dict]:
-    """Run `make(src, tmp) -> info` unless the derived file exists; record whether it was cached."""
-    dst = derived_path(src, name, options)
-    meta = dst.with_suffix(".json")
-    if dst.exists() and meta.exists():
-        return dst, {**json.loads(meta.read_text()), "cache_hit": True}
-    tmp = dst.with_name(f".tmp-{os.getpid()}-{dst.name}")
-    info = make(src, tmp)
-    for extra in tmp.parent.glob(tmp.name + "*"):  # external-data side files keep their tmp names
-        if extra != tmp:
-            extra.rename(extra.with_name(extra.name.replace(tmp.name, dst.name)))
-    os.replace(tmp, dst)
-    meta.write_text(json.dumps(info, default=str))
-    return dst, {**info, "cache_hit": False}
-
-
+    """Run `make(src, dst) -> info` unless done before; each result lives in its own folder (model and
+    external data together), built in a temporary folder and renamed into place."""
+    final = derived_dir(src, name, options)
+    if (final / "info.json").exists():
+        return final / "model.onnx", {**json.loads((final / "info.json").read_text()), "cache_hit": True}
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=src.parent))
+    try:
+        info = make(src, tmp / "model.onnx")
+        (tmp / "info.json").write_text(json.dumps(info, default=str))
+        os.rename(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if (final / "info.json").exists():  # a concurrent run finished it
+            return final / "model.onnx", {**json.loads((final / "info.json").read_text()), "cache_hit": True}
+        raise
+    return final / "model.onnx", {**info, "cache_hit": False}
 
 
 @transforms.register("ort-optimize")
@@ -90,7 +93,7 @@ class OrtInt8Dynamic(Transform):
 
         s = _int8_settings(options, ctx)
         key = options.model_copy(update={"per_channel": s["per_channel"], "reduce_range": s["reduce_range"]})
-        path, info = _cached(path, "int8dyn", key, lambda src, dst: onnx_tools.quantize_dynamic_qdq(
+        path, info = _cached(path, "int8dyn", key, lambda src, dst: onnx_tools.quantize_dynamic_int8(
             src, dst, s["per_channel"], s["reduce_range"]))
         return path, {**info, "settings": s}
 
@@ -117,7 +120,7 @@ class OrtInt8Static(Transform):
                                     offset_windows=ctx.batch_size + i)
             batches.append(inputs)
         key = options.model_copy(update={"per_channel": s["per_channel"], "reduce_range": s["reduce_range"]})
-        path, info = _cached(path, f"int8static-s{ctx.seq_len}", key,
+        path, info = _cached(path, f"int8static-s{ctx.seq_len}-b{ctx.batch_size}", key,
                              lambda src, dst: onnx_tools.quantize_static_int8(
                                  src, dst, batches, options.method, s["per_channel"], s["reduce_range"]))
         return path, {**info, "settings": s, "calibration": {"samples": options.samples, "method": options.method,

@@ -50,7 +50,7 @@ class Int4WeightOnly(Transform):
     def apply(self, model, options, ctx):
         from . import torch_quant
 
-        return torch_quant.weight_only_int4(model, group_size=options.group_size)
+        return torch_quant.weight_only_int4(model, group_size=options.group_size, device=ctx.device)
 
 
 @transforms.register("tf32")
