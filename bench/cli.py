@@ -60,6 +60,8 @@ def cmd_run(args) -> int:
     from .runner.suite import run_plan
 
     path, plan = _load_plan(args.suite)  # validation first: a bad suite writes nothing
+    if args.find_peak:
+        plan = plan.with_scenario_option("server", find_peak=True)
     machine = describe_machine()
     out = Path(args.out) if args.out else _default_out(plan, machine)
     console = _console()
@@ -110,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", help="output directory (default: results/<machine>/<suite>)")
     run.add_argument("--resume", action="store_true", help="skip points already recorded as ok in --out")
     run.add_argument("--cache-dir", help="where exported models are cached (default: .cache/bench)")
+    run.add_argument("--find-peak", action="store_true",
+                     help="server scenarios: also search for the highest rate that meets the latency bound")
     run.set_defaults(func=cmd_run)
 
     plan = sub.add_parser("plan", help="print the expanded matrix without running anything")

@@ -60,6 +60,13 @@ class ScenarioSpec(Strict):
     name: str
     options: dict[str, Any] = Field(default_factory=dict)
 
+    @property
+    def label(self) -> str:
+        """The name, with the options that tell two entries of the same scenario apart."""
+        if not self.options:
+            return self.name
+        return f"{self.name}({', '.join(f'{k}={v}' for k, v in sorted(self.options.items()))})"
+
 
 class Defaults(Strict):
     """Measurement settings shared by every point unless a suite overrides them."""

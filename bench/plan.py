@@ -49,7 +49,7 @@ class RunPoint(Strict):
     @property
     def label(self) -> str:
         return (f"{self.model.name} · {self.backend} · {self.device} · {self.variant.name} · "
-                f"{self.scenario.name} · b{self.batch_size} s{self.seq_len}")
+                f"{self.scenario.label} · b{self.batch_size} s{self.seq_len}")
 
 
 @dataclass
@@ -57,6 +57,13 @@ class Plan:
     suite: Suite
     points: list[RunPoint]
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (label, reason)
+
+    def with_scenario_option(self, scenario: str, **options) -> "Plan":
+        """The same plan with extra options on every point of one scenario (e.g. `--find-peak`)."""
+        points = [p.model_copy(update={"scenario": p.scenario.model_copy(
+                      update={"options": {**p.scenario.options, **options}})}) if p.scenario.name == scenario else p
+                  for p in self.points]
+        return Plan(self.suite, points, self.skipped)
 
 
 def _check_options(file: str, key: str, options_model, options: dict) -> None:

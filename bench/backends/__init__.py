@@ -24,8 +24,14 @@ class Session:
         """The primary output (logits or last hidden state) as float32 numpy, for quality checks."""
         raise NotImplementedError
 
-    def generate(self, new_tokens: int, on_token: Callable[[int], None]) -> None:
-        """Greedy generation of exactly `new_tokens` on the prepared prompt, reporting each token."""
+    def run_rows(self, rows: int) -> None:
+        """One query on the first `rows` rows of the prepared batch (dynamic batching), complete on return."""
+        from ..errors import Unsupported
+
+        raise Unsupported(f"{type(self).__name__} cannot run partial batches")
+
+    def generate(self, new_tokens: int, on_token: Callable[[int], None], rows: int | None = None) -> None:
+        """Greedy generation of exactly `new_tokens` on the prepared prompt (first `rows` rows), reporting each token."""
         from ..errors import Unsupported
 
         raise Unsupported(f"{type(self).__name__} does not implement generation")

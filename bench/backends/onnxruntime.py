@@ -23,18 +23,25 @@ class OrtOptions(BaseModel):
 
 
 class OrtSession(Session):
+    """Forward passes only. Generation is not offered: the export has no past-key-value inputs, so each
+    decode step would recompute the whole prefix and misstate decode cost (see README)."""
+
     def __init__(self, session: Any, inputs: dict[str, np.ndarray], provider: str, info: dict):
         from . import onnx_tools
 
         self.session, self.provider, self.info = session, provider, info
         self._input_names = {i.name for i in session.get_inputs()}
-        self._run = onnx_tools.run_fn(session, self._feed(inputs), provider)
+        self._inputs = self._feed(inputs)
+        self._run = onnx_tools.run_fn(session, self._inputs, provider)
 
     def _feed(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {k: v for k, v in inputs.items() if k in self._input_names}
 
     def run(self) -> None:
         self._run()
+
+    def run_rows(self, rows: int) -> None:
+        self.session.run(None, {k: v[:rows] for k, v in self._inputs.items()})
 
     def infer(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         return np.asarray(self.session.run(None, self._feed(inputs))[0], dtype=np.float32)

@@ -45,6 +45,10 @@ class TorchSession(Session):
         self._forward(self.inputs)
         self._sync()
 
+    def run_rows(self, rows: int) -> None:
+        self._forward({k: v[:rows] for k, v in self.inputs.items()})
+        self._sync()
+
     def infer(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         import torch
 
@@ -52,11 +56,14 @@ class TorchSession(Session):
         primary = out.logits if self.task == "causal-lm" else out.last_hidden_state
         return primary.float().cpu().numpy()
 
-    def generate(self, new_tokens: int, on_token: Callable[[int], None]) -> None:
+    def generate(self, new_tokens: int, on_token: Callable[[int], None], rows: int | None = None) -> None:
+        from ..errors import Unsupported
         from .torch_generate import greedy_generate
 
+        if self.task != "causal-lm":
+            raise Unsupported("generation needs a causal LM")
         with self._autocast():
-            greedy_generate(self.model, self.inputs["input_ids"], self.inputs["attention_mask"],
+            greedy_generate(self.model, self.inputs["input_ids"][:rows], self.inputs["attention_mask"][:rows],
                             new_tokens, on_token, self.device)
 
 

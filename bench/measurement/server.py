@@ -1,249 +1,125 @@
-"""A real-time, open-loop load driver (MLPerf LoadGen "Server" style), and its summary.
+"""A real-time load driver for the server scenario. It knows nothing of models.
 
-The driver owns the clock and the schedule; the SUT is a callback that serves a list of request
-indices and knows nothing of time. Latency is measured from each request's SCHEDULED arrival, so
-time spent queued behind a busy server counts, as it does for a real user (no coordinated omission).
+Requests arrive on a schedule generated up front. One worker serves them; between batches it sleeps
+until the next scheduled arrival (or the batching deadline), never spinning, so it does not steal a
+core from the system under test. Latency is counted from the *scheduled* arrival, so queueing counts.
+
+Batching policies:
+- `single`: one request at a time, in arrival order.
+- `dynamic`: when the worker is free and at least one request has arrived, it waits until either
+  `max_batch_size` requests have arrived or `max_wait_s` has passed since the oldest waiting request
+  arrived, then serves up to `max_batch_size` of them together as one batch (static batching: a batch
+  finishes together; no request joins a running batch).
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Literal
 
 import numpy as np
-
-from .generation import _dist_ms
-
-KINDS = ("single", "dynamic")
 
 
 @dataclass(frozen=True)
 class BatchingPolicy:
-    """How the single worker turns arrived requests into batches. See `run_server` for the rules."""
-
-    kind: str = "single"
+    kind: Literal["single", "dynamic"] = "single"
     max_batch_size: int = 1
     max_wait_s: float = 0.0
 
-    def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ValueError(f"batching kind must be one of {KINDS}, got {self.kind!r}")
-        if self.max_batch_size < 1:
-            raise ValueError(f"max_batch_size must be >= 1, got {self.max_batch_size}")
-        if self.max_wait_s < 0:
-            raise ValueError(f"max_wait_s must be >= 0, got {self.max_wait_s}")
+    def __post_init__(self):
         if self.kind == "single" and self.max_batch_size != 1:
-            raise ValueError("kind='single' serves one request at a time; use kind='dynamic' for batches")
+            object.__setattr__(self, "max_batch_size", 1)
 
 
-def run_server(schedule: Sequence[float] | np.ndarray,
-               serve_batch: Callable[..., object],
-               policy: BatchingPolicy = BatchingPolicy(),
-               *, generative: bool = False,
-               deadline_s: float | None = None,
-               clock: Callable[[], int] = time.perf_counter_ns) -> list[dict]:
-    """Replay `schedule` (ascending arrival offsets in s, e.g. from `arrival_schedule`) in real time.
+def _sleep_until(clock_start: float, offset_s: float) -> None:
+    remaining = clock_start + offset_s - time.perf_counter()
+    if remaining > 0:
+        time.sleep(remaining)
 
-    Threads: the calling thread is the single worker, and it is also the issuer: it computes which
-    requests have arrived by comparing the clock with the schedule, so there is no second thread
-    competing for a core. Whenever it has nothing to do it blocks in `Event.wait(timeout)` until the
-    next moment something can change (the next arrival or a batching deadline); it never polls.
 
-    SUT interface: `serve_batch(indices)` serves requests `indices` (list of schedule positions)
-    and returns when all are complete. With `generative=True` it is `serve_batch(indices, on_token)`
-    and must call `on_token(i)` when token i of every sequence in the batch exists (pass it straight
-    to `greedy_generate`); the driver stamps first-token and last-token times.
+def run_server(schedule_s: np.ndarray, serve: Callable[[int, Callable[[int], None]], None],
+               policy: BatchingPolicy) -> list[dict]:
+    """Serve every scheduled request; `serve(n, on_token)` runs a batch of n and calls on_token(i) per token.
 
-    Batching policy (requests are always served in arrival order, FIFO, one batch at a time):
-      * "single": when the worker is free and at least one request has arrived, it serves the
-        oldest arrived request alone. If none has arrived it sleeps until the next arrival.
-      * "dynamic" (max_batch_size B, max_wait_s W): when the worker is free, let `a` be the oldest
-        arrived-but-unserved request and `k` the number of arrived-but-unserved requests. It
-        dispatches immediately the min(k, B) oldest when k >= B, or when now >= arrival(a) + W
-        (the wait is measured from the oldest request's SCHEDULED arrival, so a request that already
-        queued behind a busy worker for W or more is dispatched with whatever has arrived, without
-        further waiting). Otherwise it sleeps until the earlier of arrival(a) + W and the next
-        scheduled arrival, then re-decides. Requests arriving while a batch runs wait for the next
-        batch (no joining a running batch: static batching, not continuous batching). With W = 0
-        the worker never waits: it takes whatever has queued, up to B. Near the end of the
-        schedule the worker still waits up to W (it does not know no more requests will come).
-
-    `deadline_s`: stop dispatching new batches once this long has passed since the start; the
-    requests not dispatched are returned with start/done/latency None (count them as failed).
-
-    Returns one dict per scheduled request (in schedule order), times in seconds from the start:
-    index, scheduled_s, start_s, done_s, latency_s (= done_s - scheduled_s), queue_s
-    (= start_s - scheduled_s), service_s (= done_s - start_s), batch_size, batch_id; with
-    generative=True also first_token_s, ttft_s (= first_token_s - scheduled_s), last_token_s,
-    tokens and tpot_s (= (last_token_s - first_token_s) / (tokens - 1), None for a single token).
+    Returns one record per request with times in seconds relative to the schedule's start.
     """
-    offsets = np.asarray(schedule, dtype=np.float64)
-    n = len(offsets)
-    if n and (np.any(np.diff(offsets) < 0) or offsets[0] < 0):
-        raise ValueError("schedule must be non-negative, ascending offsets in seconds")
-    records: list[dict] = [{"index": i, "scheduled_s": float(offsets[i]), "start_s": None, "done_s": None,
-                            "latency_s": None, "queue_s": None, "service_s": None, "batch_size": 0,
-                            "batch_id": None} for i in range(n)]
-    if generative:
-        for r in records:
-            r.update(first_token_s=None, ttft_s=None, last_token_s=None, tokens=0, tpot_s=None)
-    waiter = threading.Event()  # never set: wait(timeout) is an interruptible, non-spinning sleep
-    t0 = clock()
-    arrivals_ns = t0 + np.round(offsets * 1e9).astype(np.int64)
-    deadline_ns = None if deadline_s is None else t0 + int(deadline_s * 1e9)
-    max_b = policy.max_batch_size if policy.kind == "dynamic" else 1
-    wait_ns = int(policy.max_wait_s * 1e9) if policy.kind == "dynamic" else 0
-
-    def sleep_until(t_ns: int) -> None:
-        remaining = (t_ns - clock()) / 1e9
-        if remaining > 0:
-            waiter.wait(remaining)
-
-    def sec(t_ns: int) -> float:
-        return (t_ns - t0) / 1e9
-
-    nxt, batch_id = 0, 0
-    while nxt < n:
-        now = clock()
-        if deadline_ns is not None and now >= deadline_ns:
-            break
-        arrived = int(np.searchsorted(arrivals_ns, now, side="right"))
-        waiting = arrived - nxt
-        if waiting <= 0:
-            wake = int(arrivals_ns[nxt])
-            sleep_until(wake if deadline_ns is None else min(wake, deadline_ns))
-            continue
-        if waiting >= max_b or now >= arrivals_ns[nxt] + wait_ns:
-            size = min(waiting, max_b)
-        else:
-            wake = int(arrivals_ns[nxt]) + wait_ns
-            if arrived < n:
-                wake = min(wake, int(arrivals_ns[arrived]))
-            if deadline_ns is not None:
-                wake = min(wake, deadline_ns)
-            sleep_until(wake)
-            continue
-
-        indices = list(range(nxt, nxt + size))
-        token_ns: list[int] = []
-        start = clock()
-        if generative:
-            serve_batch(indices, lambda i, _a=token_ns.append: _a(clock()))
-        else:
-            serve_batch(indices)
-        done = clock()
-        for i in indices:
-            r = records[i]
-            r.update(start_s=sec(start), done_s=sec(done), batch_size=size, batch_id=batch_id)
-            r["latency_s"] = r["done_s"] - r["scheduled_s"]
-            r["queue_s"] = r["start_s"] - r["scheduled_s"]
-            r["service_s"] = r["done_s"] - r["start_s"]
-            if generative and token_ns:
-                r.update(first_token_s=sec(token_ns[0]), last_token_s=sec(token_ns[-1]), tokens=len(token_ns))
-                r["ttft_s"] = r["first_token_s"] - r["scheduled_s"]
-                if len(token_ns) > 1:
-                    r["tpot_s"] = (token_ns[-1] - token_ns[0]) / 1e9 / (len(token_ns) - 1)
-        nxt += size
-        batch_id += 1
+    n = len(schedule_s)
+    records: list[dict] = []
+    start = time.perf_counter()
+    now = lambda: time.perf_counter() - start  # noqa: E731
+    i = 0
+    while i < n:
+        _sleep_until(start, schedule_s[i])  # idle until the next request exists
+        if policy.kind == "dynamic":
+            deadline = schedule_s[i] + policy.max_wait_s
+            while True:
+                arrived = int(np.searchsorted(schedule_s, now(), side="right")) - i
+                if arrived >= policy.max_batch_size or now() >= deadline or i + arrived >= n:
+                    break
+                _sleep_until(start, min(deadline, schedule_s[i + arrived]))
+        arrived = max(1, int(np.searchsorted(schedule_s, now(), side="right")) - i)
+        size = min(arrived, policy.max_batch_size)
+        first_token: list[float] = []
+        begun = now()
+        serve(size, lambda k: first_token.append(now()) if k == 0 else None)
+        done = now()
+        for j in range(i, i + size):
+            records.append({"scheduled_s": float(schedule_s[j]), "start_s": begun, "done_s": done,
+                            "latency_s": done - float(schedule_s[j]), "queue_s": begun - float(schedule_s[j]),
+                            "ttft_s": first_token[0] - float(schedule_s[j]) if first_token else None,
+                            "batch_size": size})
+        i += size
     return records
 
 
-def summarize_server(records: list[dict], latency_bound_s: float | None = None,
+def summarize_server(records: list[dict], samples_per_request: int, latency_bound_s: float,
                      ttft_bound_s: float | None = None, tpot_bound_s: float | None = None,
-                     duration_s: float | None = None, target_qps: float | None = None,
-                     percentile: float = 99.0) -> dict:
-    """Latency distribution (ms), completed samples/s, goodput and whether the bounds hold.
+                     new_tokens: int | None = None) -> dict:
+    """Latency percentiles, completed samples/s and goodput (requests meeting every bound per second)."""
+    lat = np.array([r["latency_s"] for r in records])
+    duration = max(r["done_s"] for r in records) - min(r["scheduled_s"] for r in records)
 
-    duration_s defaults to the last completion time (seconds from the start of the schedule).
-    completed_per_s = completed requests / duration_s.
-    goodput_per_s = requests that completed AND met every given bound (latency <= latency_bound_s,
-    ttft <= ttft_bound_s, tpot <= tpot_bound_s; a None TPOT, single-token request, passes the TPOT
-    bound) / duration_s.
-    constraints_met: every request completed and, for each given bound, the `percentile`-th
-    percentile of that metric (over completed requests) is within it (MLPerf Server's rule; use
-    `validity.check_validity` for the early-stopping confidence on top of this).
-    """
-    n = len(records)
-    done = [r for r in records if r.get("done_s") is not None]
-    if duration_s is None:
-        duration_s = max((r["done_s"] for r in done), default=0.0)
-    per_s = (lambda k: k / duration_s) if duration_s and duration_s > 0 else (lambda k: None)
-
-    def good(r: dict) -> bool:
-        if latency_bound_s is not None and r["latency_s"] > latency_bound_s:
+    def meets(r: dict) -> bool:
+        if r["latency_s"] > latency_bound_s:
             return False
-        if ttft_bound_s is not None and (r.get("ttft_s") is None or r["ttft_s"] > ttft_bound_s):
+        if ttft_bound_s is not None and r["ttft_s"] is not None and r["ttft_s"] > ttft_bound_s:
             return False
-        if tpot_bound_s is not None and r.get("tpot_s") is not None and r["tpot_s"] > tpot_bound_s:
-            return False
+        if tpot_bound_s is not None and new_tokens and new_tokens > 1 and r["ttft_s"] is not None:
+            if (r["latency_s"] - r["ttft_s"]) / (new_tokens - 1) > tpot_bound_s:
+                return False
         return True
 
-    n_good = sum(1 for r in done if good(r))
-    checks: dict[str, dict] = {}
-    for name, bound in (("latency", latency_bound_s), ("ttft", ttft_bound_s), ("tpot", tpot_bound_s)):
-        if bound is None:
-            continue
-        vals = [r.get(f"{name}_s") for r in done]
-        vals = [v for v in vals if v is not None]
-        value = float(np.percentile(vals, percentile)) if vals else None
-        checks[name] = {"bound_s": bound, f"p{percentile:g}_s": value,
-                        "met": value is not None and value <= bound}
-    sizes = [r["batch_size"] for r in done]
-    scheduled = [r["scheduled_s"] for r in records]
-    summary = {
-        "scheduled": n,
-        "completed": len(done),
-        "duration_s": duration_s,
-        "target_qps": target_qps,
-        "offered_qps": (n - 1) / scheduled[-1] if n > 1 and scheduled[-1] > 0 else None,
-        "completed_per_s": per_s(len(done)),
-        "goodput_per_s": per_s(n_good),
-        "good_fraction": n_good / n if n else None,
-        "latency_ms": _dist_ms(r["latency_s"] for r in done),
-        "queue_ms": _dist_ms(r["queue_s"] for r in done),
-        "service_ms": _dist_ms(r["service_s"] for r in done),
-        "batch_size_mean": float(np.mean(sizes)) if sizes else None,
-        "batch_size_max": max(sizes) if sizes else None,
-        "bounds": checks,
-        "constraints_met": len(done) == n and all(c["met"] for c in checks.values()),
+    good = sum(meets(r) for r in records)
+    out = {
+        "requests": len(records),
+        "duration_s": duration,
+        "latency_ms": {f"p{p}": float(np.percentile(lat, p) * 1e3) for p in (50, 90, 99)},
+        "queue_ms_p99": float(np.percentile([r["queue_s"] for r in records], 99) * 1e3),
+        "mean_batch_size": float(np.mean([r["batch_size"] for r in records])),
+        "completed_samples_per_s": len(records) * samples_per_request / duration,
+        "goodput_requests_per_s": good / duration,
+        "good_fraction": good / len(records),
+        "bounds_ms": {"latency": latency_bound_s * 1e3, "ttft": ttft_bound_s and ttft_bound_s * 1e3,
+                      "tpot": tpot_bound_s and tpot_bound_s * 1e3},
     }
-    if any("ttft_s" in r for r in records):
-        summary["ttft_ms"] = _dist_ms(r.get("ttft_s") for r in done)
-        summary["tpot_ms"] = _dist_ms(r.get("tpot_s") for r in done)
-        tokens = sum(r.get("tokens", 0) for r in done)
-        summary["output_tokens_per_s"] = per_s(tokens)
-    return summary
+    ttft = [r["ttft_s"] for r in records if r["ttft_s"] is not None]
+    if ttft:
+        out["ttft_ms"] = {f"p{p}": float(np.percentile(ttft, p) * 1e3) for p in (50, 90, 99)}
+    return out
 
 
 def find_peak_rate(run_at_rate: Callable[[float], dict], lo: float, hi: float, iterations: int,
-                   meets: Callable[[dict], bool] = lambda s: bool(s.get("constraints_met"))
-                   ) -> tuple[float | None, list[dict]]:
-    """Bisection for the highest arrival rate whose run still `meets` the constraints.
-
-    Runs `lo` first; if it fails, returns (None, history). `hi` is assumed to fail and is never
-    run; each of `iterations` steps runs the midpoint and moves lo (pass) or hi (fail) to it.
-    Returns the highest rate that passed, within (hi - lo) / 2**iterations of the boundary if
-    meets() is monotone in rate (if every midpoint passes, the answer approaches hi: raise hi).
-    history: one {"rate", "passed", "summary"} per run, in order.
-    """
-    if not 0 < lo < hi:
-        raise ValueError(f"need 0 < lo < hi, got lo={lo}, hi={hi}")
-    history: list[dict] = []
-
-    def probe(rate: float) -> bool:
-        summary = run_at_rate(rate)
-        passed = bool(meets(summary))
-        history.append({"rate": rate, "passed": passed, "summary": summary})
-        return passed
-
-    if not probe(lo):
-        return None, history
+                   meets: Callable[[dict], bool]) -> tuple[float | None, list[dict]]:
+    """Bisection on the arrival rate for the highest rate whose run still meets the bound."""
+    history, best = [], None
     for _ in range(iterations):
-        mid = (lo + hi) / 2
-        if probe(mid):
-            lo = mid
+        rate = (lo + hi) / 2
+        result = run_at_rate(rate)
+        ok = meets(result)
+        history.append({"rate_qps": rate, "meets_bound": ok, "result": result})
+        if ok:
+            best, lo = rate, rate
         else:
-            hi = mid
-    return lo, history
+            hi = rate
+    return best, history

