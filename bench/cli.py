@@ -72,7 +72,7 @@ def cmd_run(args) -> int:
     run_plan(plan, out, machine, args.resume, console, cache)
     ids = {p.point_id for p in plan.points}
     records = [r for r in load_records(out) if r["point_id"] in ids]
-    md, files = build_report(records, out)
+    md, files = build_report(records, out, find_peaks(records, out), args.price_per_hour)
     print(md, flush=True)
     console.print(f"report: {', '.join(str(f) for f in files)}")
     return 0
@@ -89,11 +89,24 @@ def cmd_report(args) -> int:
     if not records:
         raise ConfigError(str(src), "(path)", "no runs.jsonl records found", "run `bench run` first, or check the path")
     out = Path(args.out) if args.out else (src if src.is_dir() else src.parent)
-    md, files = build_report(records, out)
+    md, files = build_report(records, out, find_peaks(records, src, args.peaks), args.price_per_hour)
     console = _console()
     print(md, flush=True)
     console.print(f"report: {', '.join(str(f) for f in files)}")
     return 0
+
+
+def find_peaks(records: list[dict], where: Path, extra: str | None = None) -> dict:
+    """Measured ceilings per machine: --peaks, then peaks.json beside or above the results, then results/<machine>/."""
+    found: dict = {}
+    candidates = [Path(extra)] if extra else []
+    candidates += [where / "peaks.json", where.parent / "peaks.json"]
+    candidates += [Path("results") / m / "peaks.json" for m in {r["machine"]["machine_id"] for r in records}]
+    for path in candidates:
+        if path.is_file():
+            data = json.loads(path.read_text())
+            found.setdefault(data.get("machine_id"), data)
+    return found
 
 
 def cmd_env(args) -> int:
@@ -101,6 +114,22 @@ def cmd_env(args) -> int:
 
     print(json.dumps(describe_machine(), indent=2))
     return 0
+
+
+def cmd_peak(args) -> int:
+    from .hardware.machine import cpu_flags, describe_machine
+    from .hardware.peaks import load_or_measure_peaks
+
+    machine = describe_machine()
+    peaks = load_or_measure_peaks(peaks_path(machine), machine["machine_id"], force=args.force,
+                                  seconds_per_test=args.seconds, cpu_flags=cpu_flags())
+    print(json.dumps(peaks, indent=2))
+    return 0
+
+
+def peaks_path(machine: dict) -> Path:
+    """Measured ceilings live beside the machine's results (asv-style, one folder per machine)."""
+    return Path("results") / machine["machine_id"] / "peaks.json"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -112,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", help="output directory (default: results/<machine>/<suite>)")
     run.add_argument("--resume", action="store_true", help="skip points already recorded as ok in --out")
     run.add_argument("--cache-dir", help="where exported models are cached (default: .cache/bench)")
+    run.add_argument("--price-per-hour", type=float, help="machine price in $/hour: adds $ per million inferences/tokens")
     run.add_argument("--find-peak", action="store_true",
                      help="server scenarios: also search for the highest rate that meets the latency bound")
     run.set_defaults(func=cmd_run)
@@ -123,7 +153,14 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="build comparison tables from a results directory")
     report.add_argument("dir", help="directory holding runs.jsonl (searched recursively)")
     report.add_argument("--out", help="where to write report files (default: DIR)")
+    report.add_argument("--peaks", help="peaks.json from `bench peak` (default: found beside the results)")
+    report.add_argument("--price-per-hour", type=float, help="machine price in $/hour: adds $ per million inferences/tokens")
     report.set_defaults(func=cmd_report)
+
+    peak = sub.add_parser("peak", help="measure (once, then cached per machine) GEMM FLOP/s and memory bandwidth")
+    peak.add_argument("--force", action="store_true", help="measure again even if cached")
+    peak.add_argument("--seconds", type=float, default=2.0, help="seconds per measurement")
+    peak.set_defaults(func=cmd_peak)
 
     env = sub.add_parser("env", help="print this machine's description as JSON")
     env.set_defaults(func=cmd_env)

@@ -40,6 +40,7 @@ def summarize_generation(requests: list[dict], batch_size: int, prompt_len: int,
         "e2e": _ms_summary(e2e, instability_cv),
         "throughput": {
             "output_tokens_per_s": batch_size * tokens / mean_e2e,
+            "tokens_per_s": batch_size * tokens / mean_e2e,
             "total_tokens_per_s": batch_size * (prompt_len + tokens) / mean_e2e,
             "requests_per_s": batch_size / mean_e2e,
             "samples_per_s": batch_size / mean_e2e,

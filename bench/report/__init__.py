@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Optional
 
 import pandas as pd
@@ -16,16 +17,17 @@ class Section:
     order: int
     build: Callable[[pd.DataFrame], Optional[pd.DataFrame]]
     note: str = ""
+    plot: Optional[Callable[[pd.DataFrame, "Path"], list]] = None  # writes figures, returns their paths
 
 
 sections: Registry[Section] = Registry("report section", "bench.report")
 
 
-def section(name: str, title: str, order: int, note: str = ""):
-    """Register a function `frame -> table or None` as a report section."""
+def section(name: str, title: str, order: int, note: str = "", plot=None):
+    """Register a function `frame -> table or None` as a report section (with an optional plot writer)."""
 
     def decorate(fn):
-        sections.register(name)(Section(title=title, order=order, build=fn, note=note))
+        sections.register(name)(Section(title=title, order=order, build=fn, note=note, plot=plot))
         return fn
 
     return decorate

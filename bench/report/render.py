@@ -33,9 +33,15 @@ def display(table: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def build_report(records: list[dict], out_dir: Path) -> tuple[str, list[Path]]:
-    """Return the markdown text and the files written (report.md, one CSV per section, report.html)."""
+def build_report(records: list[dict], out_dir: Path, peaks: dict | None = None,
+                 price_per_hour: float | None = None) -> tuple[str, list[Path]]:
+    """Return the markdown text and the files written (report.md, one CSV per section, report.html, plots).
+
+    `peaks` maps machine_id to measured ceilings (`bench peak`); `price_per_hour` adds cost columns.
+    """
     df = records_frame(records)
+    df.attrs["peaks"] = peaks or {}
+    df.attrs["price_per_hour"] = price_per_hour
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     md_parts, html_parts = ["# Benchmark report\n"], ["<html><head><meta charset='utf-8'><title>Benchmark report</title>"
@@ -61,6 +67,10 @@ def build_report(records: list[dict], out_dir: Path) -> tuple[str, list[Path]]:
             if sec.note:
                 md_parts.append(f"{sec.note}\n")
                 html_parts.append(f"<p>{sec.note}</p>")
+            for figure in (sec.plot(df, out_dir) if sec.plot else []):
+                written.append(figure)
+                md_parts.append(f"![{figure.stem}]({figure.name})\n")
+                html_parts.append(f"<img src='{figure.name}' style='max-width:900px'>")
     md = "\n".join(md_parts)
     (out_dir / "report.md").write_text(md, encoding="utf-8")
     (out_dir / "report.html").write_text("".join(html_parts) + "</body></html>", encoding="utf-8")

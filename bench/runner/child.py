@@ -94,10 +94,15 @@ def execute(point_data: dict, cache_dir: str) -> dict:
                             max_duration_s=s.max_duration_s, instability_cv=s.instability_cv)
     workload = Workload(point.batch_size, point.seq_len)
 
+    from ..hardware.energy import select_meter
+
+    meter = select_meter(point.device)
     if point.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     with PeakRSS() as rss:
+        meter.start()
         metrics = scenario_cls().run(session, workload, settings, options)
+        joules = meter.stop()
     from ..variants.torch_quant import weight_bytes
 
     memory: dict[str, Any] = {"peak_rss_bytes": rss.peak_bytes, "peak_rss_method": rss.method,
@@ -108,6 +113,8 @@ def execute(point_data: dict, cache_dir: str) -> dict:
         memory["cuda_peak_allocated_bytes"] = torch.cuda.max_memory_allocated()
         memory["cuda_peak_reserved_bytes"] = torch.cuda.max_memory_reserved()
     metrics["memory"] = memory
+    metrics["energy"] = _energy(meter, joules, metrics, workload)
+    metrics["work"] = _work(loaded, point, memory["weight_bytes"], applied)
     if quality_in is not None:
         metrics["quality"] = _quality(session, quality_in, reference, point, loaded.weights)
 
@@ -126,6 +133,49 @@ def _quality(session, quality_in, reference, point, weights: str) -> dict:
         return compare(reference, test, quality_in, point.quality, weights)
     except Exception as exc:  # noqa: BLE001 - the latency result stays valid
         return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def _energy(meter, joules, metrics: dict, workload) -> dict:
+    """Energy over the scenario (warm-up included), or `unavailable` with the reason; never estimated."""
+    from ..hardware.energy import derived
+
+    out = meter.describe()
+    loop = metrics.get("loop") or {}
+    if joules is not None and loop.get("queries"):
+        inferences = loop["queries"] * workload.batch_size
+        out.update(derived(joules, inferences, inferences * workload.seq_len, loop["wall_s"]))
+        out["window"] = "whole scenario including warm-up; per-inference figures divide by timed queries"
+    return out
+
+
+DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
+
+
+def _work(loaded, point, weight_bytes: int, applied: list[dict]) -> dict:
+    """FLOPs and bytes of one query, for roofline efficiency and projections."""
+    from ..hardware import flops
+
+    config = loaded.config
+    scale = 1.0
+    for t in applied:  # structured pruning shrinks the matmuls the config still describes
+        scale *= t.get("matmul_param_ratio", 1.0)
+    act_bytes = DTYPE_BYTES[point.variant.precision]
+    fwd = flops.forward_flops(config, loaded.task, point.batch_size, point.seq_len)
+    fwd_total = fwd["linear"] * scale + fwd["attention"] + fwd["lm_head"]
+    moved = flops.bytes_moved(config, point.batch_size, point.seq_len, weight_bytes, act_bytes)
+    work = {"flops": fwd_total, "flops_breakdown": fwd, "bytes": moved["total"], "bytes_breakdown": moved,
+            "intensity": flops.arithmetic_intensity(fwd_total, moved["total"]), "matmul_param_scale": scale,
+            "precision": point.variant.precision, "convention": fwd["convention"] + "; " + moved["convention"]}
+    new_tokens = point.scenario.options.get("new_tokens", 32) if point.scenario.name == "generate" else 0
+    if new_tokens:
+        context = point.seq_len + new_tokens // 2
+        step = flops.decode_step_flops(config, point.batch_size, context)
+        step_bytes = flops.bytes_moved(config, point.batch_size, 1, weight_bytes, act_bytes, decode_context=context)
+        work["decode_step"] = {"flops": step["linear"] * scale + step["attention"] + step["lm_head"],
+                               "bytes": step_bytes["total"], "context": context, "bytes_breakdown": step_bytes}
+        work["decode_step"]["intensity"] = flops.arithmetic_intensity(work["decode_step"]["flops"],
+                                                                      step_bytes["total"])
+    return work
 
 
 def _parameter_bytes(model: Any) -> int:

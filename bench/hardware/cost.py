@@ -1,0 +1,10 @@
+"""Serving cost from an hourly machine price and a measured rate."""
+
+from __future__ import annotations
+
+
+def cost_per_million(hourly_price_usd: float, items_per_second: float) -> float | None:
+    """$ per million inferences (or tokens) at a sustained `items_per_second`."""
+    if not items_per_second or items_per_second <= 0:
+        return None
+    return hourly_price_usd / 3600.0 / items_per_second * 1e6
