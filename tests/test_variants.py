@@ -184,3 +184,27 @@ def test_ort_and_int8_points_end_to_end_with_quality(write_suite, tmp_path):
     assert [g["name"] for g in ort["provenance"]["backend"]["graph"]] == ["ort-optimize", "ort-int8-dynamic"]
     assert recs["torch-int4-weight-only"]["status"] == "unsupported"
     assert (out / "quantized.csv").exists()
+
+
+def test_pruning_variants_end_to_end(write_suite, tmp_path):
+    from conftest import TINY_GPT2
+
+    act = {"name": "act", "transforms": [{"name": "prune-structured",
+                                          "options": {"method": "activation", "calibration_samples": 2}}]}
+    path = write_suite(tiny_suite(models=[TINY_BERT, TINY_GPT2],
+                                  variants=["fp32", "pruned50-unstructured", "pruned-ffn50-int8", act],
+                                  quality={"encoder_samples": 4, "encoder_seq_len": 16, "lm_windows": 2,
+                                           "lm_window": 32, "lm_stride": 32}))
+    out = tmp_path / "out"
+    assert main(["run", str(path), "--out", str(out)]) == 0
+    recs = load_records(out)
+    assert all(r["status"] == "ok" for r in recs), [(r["config"]["variant"]["name"], r["error"]) for r in recs]
+    by = {(r["config"]["model"]["name"], r["config"]["variant"]["name"]): r for r in recs}
+    unstructured = by["tiny-gpt2", "pruned50-unstructured"]["provenance"]["transforms"][0]
+    assert unstructured["achieved_sparsity"] == pytest.approx(0.5, abs=1e-3)
+    pruned = by["tiny-bert", "pruned-ffn50-int8"]
+    assert [t["name"] for t in pruned["provenance"]["transforms"]] == ["prune-structured", "int8-dynamic"]
+    assert pruned["metrics"]["work"]["matmul_param_scale"] < 1
+    assert pruned["metrics"]["memory"]["weight_bytes"] < by["tiny-bert", "fp32"]["metrics"]["memory"]["weight_bytes"]
+    assert "calibration" in by["tiny-bert", "act"]["provenance"]["transforms"][0]
+    assert (out / "pruning.csv").exists() and list(out.glob("pareto-*.png"))

@@ -156,22 +156,24 @@ def _work(loaded, point, weight_bytes: int, applied: list[dict]) -> dict:
     from ..hardware import flops
 
     config = loaded.config
-    scale = 1.0
-    for t in applied:  # structured pruning shrinks the matmuls the config still describes
+    scale = heads = 1.0
+    for t in applied:  # structured pruning shrinks the matmuls and heads the config still describes
         scale *= t.get("matmul_param_ratio", 1.0)
+        heads *= t.get("attention_head_ratio", 1.0)
     act_bytes = DTYPE_BYTES[point.variant.precision]
     fwd = flops.forward_flops(config, loaded.task, point.batch_size, point.seq_len)
-    fwd_total = fwd["linear"] * scale + fwd["attention"] + fwd["lm_head"]
+    fwd_total = fwd["linear"] * scale + fwd["attention"] * heads + fwd["lm_head"]
     moved = flops.bytes_moved(config, point.batch_size, point.seq_len, weight_bytes, act_bytes)
     work = {"flops": fwd_total, "flops_breakdown": fwd, "bytes": moved["total"], "bytes_breakdown": moved,
             "intensity": flops.arithmetic_intensity(fwd_total, moved["total"]), "matmul_param_scale": scale,
+            "attention_head_scale": heads,
             "precision": point.variant.precision, "convention": fwd["convention"] + "; " + moved["convention"]}
     new_tokens = point.scenario.options.get("new_tokens", 32) if point.scenario.name == "generate" else 0
     if new_tokens:
         context = point.seq_len + new_tokens // 2
         step = flops.decode_step_flops(config, point.batch_size, context)
         step_bytes = flops.bytes_moved(config, point.batch_size, 1, weight_bytes, act_bytes, decode_context=context)
-        work["decode_step"] = {"flops": step["linear"] * scale + step["attention"] + step["lm_head"],
+        work["decode_step"] = {"flops": step["linear"] * scale + step["attention"] * heads + step["lm_head"],
                                "bytes": step_bytes["total"], "context": context, "bytes_breakdown": step_bytes}
         work["decode_step"]["intensity"] = flops.arithmetic_intensity(work["decode_step"]["flops"],
                                                                       step_bytes["total"])

@@ -28,6 +28,14 @@ PRESETS: dict[str, VariantSpec] = {v.name: v for v in [
     _v("ort-int8-static", backend="onnxruntime", transforms=(("ort-optimize", {}), ("ort-int8-static", {}))),
     _v("ort-int4", backend="onnxruntime", transforms=(("ort-optimize", {}), ("ort-int4", {}))),
     _v("ort-fp16", backend="onnxruntime", transforms=(("ort-optimize", {}), ("ort-fp16", {}))),
+    _v("pruned50-unstructured", transforms=(("prune-unstructured", {"sparsity": 0.5}),)),
+    _v("pruned90-sparse-csr", backend="pytorch",
+       transforms=(("prune-unstructured", {"sparsity": 0.9}), ("sparse-csr", {"min_sparsity": 0.85}))),
+    _v("pruned-ffn50", transforms=(("prune-structured", {"ffn_fraction": 0.5}),)),
+    _v("pruned-ffn50-heads25", transforms=(("prune-structured", {"ffn_fraction": 0.5, "head_fraction": 0.25}),)),
+    _v("pruned-ffn50-int8", backend="pytorch",
+       transforms=(("prune-structured", {"ffn_fraction": 0.5}), ("int8-dynamic", {}))),
+    _v("sparse-2to4-fp16", backend="pytorch", precision="fp16", transforms=(("sparse-2to4", {}),)),
 ]}
 
 

@@ -1,0 +1,79 @@
+"""Pruning transforms for suites: unstructured magnitude, CSR sparse kernels, structured removal, 2:4."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from . import Transform, transforms
+
+
+class _Options(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+@transforms.register("prune-unstructured")
+class PruneUnstructured(Transform):
+    """L1 magnitude pruning made permanent; dense kernels still do the same work."""
+
+    class Options(_Options):
+        sparsity: float = Field(0.5, gt=0, lt=1)
+        scope: Literal["global", "layer"] = "global"
+
+    def apply(self, model, options, ctx):
+        from . import pruning
+
+        return pruning.magnitude_prune(model, options.sparsity, options.scope)
+
+
+@transforms.register("sparse-csr")
+class SparseCsr(Transform):
+    """Run sufficiently sparse projections through torch's CSR sparse matmul (after prune-unstructured)."""
+
+    class Options(_Options):
+        min_sparsity: float = Field(0.5, gt=0, lt=1)
+
+    def apply(self, model, options, ctx):
+        from . import pruning
+
+        return pruning.sparse_linear(model, options.min_sparsity)
+
+
+@transforms.register("prune-structured")
+class PruneStructured(Transform):
+    """Physically remove the lowest-ranked attention heads and FFN neurons: a smaller dense model."""
+
+    class Options(_Options):
+        head_fraction: float = Field(0.0, ge=0, lt=1)
+        ffn_fraction: float = Field(0.5, ge=0, lt=1)
+        method: Literal["magnitude", "activation"] = "magnitude"
+        calibration_samples: int = Field(8, ge=1, description="real-text windows for activation ranking")
+
+    def apply(self, model, options, ctx):
+        from ..models.inputs import make_inputs
+        from . import pruning
+
+        import torch
+
+        batches = None
+        if options.method == "activation":  # real-text windows after the timed batch
+            batches = [{k: torch.from_numpy(v) for k, v in make_inputs(
+                           ctx.tokenizer, ctx.task, 1, ctx.seq_len, ctx.model_config.vocab_size,
+                           offset_windows=ctx.batch_size + i)[0].items()}
+                       for i in range(options.calibration_samples)]
+        model, info = pruning.structured_prune(model, options.head_fraction, options.ffn_fraction, options.method,
+                                               batches)
+        if batches:
+            info["calibration"] = {"samples": len(batches), "seq_len": ctx.seq_len, "text": "pydoc_data.topics"}
+        return model, info
+
+
+@transforms.register("sparse-2to4")
+class SemiStructured(Transform):
+    """2:4 semi-structured sparsity on Ampere-or-newer GPUs (unsupported elsewhere, with the reason)."""
+
+    def apply(self, model, options, ctx):
+        from . import pruning
+
+        return pruning.semi_structured_2to4(model, ctx.device)
