@@ -17,7 +17,8 @@ def greedy_generate(model: Any, input_ids: Any, attention_mask: Any, new_tokens:
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     tokens = []
     with torch.inference_mode():
-        out = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=True)
+        # logits for the last position only, as `generate` does: the prefill's LM head is not charged per prompt token
+        out = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=True, logits_to_keep=1)
         for i in range(new_tokens):
             if i:
                 attention_mask = torch.cat([attention_mask, attention_mask.new_ones((attention_mask.shape[0], 1))], 1)

@@ -39,10 +39,12 @@ def _sleep_until(clock_start: float, offset_s: float) -> None:
 
 
 def run_server(schedule_s: np.ndarray, serve: Callable[[int, Callable[[int], None]], None],
-               policy: BatchingPolicy) -> list[dict]:
-    """Serve every scheduled request; `serve(n, on_token)` runs a batch of n and calls on_token(i) per token.
+               policy: BatchingPolicy, deadline_s: float | None = None) -> list[dict]:
+    """Serve scheduled requests; `serve(n, on_token)` runs a batch of n and calls on_token(i) per token.
 
-    Returns one record per request with times in seconds relative to the schedule's start.
+    Returns one record per served request with times in seconds relative to the schedule's start. When
+    `deadline_s` passes (an overloaded run), the remaining requests are not served: callers see fewer
+    records than scheduled and must count the run as failing.
     """
     n = len(schedule_s)
     records: list[dict] = []
@@ -50,6 +52,8 @@ def run_server(schedule_s: np.ndarray, serve: Callable[[int, Callable[[int], Non
     now = lambda: time.perf_counter() - start  # noqa: E731
     i = 0
     while i < n:
+        if deadline_s is not None and now() > deadline_s:
+            break
         _sleep_until(start, schedule_s[i])  # idle until the next request exists
         if policy.kind == "dynamic":
             deadline = schedule_s[i] + policy.max_wait_s
@@ -111,7 +115,8 @@ def summarize_server(records: list[dict], samples_per_request: int, latency_boun
 
 def find_peak_rate(run_at_rate: Callable[[float], dict], lo: float, hi: float, iterations: int,
                    meets: Callable[[dict], bool]) -> tuple[float | None, list[dict]]:
-    """Bisection on the arrival rate for the highest rate whose run still meets the bound."""
+    """Bisection on the arrival rate for the highest rate whose run still meets the bound (`lo` is
+    assumed to meet it; if no probe does, the answer is None)."""
     history, best = [], None
     for _ in range(iterations):
         rate = (lo + hi) / 2

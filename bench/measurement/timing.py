@@ -16,6 +16,7 @@ class LoopSettings:
     min_duration_s: float = 5.0
     max_duration_s: float = 120.0
     instability_cv: float = 0.10
+    seed: int = 0  # for scenarios that draw random schedules
 
 
 @dataclass

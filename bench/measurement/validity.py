@@ -2,8 +2,8 @@
 
 The early-stopping estimate is the k-th smallest latency X_(k) with k the smallest rank such that
 P(Binomial(n, p) >= k) <= 1 - c: the true p-quantile lies below X_(k) with confidence c. The smallest
-n for which such a k exists is 44 for p90 and 459 for p99 at c = 0.99; MLPerf quotes 64 and 662
-because it also allows a tolerance on the percentile.
+n for which such a k exists is 44 for p90 and 459 for p99 at c = 0.99 (n >= ln(1-c)/ln(p)). MLPerf
+LoadGen's 64 and 662 are the counts at which one query may exceed the bound (t = 1); its tolerance is 0.
 """
 
 from __future__ import annotations

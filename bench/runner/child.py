@@ -91,7 +91,7 @@ def execute(point_data: dict, cache_dir: str) -> dict:
     options = scenario_cls.Options.model_validate(point.scenario.options)
     settings = LoopSettings(warmup_iterations=s.warmup_iterations, warmup_s=s.warmup_s,
                             min_iterations=s.min_iterations, min_duration_s=s.min_duration_s,
-                            max_duration_s=s.max_duration_s, instability_cv=s.instability_cv)
+                            max_duration_s=s.max_duration_s, instability_cv=s.instability_cv, seed=s.seed)
     workload = Workload(point.batch_size, point.seq_len)
 
     from ..hardware.energy import select_meter

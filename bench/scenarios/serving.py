@@ -54,8 +54,9 @@ class Server(Scenario):
 
         def run_at(rate: float) -> dict:
             n = max(settings.min_iterations, int(rate * settings.min_duration_s) + 1)
-            records = run_server(arrival_schedule(rate, n, seed, options.distribution, options.burstiness),
-                                 serve, policy)
+            schedule = arrival_schedule(rate, n, seed, options.distribution, options.burstiness)
+            # an overloaded probe stops at twice its schedule's span (plus one bound) instead of draining for minutes
+            records = run_server(schedule, serve, policy, deadline_s=2 * schedule[-1] + options.latency_bound_ms / 1e3)
             summary = summarize_server(records, 1, options.latency_bound_ms / 1e3,
                                        options.ttft_bound_ms / 1e3 if options.new_tokens and options.ttft_bound_ms else None,
                                        options.tpot_bound_ms / 1e3 if options.new_tokens and options.tpot_bound_ms else None,
@@ -64,6 +65,12 @@ class Server(Scenario):
             summary["validity"] = check_validity(latencies, summary["duration_s"], settings.min_duration_s,
                                                  settings.min_iterations, options.percentile,
                                                  options.latency_bound_ms / 1e3)
+            summary["scheduled_requests"] = n
+            if len(records) < n:
+                summary["validity"]["valid"] = False
+                summary["validity"]["checks"]["all_served"] = False
+                summary["validity"]["reasons"].append(f"overloaded: {n - len(records)} of {n} requests unserved "
+                                                      "at the deadline")
             summary["target_qps"] = rate
             summary["_latencies_ms"] = [v * 1e3 for v in latencies]
             return summary

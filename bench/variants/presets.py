@@ -31,10 +31,14 @@ PRESETS: dict[str, VariantSpec] = {v.name: v for v in [
     _v("pruned50-unstructured", transforms=(("prune-unstructured", {"sparsity": 0.5}),)),
     _v("pruned90-sparse-csr", backend="pytorch",
        transforms=(("prune-unstructured", {"sparsity": 0.9}), ("sparse-csr", {"min_sparsity": 0.85}))),
-    _v("pruned-ffn50", transforms=(("prune-structured", {"ffn_fraction": 0.5}),)),
-    _v("pruned-ffn50-heads25", transforms=(("prune-structured", {"ffn_fraction": 0.5, "head_fraction": 0.25}),)),
+    # activation ranking on calibration text keeps far more quality than weight magnitude (SmolLM2 top-1
+    # agreement 0.71 vs 0.008 at 50% FFN removed), so the presets use it
+    _v("pruned-ffn50", transforms=(("prune-structured", {"ffn_fraction": 0.5, "method": "activation"}),)),
+    _v("pruned-ffn50-magnitude", transforms=(("prune-structured", {"ffn_fraction": 0.5, "method": "magnitude"}),)),
+    _v("pruned-ffn50-heads25", transforms=(("prune-structured", {"ffn_fraction": 0.5, "head_fraction": 0.25,
+                                                                 "method": "activation"}),)),
     _v("pruned-ffn50-int8", backend="pytorch",
-       transforms=(("prune-structured", {"ffn_fraction": 0.5}), ("int8-dynamic", {}))),
+       transforms=(("prune-structured", {"ffn_fraction": 0.5, "method": "activation"}), ("int8-dynamic", {}))),
     _v("sparse-2to4-fp16", backend="pytorch", precision="fp16", transforms=(("sparse-2to4", {}),)),
 ]}
 
