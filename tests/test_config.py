@@ -9,7 +9,7 @@ from bench.config import load_suite
 from bench.errors import ConfigError
 from bench.plan import build_plan
 
-from conftest import TINY_BERT, TINY_GPT2, tiny_suite
+from conftest import TINY_GPT2, tiny_suite
 
 
 def plan_of(write_suite, data):

@@ -15,7 +15,8 @@ def greedy_generate(model: Any, input_ids: Any, attention_mask: Any, new_tokens:
     import torch
 
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    tokens = []
+    tokens: list = []
+    next_token = None
     with torch.inference_mode():
         # logits for the last position only, as `generate` does: the prefill's LM head is not charged per prompt token
         out = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=True, logits_to_keep=1)

@@ -14,14 +14,10 @@ import tempfile
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from ..errors import Unsupported
-from . import Transform, transforms
-
-
-class _Options(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+from . import NoOptions, Transform, transforms
 
 
 def derived_dir(src: Path, name: str, options: BaseModel) -> Path:
@@ -55,7 +51,7 @@ class OrtOptimize(Transform):
 
     stage = "onnx"
 
-    class Options(_Options):
+    class Options(NoOptions):
         opt_level: int = Field(1, ge=0, le=99, description="optimize_model opt_level (ORT graph level after fusion)")
 
     def apply(self, path, options, ctx):
@@ -69,7 +65,7 @@ class OrtOptimize(Transform):
             src, dst, model_type, heads, hidden, options.opt_level))
 
 
-class _Int8Options(_Options):
+class _Int8Options(NoOptions):
     per_channel: bool | None = Field(None, description="null: chosen from the CPU's flags")
     reduce_range: bool | None = Field(None, description="null: chosen from the CPU's flags")
 
@@ -133,7 +129,7 @@ class OrtInt4(Transform):
 
     stage = "onnx"
 
-    class Options(_Options):
+    class Options(NoOptions):
         block_size: int = Field(32, ge=16)
         symmetric: bool = True
 
@@ -150,7 +146,7 @@ class OrtFp16(Transform):
 
     stage = "onnx"
 
-    class Options(_Options):
+    class Options(NoOptions):
         keep_io_types: bool = True
 
     def apply(self, path, options, ctx):

@@ -4,20 +4,16 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from . import Transform, transforms
-
-
-class _Options(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+from . import NoOptions, Transform, transforms
 
 
 @transforms.register("prune-unstructured")
 class PruneUnstructured(Transform):
     """L1 magnitude pruning made permanent; dense kernels still do the same work."""
 
-    class Options(_Options):
+    class Options(NoOptions):
         sparsity: float = Field(0.5, gt=0, lt=1)
         scope: Literal["global", "layer"] = "global"
 
@@ -31,7 +27,7 @@ class PruneUnstructured(Transform):
 class SparseCsr(Transform):
     """Run sufficiently sparse projections through torch's CSR sparse matmul (after prune-unstructured)."""
 
-    class Options(_Options):
+    class Options(NoOptions):
         min_sparsity: float = Field(0.5, gt=0, lt=1)
 
     def apply(self, model, options, ctx):
@@ -44,7 +40,7 @@ class SparseCsr(Transform):
 class PruneStructured(Transform):
     """Physically remove the lowest-ranked attention heads and FFN neurons: a smaller dense model."""
 
-    class Options(_Options):
+    class Options(NoOptions):
         head_fraction: float = Field(0.0, ge=0, lt=1)
         ffn_fraction: float = Field(0.5, ge=0, lt=1)
         method: Literal["magnitude", "activation"] = "magnitude"

@@ -4,17 +4,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from ..errors import Unsupported
-from . import Transform, transforms
+from . import NoOptions, Transform, transforms
 
 
-class _Options(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class _LinearOptions(_Options):
+class _LinearOptions(NoOptions):
     skip_lm_head: bool = Field(True, description="keep the output projection in float (GPT-2 class models are fragile)")
 
 
@@ -44,7 +40,7 @@ class Int8WeightOnly(Transform):
 
 @transforms.register("int4-weight-only")
 class Int4WeightOnly(Transform):
-    class Options(_Options):
+    class Options(NoOptions):
         group_size: Literal[32, 64, 128] = 128
 
     def apply(self, model, options, ctx):
