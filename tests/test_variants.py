@@ -208,3 +208,12 @@ def test_pruning_variants_end_to_end(write_suite, tmp_path):
     assert pruned["metrics"]["memory"]["weight_bytes"] < by["tiny-bert", "fp32"]["metrics"]["memory"]["weight_bytes"]
     assert "calibration" in by["tiny-bert", "act"]["provenance"]["transforms"][0]
     assert (out / "pruning.csv").exists() and list(out.glob("pareto-*.png"))
+
+
+def test_int8_dynamic_keeps_named_layers_float():
+    from bench.variants import torch_quant
+
+    model, info = torch_quant.dynamic_int8(tiny("llama"), skip_modules=("down_proj",))
+    assert all(type(layer.mlp.down_proj) is torch.nn.Linear for layer in model.model.layers)
+    assert sum("down_proj" in n for n in info["kept_float"]) == 2 and "lm_head" in info["kept_float"]
+    assert type(model.model.layers[0].mlp.up_proj) is not torch.nn.Linear

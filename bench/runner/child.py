@@ -114,7 +114,8 @@ def execute(point_data: dict, cache_dir: str) -> dict:
         memory["cuda_peak_reserved_bytes"] = torch.cuda.max_memory_reserved()
     metrics["memory"] = memory
     metrics["energy"] = _energy(meter, joules, metrics, workload)
-    metrics["work"] = _work(loaded, point, memory["weight_bytes"], applied)
+    # the weights the backend actually streams: the exported graph for ORT, the torch model otherwise
+    metrics["work"] = _work(loaded, point, session.info.get("model_file_bytes") or memory["weight_bytes"], applied)
     if quality_in is not None:
         metrics["quality"] = _quality(session, quality_in, reference, point, loaded.weights)
 

@@ -20,6 +20,8 @@ PRESETS: dict[str, VariantSpec] = {v.name: v for v in [
     _v("fp16-autocast", precision="fp16", mode="autocast"),
     _v("tf32", backend="pytorch", transforms=(("tf32", {}),)),
     _v("torch-int8-dynamic", backend="pytorch", transforms=(("int8-dynamic", {}),)),
+    _v("torch-int8-dynamic-float-down", backend="pytorch",
+       transforms=(("int8-dynamic", {"skip_modules": ["down_proj"]}),)),
     _v("torch-int8-weight-only", backend="pytorch", transforms=(("int8-weight-only", {}),)),
     _v("torch-int4-weight-only", backend="pytorch", transforms=(("int4-weight-only", {}),)),
     _v("ort-fp32", backend="onnxruntime", graph_optimization_level="basic"),

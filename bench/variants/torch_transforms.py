@@ -18,14 +18,16 @@ class _LinearOptions(NoOptions):
 class Int8Dynamic(Transform):
     """int8 weights and dynamically quantized int8 activations on Linear layers."""
 
-    Options = _LinearOptions
+    class Options(_LinearOptions):
+        per_channel: bool = Field(False, description="per-channel weight scales: more accurate, slower kernels here")
+        skip_modules: list[str] = Field(default_factory=list, description="keep layers whose name contains these in float")
 
     def apply(self, model, options, ctx):
         from . import torch_quant
 
         if ctx.device != "cpu":
             raise Unsupported("int8-dynamic uses CPU int8 kernels; on CUDA use weight-only or ORT variants")
-        return torch_quant.dynamic_int8(model, skip_lm_head=options.skip_lm_head)
+        return torch_quant.dynamic_int8(model, options.skip_lm_head, options.per_channel, tuple(options.skip_modules))
 
 
 @transforms.register("int8-weight-only")
