@@ -109,3 +109,22 @@ def test_distillation_pairs_student_with_teacher():
     teacher["provenance"]["weights"] = "random"
     (row,) = distillation(records_frame([teacher, student])).to_dict("records")
     assert math.isnan(row["quality_ratio"]) and "random" in row["quality_basis"]
+
+
+def test_efficiency_and_projection_from_work_and_peaks(tmp_path):
+    rec = record("a", p50=100.0, batch=8)
+    rec["metrics"]["work"] = {"flops": 10e9, "bytes": 1e9}
+    rec["metrics"]["energy"] = {"status": "unavailable", "reason": "no RAPL"}
+    peaks = {"test-machine": {"devices": {"cpu": {"gemm": {"fp32": {"value": 200e9}}, "bandwidth": {"value": 20e9}}}}}
+    md, files = build_report([rec], tmp_path, peaks=peaks, price_per_hour=3.6)
+    import pandas as pd
+
+    eff = pd.read_csv(tmp_path / "efficiency.csv").iloc[0]
+    assert eff["achieved_gflops"] == pytest.approx(100.0)  # 10 GFLOP in 100 ms
+    assert eff["pct_peak_flops"] == pytest.approx(50.0) and eff["bound"] == "compute"
+    assert eff["energy"] == "unavailable"
+    assert eff["usd_per_m_inferences"] == pytest.approx(3.6 / 3600 / 80 * 1e6)
+    proj = pd.read_csv(tmp_path / "projection.csv")
+    assert any(c.endswith("projected x") for c in proj.columns)
+    assert "NOT measured" in md
+    assert (tmp_path / "roofline-cpu.png").exists()
