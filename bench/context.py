@@ -21,3 +21,10 @@ class RunContext:
     tokenizer: Any = None
     model_config: Any = None  # the transformers config: graph optimizers need head counts and sizes
     model_key: dict = field(default_factory=dict)  # identity of the model and its torch transforms (export cache)
+
+    def calibration_batches(self, count: int) -> list[dict]:
+        """`count` single-row batches of real text at the run's length, taken after the timed batch's windows."""
+        from .models.inputs import make_inputs
+
+        return [make_inputs(self.tokenizer, self.task, 1, self.seq_len, self.model_config.vocab_size,
+                            offset_windows=self.batch_size + i)[0] for i in range(count)]

@@ -64,31 +64,39 @@ def cache_key(key_parts: dict, opset: int) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
+def build_once(final: Path, build: Callable[[Path], None]) -> bool:
+    """Run `build(folder)` in a temporary folder renamed to `final`, unless `final` exists; True on a cache hit.
+
+    The rename is atomic, so a crash never leaves half a model where a later run would take it for whole.
+    """
+    if final.exists():
+        return True
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
+    try:
+        build(tmp)
+        os.rename(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if final.exists():  # a concurrent run finished first: use its result
+            return True
+        raise
+    return False
+
+
 def cached_export(model: Any, example_inputs: dict, output_name: str, key_parts: dict, cache_dir: Path,
                   opset: int = DEFAULT_OPSET) -> tuple[Path, bool]:
     """Export once per (model identity, transforms, task, opset); returns (path, cache_hit).
 
-    The export is written into a temporary folder renamed into place, so a crash never leaves half a model.
     Shapes are dynamic, so one export serves every batch size and sequence length.
     """
     final = Path(cache_dir) / cache_key(key_parts, opset)
-    path = final / "model.onnx"
-    if path.exists():
-        return path, True
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=final.parent))
-    try:
-        export_onnx(model, example_inputs, output_name, tmp / "model.onnx", opset)
-        (tmp / "key.json").write_text(json.dumps({**key_parts, "opset": opset}, indent=1, default=str))
-        try:
-            os.rename(tmp, final)
-        except OSError:  # another run finished first: use its export
-            shutil.rmtree(tmp, ignore_errors=True)
-            return path, True
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return path, False
+
+    def build(folder: Path) -> None:
+        export_onnx(model, example_inputs, output_name, folder / "model.onnx", opset)
+        (folder / "key.json").write_text(json.dumps({**key_parts, "opset": opset}, indent=1, default=str))
+
+    return final / "model.onnx", build_once(final, build)
 
 
 def _op_counts(model_proto: Any) -> collections.Counter:

@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Literal
 
@@ -28,21 +25,13 @@ def derived_dir(src: Path, name: str, options: BaseModel) -> Path:
 
 def _cached(src: Path, name: str, options: BaseModel, make) -> tuple[Path, dict]:
     """Run `make(src, dst) -> info` unless done before; each result lives in its own folder (model and
-    external data together), built in a temporary folder and renamed into place."""
+    external data together, with the info that `make` returned)."""
+    from ..backends.onnx_tools import build_once
+
     final = derived_dir(src, name, options)
-    if (final / "info.json").exists():
-        return final / "model.onnx", {**json.loads((final / "info.json").read_text()), "cache_hit": True}
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=src.parent))
-    try:
-        info = make(src, tmp / "model.onnx")
-        (tmp / "info.json").write_text(json.dumps(info, default=str))
-        os.rename(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if (final / "info.json").exists():  # a concurrent run finished it
-            return final / "model.onnx", {**json.loads((final / "info.json").read_text()), "cache_hit": True}
-        raise
-    return final / "model.onnx", {**info, "cache_hit": False}
+    hit = build_once(final, lambda folder: (folder / "info.json").write_text(
+        json.dumps(make(src, folder / "model.onnx"), default=str)))
+    return final / "model.onnx", {**json.loads((final / "info.json").read_text()), "cache_hit": hit}
 
 
 @transforms.register("ort-optimize")
@@ -106,19 +95,13 @@ class OrtInt8Static(Transform):
 
     def apply(self, path, options, ctx):
         from ..backends import onnx_tools
-        from ..models.inputs import make_inputs
 
         s = _int8_settings(options, ctx)
-        vocab = ctx.model_config.vocab_size
-        batches = []
-        for i in range(options.samples):  # windows after the timed batch, one per calibration sample
-            inputs, _ = make_inputs(ctx.tokenizer, ctx.task, 1, ctx.seq_len, vocab,
-                                    offset_windows=ctx.batch_size + i)
-            batches.append(inputs)
         key = options.model_copy(update={"per_channel": s["per_channel"], "reduce_range": s["reduce_range"]})
         path, info = _cached(path, f"int8static-s{ctx.seq_len}-b{ctx.batch_size}", key,
                              lambda src, dst: onnx_tools.quantize_static_int8(
-                                 src, dst, batches, options.method, s["per_channel"], s["reduce_range"]))
+                                 src, dst, ctx.calibration_batches(options.samples), options.method,
+                                 s["per_channel"], s["reduce_range"]))
         return path, {**info, "settings": s, "calibration": {"samples": options.samples, "method": options.method,
                                                               "seq_len": ctx.seq_len, "text": "pydoc_data.topics"}}
 

@@ -47,17 +47,14 @@ class PruneStructured(Transform):
         calibration_samples: int = Field(8, ge=1, description="real-text windows for activation ranking")
 
     def apply(self, model, options, ctx):
-        from ..models.inputs import make_inputs
-        from . import pruning
-
         import torch
 
+        from . import pruning
+
         batches = None
-        if options.method == "activation":  # real-text windows after the timed batch
-            batches = [{k: torch.from_numpy(v) for k, v in make_inputs(
-                           ctx.tokenizer, ctx.task, 1, ctx.seq_len, ctx.model_config.vocab_size,
-                           offset_windows=ctx.batch_size + i)[0].items()}
-                       for i in range(options.calibration_samples)]
+        if options.method == "activation":
+            batches = [{k: torch.from_numpy(v) for k, v in b.items()}
+                       for b in ctx.calibration_batches(options.calibration_samples)]
         model, info = pruning.structured_prune(model, options.head_fraction, options.ffn_fraction, options.method,
                                                batches)
         if batches:
