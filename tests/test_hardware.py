@@ -1,66 +1,151 @@
-"""Work accounting, roofline arithmetic, the chip catalog, energy readers, peaks and cost."""
+"""Work accounting, roofline arithmetic, the chip catalog, energy readers, peaks and cost.
+
+No timing thresholds anywhere: the peaks test only checks that tiny measurements run and are positive.
+"""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import pytest
 import yaml
 
+from bench.errors import Unsupported
 from bench.hardware import cost, energy, flops, roofline
-from bench.hardware.catalog import FIGURES, Chip, load_catalog
+from bench.hardware.catalog import CATALOG_DIR, FIGURES, Chip, load_catalog
 
 transformers = pytest.importorskip("transformers")
 torch = pytest.importorskip("torch")
 
 
-@pytest.mark.parametrize("arch, task, seq", [("gpt2", "causal-lm", 128), ("bert", "encoder", 128), ("gpt2", "causal-lm", 1024)])
-def test_forward_flops_match_published_formula(arch, task, seq):
-    """2 x params x tokens + 4 x layers x seq^2 x hidden (QK^T and AV), plus the LM head for decoders."""
-    if arch == "gpt2":
-        config = transformers.GPT2Config()  # GPT-2 124M
-        model = transformers.GPT2Model(config)
-        blocks = [m for m in model.h]
-        hidden, layers = config.n_embd, config.n_layer
-    else:
-        config = transformers.BertConfig()  # BERT-base
-        model = transformers.BertModel(config)
-        blocks = list(model.encoder.layer)
-        hidden, layers = config.hidden_size, config.num_hidden_layers
-    params = sum(m.weight.numel() for b in blocks for m in b.modules()
-                 if type(m).__name__ in ("Linear", "Conv1D"))
+def _meta_model(cls, config):
+    """Build on the meta device: parameter shapes without allocating or initializing 124M weights."""
+    with torch.device("meta"):
+        return cls(config)
+
+
+# --- FLOPs: published formula ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("seq", [128, 1024])
+def test_gpt2_124m_matches_published_2n_plus_attention(seq):
+    """GPT-2 124M: 2 x 124M params x tokens + 4 x layers x seq^2 x hidden, within 2%. The token embedding
+    is counted in N because GPT-2's LM head is the tied embedding matrix (a 768 x 50257 matmul)."""
+    config = transformers.GPT2Config()
+    model = _meta_model(transformers.GPT2LMHeadModel, config)
+    n_params = sum(p.numel() for p in model.parameters())  # tied: wte counted once
+    assert n_params == pytest.approx(124.4e6, rel=0.005)
     batch = 2
-    expected = 2 * params * batch * seq + 4 * layers * batch * seq * seq * hidden
-    if task == "causal-lm":
-        expected += 2 * hidden * config.vocab_size * batch * seq
-    got = flops.forward_flops(config, task, batch, seq)["total"]
-    assert got == pytest.approx(expected, rel=0.02)
-    assert params == pytest.approx(85e6, rel=0.02)  # both have ~85M matmul weights in their blocks
+    published = 2 * n_params * batch * seq + 4 * config.n_layer * batch * seq**2 * config.n_embd
+    got = flops.forward_flops(config, "causal-lm", batch, seq)
+    assert got["total"] == pytest.approx(published, rel=0.02)
+    assert got["linear"] == 2 * 84_934_656 * batch * seq  # 12 x (4 x 768^2 + 2 x 768 x 3072)
+    assert got["attention"] == 4 * 12 * batch * seq**2 * 768
+    assert got["lm_head"] == 2 * 768 * 50257 * batch * seq
 
 
-def test_flops_cross_check_with_torch_counter():
-    """Eager attention, so the counter sees the QK^T and AV matmuls (it attributes nothing to CPU SDPA)."""
-    config = transformers.LlamaConfig(num_hidden_layers=2, hidden_size=64, num_attention_heads=4,
-                                      num_key_value_heads=2, intermediate_size=128, vocab_size=1000)
-    config._attn_implementation = "eager"
-    model = transformers.LlamaForCausalLM(config).eval()
+def test_bert_base_matches_published_2n_plus_attention():
+    """BERT-base: 2 x encoder (non-embedding) params x tokens + 4 x layers x seq^2 x hidden, within 2%."""
+    config = transformers.BertConfig()
+    model = _meta_model(transformers.BertModel, config)
+    n_encoder = sum(p.numel() for p in model.encoder.parameters())
+    assert n_encoder == pytest.approx(85e6, rel=0.01)
+    batch, seq = 4, 128
+    published = 2 * n_encoder * batch * seq + 4 * config.num_hidden_layers * batch * seq**2 * config.hidden_size
+    got = flops.forward_flops(config, "encoder", batch, seq)
+    assert got["lm_head"] == 0
+    assert got["total"] == pytest.approx(published, rel=0.02)
+
+
+def test_llama_gqa_and_gated_mlp_dims():
+    config = transformers.LlamaConfig(num_hidden_layers=2, hidden_size=256, num_attention_heads=8,
+                                      num_key_value_heads=2, intermediate_size=512, vocab_size=1000)
+    d = flops.dims(config)
+    assert d.gated_mlp and d.kv_heads == 2 and d.head_dim == 32
+    # q, o: 256 x 256 each; k, v: 256 x 64 each; gate, up, down: 256 x 512 each
+    assert flops.matmul_params_per_layer(d) == 2 * 256 * 256 + 2 * 256 * 64 + 3 * 256 * 512
+    assert flops.kv_cache_bytes(config, batch=1, context_len=10, dtype_bytes=2) == 2 * 2 * 64 * 10 * 2
+
+
+def test_causal_convention_counts_half_the_pairs():
+    config = transformers.GPT2Config()
+    full = flops.forward_flops(config, "causal-lm", 1, 512)
+    causal = flops.forward_flops(config, "causal-lm", 1, 512, attention="causal")
+    assert causal["attention"] == pytest.approx(full["attention"] * (513 / 2) / 512)
+    assert causal["linear"] == full["linear"] and "full" in full["convention"]
+    with pytest.raises(ValueError):
+        flops.forward_flops(config, "causal-lm", 1, 8, attention="sparse")
+    with pytest.raises(ValueError):
+        flops.forward_flops(config, "seq2seq", 1, 8)
+
+
+def test_moe_and_incomplete_configs_are_unsupported():
+    with pytest.raises(Unsupported):
+        flops.dims(transformers.MixtralConfig(num_hidden_layers=1, hidden_size=64, num_attention_heads=4))
+
+    class Empty:
+        model_type = "mystery"
+
+    with pytest.raises(Unsupported):
+        flops.dims(Empty())
+
+
+# --- FLOPs: cross-check with torch's FlopCounterMode ---------------------------------------------------
+
+TINY = {
+    "gpt2": (lambda: transformers.GPT2Config(n_layer=2, n_embd=64, n_head=4, vocab_size=1000, n_positions=64),
+             lambda c: transformers.GPT2LMHeadModel(c), "causal-lm"),
+    "bert": (lambda: transformers.BertConfig(num_hidden_layers=2, hidden_size=64, num_attention_heads=4,
+                                             intermediate_size=128, vocab_size=1000),
+             lambda c: transformers.BertModel(c), "encoder"),
+    "llama": (lambda: transformers.LlamaConfig(num_hidden_layers=2, hidden_size=64, num_attention_heads=4,
+                                               num_key_value_heads=2, intermediate_size=128, vocab_size=1000),
+              lambda c: transformers.LlamaForCausalLM(c), "causal-lm"),
+}
+
+
+@pytest.mark.parametrize("arch", sorted(TINY))
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+def test_flops_cross_check_with_torch_counter(arch, attn):
+    """Tolerance 1%: the counter sees exactly the matmuls counted analytically; the only difference is
+    BERT's pooler (one hidden x hidden matmul per row, ~0.2% here), which the analytic count leaves out.
+    CPU SDPA is counted through the custom formula in count_flops_torch (torch has none for it)."""
+    make_config, make_model, task = TINY[arch]
+    config = make_config()
+    config._attn_implementation = attn
+    torch.manual_seed(0)
+    model = make_model(config).eval()
     ids = torch.randint(0, 1000, (2, 32))
     counted = flops.count_flops_torch(model, {"input_ids": ids, "attention_mask": torch.ones_like(ids)})
-    analytic = flops.forward_flops(config, "causal-lm", 2, 32)["total"]
-    assert counted == pytest.approx(analytic, rel=0.05)
+    analytic = flops.forward_flops(config, task, 2, 32)["total"]
+    assert counted == pytest.approx(analytic, rel=0.01)
 
 
 def test_decode_step_and_bytes():
     config = transformers.GPT2Config()
     step = flops.decode_step_flops(config, batch=1, context_len=100)
-    assert step["linear"] == pytest.approx(2 * 85e6, rel=0.02)
+    assert step["linear"] == 2 * 84_934_656
+    assert step["attention"] == 4 * 12 * 100 * 768
     kv = flops.kv_cache_bytes(config, batch=1, context_len=100, dtype_bytes=4)
     assert kv == 2 * 12 * 768 * 100 * 4
     moved = flops.bytes_moved(config, 1, 1, weight_bytes=500_000_000, dtype_bytes=4, decode_context=100)
-    assert moved["total"] > 500_000_000 and moved["kv_cache"] == kv
+    assert moved["kv_cache"] == kv and moved["weights"] == 500_000_000
+    assert moved["total"] == 500_000_000 + moved["activations"] + kv
+    # a decode step at batch 1 is memory-bound: ~1 FLOP per 2 bytes of fp32 weights
+    assert flops.arithmetic_intensity(step["total"], moved["total"]) < 1
+    prefill = flops.bytes_moved(config, 2, 64, 10, 4, kv_cache=True)
+    assert prefill["kv_cache"] == flops.kv_cache_bytes(config, 2, 64, 4)
+    fused = flops.bytes_moved(config, 2, 64, 10, 4, attention_probs=False)
+    assert fused["attention_probs"] == 0 and fused["total"] < prefill["total"]
     assert flops.arithmetic_intensity(100.0, 50.0) == 2.0
+    assert flops.weight_bytes_from_config(config, 2, include_lm_head=False) == 2 * 84_934_656
 
+
+# --- roofline ------------------------------------------------------------------------------------------
 
 def test_roofline_arithmetic():
     peak_flops, peak_bw = 100e9, 10e9  # ridge at 10 FLOP/byte
+    assert roofline.ridge_point(peak_flops, peak_bw) == 10
     assert roofline.attainable(1.0, peak_flops, peak_bw) == 10e9
     assert roofline.attainable(100.0, peak_flops, peak_bw) == 100e9
     assert roofline.bound(1.0, peak_flops, peak_bw) == "memory"
@@ -68,19 +153,38 @@ def test_roofline_arithmetic():
     eff = roofline.efficiency(flops=5e9, nbytes=5e9, seconds=1.0, peak_flops=peak_flops, peak_bw=peak_bw)
     assert eff["intensity"] == 1.0 and eff["bound"] == "memory"
     assert eff["pct_of_peak_bw"] == pytest.approx(50) and eff["pct_of_roofline"] == pytest.approx(50)
+    assert eff["pct_of_peak_flops"] == pytest.approx(5)
+    rates = roofline.efficiency_rates(achieved_flops=80e9, achieved_bw=4e9, peak_flops=peak_flops, peak_bw=peak_bw)
+    assert rates["intensity"] == 20 and rates["bound"] == "compute"
+    assert rates["pct_of_peak_flops"] == pytest.approx(80) and rates["pct_of_roofline"] == pytest.approx(80)
+    assert rates["pct_of_peak_bw"] == pytest.approx(40)
+
+
+def test_roofline_projection_is_labelled():
     assert roofline.project(1e12, 1e9, 1e12, 1e10) == pytest.approx(1.0)  # compute-bound: 1 s
     assert roofline.project(1e9, 1e10, 1e12, 1e10) == pytest.approx(1.0)  # memory-bound: 1 s
     assert roofline.project(1e9, 1e9, None, 1e10) is None  # no published peak: no projection
+    p = roofline.projection(1e9, 1e10, 1e12, 1e10, items=8, chip="X")
+    assert p["kind"] == "projected" and p["bound"] == "memory" and p["items_per_s"] == pytest.approx(8)
+    assert roofline.projection(1, 1, None, None)["seconds"] is None
 
 
-def test_roofline_plot(tmp_path):
-    path = tmp_path / "r.png"
-    roofline.plot_roofline([{"label": "x", "intensity": 2.0, "achieved_flops": 1e10}], 1e11, 1e10, path)
+@pytest.mark.parametrize("suffix", ["png", "svg"])
+def test_roofline_plot(tmp_path, suffix):
+    path = tmp_path / f"r.{suffix}"
+    points = [{"label": "gpt2 decode", "intensity": 0.5, "achieved_flops": 4e9},
+              {"label": "bert b32", "intensity": 50.0, "achieved_flops": 1e11}]
+    roofline.plot_roofline(points, {"fp32": 1.8e11, "bf16": 4e11}, 1.2e10, path)
     assert path.stat().st_size > 1000
+    roofline.plot_roofline([], 1e11, 1e10, tmp_path / f"empty.{suffix}")  # no points: ceilings only
 
 
-def test_catalog_every_figure_has_a_source_and_date():
+# --- catalog -------------------------------------------------------------------------------------------
+
+def test_catalog_loads_every_file_and_every_figure_has_a_source_and_date():
+    files = sorted(CATALOG_DIR.glob("*.yaml"))
     chips = load_catalog()
+    assert len(chips) == len(files) >= 11
     names = {c.name for c in chips}
     for wanted in ("A100", "A800", "H100 SXM", "H100 PCIe", "H800", "H200", "L40S", "MI250X", "MI300X", "910B", "Xeon"):
         assert any(wanted in n for n in names), wanted
@@ -88,54 +192,133 @@ def test_catalog_every_figure_has_a_source_and_date():
         for field in FIGURES:
             fig = getattr(chip, field)
             if fig is not None:
-                assert fig.source and fig.date, (chip.name, field)
-    h100 = next(c for c in chips if "H100 SXM" in c.name)
-    assert h100.bf16_sparse.value == pytest.approx(2 * h100.bf16.value)  # dense stored as dense
+                assert len(fig.source) >= 5 and fig.date, (chip.name, field)
+        for spec in (chip.interconnect, chip.process_node):
+            if spec is not None:
+                assert spec.source and spec.date, chip.name
+        if chip.empty_figures() == list(FIGURES):
+            assert chip.notes, f"{chip.name}: all figures empty without a note saying why"
 
 
-def test_catalog_rejects_unsourced_and_unknown_fields():
-    with pytest.raises(ValueError):
-        Chip.model_validate({"name": "x", "vendor": "y", "kind": "gpu", "fp32": {"value": 1, "unit": "TFLOPS"}})
-    with pytest.raises(ValueError):
-        Chip.model_validate({"name": "x", "vendor": "y", "kind": "gpu", "fp33": None})
+def test_catalog_dense_is_stored_as_dense():
+    """NVIDIA prints sparse tensor TFLOPS with an asterisk: the dense field is half of it. 2% tolerance:
+    the L40S datasheet prints both, and its 362.05 dense vs 733 sparse FP16/BF16 is not an exact 2x."""
+    chips = {c.name: c for c in load_catalog()}
+    for chip in chips.values():
+        if chip.vendor != "NVIDIA":
+            continue
+        for name in ("tf32", "fp16", "bf16", "fp8", "int8"):
+            dense, sparse = getattr(chip, name), getattr(chip, f"{name}_sparse")
+            if dense and sparse:
+                assert sparse.value == pytest.approx(2 * dense.value, rel=0.02), (chip.name, name)
+    h100 = next(c for c in chips.values() if "H100 SXM" in c.name)
+    assert h100.peak_flops("bf16") == pytest.approx(989.5e12) and h100.bandwidth() == pytest.approx(3.35e12)
+
+
+def test_catalog_rejects_unsourced_unknown_and_wrong_units(tmp_path):
+    base = {"name": "x", "vendor": "y", "kind": "gpu"}
+    with pytest.raises(ValueError):  # no source, no date
+        Chip.model_validate({**base, "fp32": {"value": 1, "unit": "TFLOPS"}})
+    with pytest.raises(ValueError):  # unknown field
+        Chip.model_validate({**base, "fp33": None})
+    with pytest.raises(ValueError):  # unknown key inside a figure
+        Chip.model_validate({**base, "fp32": {"value": 1, "unit": "TFLOPS", "source": "datasheet",
+                                               "date": "2024", "url": "x"}})
     with pytest.raises(ValueError):  # wrong unit
-        Chip.model_validate({"name": "x", "vendor": "y", "kind": "gpu",
-                             "fp32": {"value": 1, "unit": "GB/s", "source": "datasheet", "date": "2024"}})
-    assert yaml.safe_load  # catalog files are plain YAML
+        Chip.model_validate({**base, "fp32": {"value": 1, "unit": "GB/s", "source": "datasheet", "date": "2024"}})
+    with pytest.raises(ValueError):  # bad date
+        Chip.model_validate({**base, "fp32": {"value": 1, "unit": "TFLOPS", "source": "datasheet", "date": "soon"}})
+    with pytest.raises(ValueError):  # unsourced text fact
+        Chip.model_validate({**base, "interconnect": {"value": "NVLink"}})
+    fig = {"unit": "TFLOPS", "source": "datasheet", "date": "2024"}
+    with pytest.raises(ValueError):  # sparse below dense: swapped
+        Chip.model_validate({**base, "bf16": {**fig, "value": 10}, "bf16_sparse": {**fig, "value": 5}})
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump({**base, "colour": "green"}))
+    with pytest.raises(ValueError, match="bad.yaml"):
+        load_catalog(tmp_path)
 
 
-def test_rapl_unavailable_when_missing_or_unreadable(tmp_path, monkeypatch):
+# --- energy --------------------------------------------------------------------------------------------
+
+def _rapl_domain(root: Path, name: str, energy_uj: int, max_range: int | None = 1_000_000, label="package-0"):
+    d = root / name
+    d.mkdir(parents=True)
+    (d / "energy_uj").write_text(str(energy_uj))
+    (d / "name").write_text(label)
+    if max_range is not None:
+        (d / "max_energy_range_uj").write_text(str(max_range))
+    return d
+
+
+def test_rapl_unavailable_when_missing(tmp_path):
     meter = energy.select_meter("cpu", rapl_root=tmp_path / "nope")
     assert meter.status == "unavailable" and "RAPL" in meter.reason and meter.stop() is None
-    domain = tmp_path / "intel-rapl:0"
-    domain.mkdir()
-    (domain / "energy_uj").write_text("100")
+    meter.start()  # harmless on an unavailable meter
+    empty = energy.select_meter("cpu", rapl_root=tmp_path)  # exists, no intel-rapl:N inside
+    assert empty.status == "unavailable" and "intel-rapl" in empty.reason
+
+
+def test_rapl_unavailable_when_unreadable(tmp_path, monkeypatch):
+    _rapl_domain(tmp_path, "intel-rapl:0", 100)
+    real = Path.read_text
 
     def deny(self, *a, **k):
-        raise PermissionError(13, "Permission denied", str(self))
+        if self.name == "energy_uj":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self, *a, **k)
 
     monkeypatch.setattr(energy.Path, "read_text", deny)
     meter = energy.select_meter("cpu", rapl_root=tmp_path)
-    assert meter.status == "unavailable" and "permission" in meter.reason
+    assert meter.status == "unavailable" and "permission" in meter.reason and meter.stop() is None
+    assert meter.describe()["status"] == "unavailable"
 
 
-def test_rapl_reads_and_handles_wraparound(tmp_path):
-    domain = tmp_path / "intel-rapl:0"
-    domain.mkdir()
-    (domain / "energy_uj").write_text("900000")
-    (domain / "max_energy_range_uj").write_text("1000000")
+def test_rapl_reads_sums_packages_and_handles_wraparound(tmp_path):
+    d0 = _rapl_domain(tmp_path, "intel-rapl:0", 900_000)
+    d1 = _rapl_domain(tmp_path, "intel-rapl:1", 5_000)
+    _rapl_domain(tmp_path, "intel-rapl:0:0", 1)  # core sub-domain: inside package 0, not added
+    _rapl_domain(tmp_path, "intel-rapl:2", 7, label="psys")  # platform domain: skipped
     meter = energy.select_meter("cpu", rapl_root=tmp_path)
-    assert meter.status == "measured"
+    assert meter.status == "measured" and [d.name for d in meter.domains] == ["intel-rapl:0", "intel-rapl:1"]
     meter.start()
-    (domain / "energy_uj").write_text("100000")  # wrapped: 100000 + 1e6 - 900000 = 200000 uJ
-    assert meter.stop() == pytest.approx(0.2)
+    (d0 / "energy_uj").write_text("100000")  # wrapped: 1e6 - 900000 + 100000 = 200000 uJ
+    (d1 / "energy_uj").write_text("305000")  # 300000 uJ
+    assert meter.stop() == pytest.approx(0.5)
 
 
-def test_nvml_unavailable_without_gpu():
+def test_rapl_wrap_without_range_is_not_guessed(tmp_path):
+    assert energy.rapl_delta_uj(10, 30, None) == 20
+    assert energy.rapl_delta_uj(900, 100, 1000) == 200
+    assert energy.rapl_delta_uj(900, 100, None) is None
+    d = _rapl_domain(tmp_path, "intel-rapl:0", 900, max_range=None)
+    meter = energy.select_meter("cpu", rapl_root=tmp_path)
+    meter.start()
+    (d / "energy_uj").write_text("100")
+    assert meter.stop() is None and "wrapped" in meter.reason
+
+
+def test_rapl_stop_before_start_is_an_error(tmp_path):
+    _rapl_domain(tmp_path, "intel-rapl:0", 1)
+    with pytest.raises(RuntimeError):
+        energy.select_meter("cpu", rapl_root=tmp_path).stop()
+
+
+def test_nvml_unavailable_without_gpu_or_library(monkeypatch):
     meter = energy.select_meter("cuda")
-    if meter.status == "measured":
-        pytest.skip("an NVIDIA GPU with an energy counter is present")
-    assert meter.reason
+    if meter.status != "measured":
+        assert meter.reason and meter.stop() is None
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_pynvml(name, *a, **k):
+        if name == "pynvml":
+            raise ImportError("no pynvml")
+        return real_import(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", no_pynvml)
+    meter = energy.select_meter("cuda")
+    assert meter.status == "unavailable" and "nvidia-ml-py" in meter.reason
 
 
 def test_energy_derivations_and_labelled_estimate():
@@ -143,18 +326,68 @@ def test_energy_derivations_and_labelled_estimate():
     assert d["joules_per_inference"] == 0.1 and d["joules_per_token"] == 0.01 and d["avg_watts"] == 5.0
     assert d["samples_per_s_per_watt"] == pytest.approx(10.0)
     assert energy.derived(None, 1, 1, 1) == {}
-    assert "estimate" in energy.tdp_estimate(300, 1.0, 10)["label"]
+    assert energy.joules_per_inference(10.0, 100) == 0.1 and energy.joules_per_inference(None, 100) is None
+    assert energy.joules_per_token(10.0, 1000) == 0.01
+    assert energy.samples_per_s_per_watt(100, 10.0) == 10.0
+    est = energy.tdp_estimate(300, 1.0, 10, tokens=100, utilization=0.5)
+    assert "estimate" in est["label"] and est["status"] == "estimate" and est["joules_per_inference"] == 15.0
 
+
+# --- cost ----------------------------------------------------------------------------------------------
 
 def test_cost_per_million():
     assert cost.cost_per_million(3.6, 1000.0) == pytest.approx(1.0)  # $3.6/h = $0.001/s; 1e6 items take 1000 s
+    assert cost.cost_per_million(2.0, 22.0) == pytest.approx(2.0 / 3600 / 22 * 1e6)  # tokens/s works the same
     assert cost.cost_per_million(3.6, 0) is None
+    with pytest.raises(ValueError):
+        cost.cost_per_million(-1.0, 10.0)
 
+
+# --- peaks ---------------------------------------------------------------------------------------------
 
 def test_peaks_run_on_tiny_sizes():
     from bench.hardware.machine import cpu_flags
     from bench.hardware.peaks import measure_peaks
 
-    peaks = measure_peaks("cpu", seconds_per_test=0.01, cpu_flags=cpu_flags(), gemm_size=64, buffer_mib=4)
+    peaks = measure_peaks("cpu", seconds_per_test=0.01, cpu_flags=cpu_flags(), gemm_size=64, buffer_mib=4,
+                          threads=1)
+    assert peaks["threads"] == 1
     assert peaks["gemm"]["fp32"]["value"] > 0 and peaks["bandwidth"]["value"] > 0
     assert set(peaks["gemm"]) | set(peaks["unavailable"]) >= {"fp32", "bf16", "int8"}
+    for fig in [*peaks["gemm"].values(), peaks["bandwidth"]]:
+        assert {"value", "unit", "method", "repeats"} <= set(fig) and fig["repeats"] >= 3
+    assert peaks["gemm"]["fp32"]["size"] == 64 and peaks["bandwidth"]["buffer_mib"] == 4
+    assert "read + write" in peaks["bandwidth"]["counts"]
+
+
+def test_peaks_flag_gate_and_cuda_skip(monkeypatch):
+    from bench.hardware import peaks as peaks_mod
+
+    p = peaks_mod.measure_peaks("cpu", seconds_per_test=0.0, cpu_flags=frozenset(), gemm_size=32, buffer_mib=1)
+    assert "bf16" in p["unavailable"] and "avx512_bf16" in p["unavailable"]["bf16"]
+    if not torch.cuda.is_available():
+        with pytest.raises(Unsupported):
+            peaks_mod.measure_peaks("cuda")
+
+
+def test_load_or_measure_peaks_caches_per_machine(tmp_path, monkeypatch):
+    from bench.hardware import peaks as peaks_mod
+
+    calls = []
+
+    def fake(device, **kw):
+        calls.append(device)
+        if device == "cuda":
+            raise Unsupported("CUDA is not available on this machine")
+        return {"device": device, "gemm": {"fp32": {"value": 1.0}}, "bandwidth": {"value": 2.0}}
+
+    monkeypatch.setattr(peaks_mod, "measure_peaks", fake)
+    path = tmp_path / "m1" / "peaks.json"
+    first = peaks_mod.load_or_measure_peaks(path, "m1")
+    assert first["devices"]["cpu"]["gemm"]["fp32"]["value"] == 1.0 and "cuda" in first["unavailable"]
+    assert json.loads(path.read_text())["machine_id"] == "m1"
+    n = len(calls)
+    assert peaks_mod.load_or_measure_peaks(path, "m1") == first and len(calls) == n  # cached
+    peaks_mod.load_or_measure_peaks(path, "m2")  # another machine: measured again
+    peaks_mod.load_or_measure_peaks(path, "m2", force=True)
+    assert len(calls) == n + 4

@@ -75,11 +75,11 @@ def test_gpt2_conv1d_becomes_linear_with_identical_outputs():
     torch.testing.assert_close(outputs(model, ids), ref, atol=1e-5, rtol=1e-5)
 
 
-def test_int4_is_unsupported_on_cpu_with_reason():
+def test_int4_on_a_cpu_without_bf16_is_unsupported_with_reason():
     from bench.variants import torch_quant
 
-    with pytest.raises(Unsupported, match="int4"):
-        torch_quant.weight_only_int4(tiny("gpt2"), 32, "cpu")
+    with pytest.raises(Unsupported, match="bf16"):
+        torch_quant.weight_only_int4(tiny("gpt2"), 32, "cpu", cpu_flags={"avx2"})
 
 
 def test_onnx_export_is_cached_by_key(tmp_path):

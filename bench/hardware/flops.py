@@ -1,16 +1,42 @@
-"""Work accounting from a transformers config: FLOPs and bytes of a forward pass or a decode step.
+"""Work accounting from a transformers config: FLOPs and bytes of a forward pass or of one decode step.
 
-Conventions (stated in every record): a multiply-add is 2 FLOPs; attention scores and the
-attention-weighted sum are counted over the full seq x seq matrix (what dense kernels compute, causal
-or not); embeddings, norms, softmax and activations are not counted (a few % at these sizes).
-Bytes are a lower bound: weights read once per forward, activations written and read once per layer,
-and the KV cache read once per decode step.
+FLOP convention (stated in every record, see `CONVENTION`):
+  * a multiply-add is 2 FLOPs; only matrix multiplications are counted: the q/k/v/o projections, the MLP
+    (two matmuls, three for gated SwiGLU-style MLPs), the two attention products (Q K^T and P V) and the
+    LM head. Embedding look-ups, norms, softmax, activations, biases and residual adds are not counted
+    (well under 1% at GPT-2/BERT sizes).
+  * linear layers: 2 x matmul weights x tokens (the "2 N" of Kaplan et al. 2020 / Megatron, with N the
+    matmul weights of the blocks).
+  * attention, `attention="full"` (default): 4 x layers x batch x seq^2 x (heads x head_dim), i.e. the full
+    seq x seq score matrix for both products. That is what eager attention and the math/CPU SDPA kernels
+    compute, causal or not (the mask is applied to a fully computed matrix), and what torch's
+    FlopCounterMode counts for SDPA. `attention="causal"` counts only the seq (seq + 1) / 2 unmasked
+    pairs, which is what block-skipping flash kernels approach for long causal sequences.
+  * decode step: one new token per row attending to `context_len` cached positions.
+  * the LM head is counted for causal LMs (tied or not: the matmul is computed either way); BERT's pooler
+    and any classifier head are not.
+
+Bytes convention (`bytes_moved`): a lower bound on DRAM traffic: weights read once per forward (or per
+decode step), activations written and read once per layer, the attention-probability matrix written and
+read once when it is materialized (eager attention), and the KV cache read once per decode step (written
+once per prefill when `kv_cache=True`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+
+from ..errors import Unsupported
+
+CONVENTION = ("2 FLOPs per multiply-add; matmuls only (projections, MLP, QK^T and PV, LM head); attention "
+              "over the {attention} seq x seq matrix; embeddings, norms, softmax, activations excluded")
+BYTES_CONVENTION = ("lower bound: weights once, activations written+read once per layer, attention "
+                    "probabilities once when materialized, KV cache read once per decode step")
+
+# model types whose MLP is gated (gate, up and down projections: three matmuls)
+GATED_MLP = {"llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "phi3", "olmo", "olmo2",
+             "granite", "cohere", "smollm3"}
 
 
 @dataclass(frozen=True)
@@ -19,82 +45,160 @@ class Dims:
     layers: int
     heads: int
     kv_heads: int
+    head_dim: int
     intermediate: int
     vocab: int
     gated_mlp: bool
 
     @property
-    def head_dim(self) -> int:
-        return self.hidden // self.heads
+    def q_dim(self) -> int:
+        """Width of the attention (queries and context): heads x head_dim (== hidden for GPT-2/BERT/Llama)."""
+        return self.heads * self.head_dim
+
+    @property
+    def kv_dim(self) -> int:
+        return self.kv_heads * self.head_dim
 
 
 def dims(config: Any) -> Dims:
-    g = lambda *names, default=None: next((getattr(config, n) for n in names  # noqa: E731
-                                           if getattr(config, n, None) is not None), default)
+    """The dimensions that decide the work, read from a transformers config (GPT-2, BERT, Llama families)."""
+    def g(*names, default=None):
+        return next((getattr(config, n) for n in names if getattr(config, n, None) is not None), default)
+
+    if g("num_local_experts", "num_experts", "n_routed_experts"):
+        raise Unsupported(f"{getattr(config, 'model_type', '?')}: mixture-of-experts FLOP accounting is not implemented")
     hidden = g("hidden_size", "n_embd", "d_model")
     heads = g("num_attention_heads", "n_head")
-    return Dims(hidden=hidden, layers=g("num_hidden_layers", "n_layer"), heads=heads,
-                kv_heads=g("num_key_value_heads", default=heads),
-                intermediate=g("intermediate_size", "n_inner", default=None) or 4 * hidden,
-                vocab=g("vocab_size"), gated_mlp=getattr(config, "model_type", "") in ("llama", "mistral", "qwen2"))
+    layers = g("num_hidden_layers", "n_layer")
+    vocab = g("vocab_size")
+    if not all(isinstance(v, int) and v > 0 for v in (hidden, heads, layers, vocab)):
+        raise Unsupported(f"config {type(config).__name__} lacks hidden size, heads, layers or vocab size")
+    head_dim = g("head_dim", default=None) or hidden // heads
+    model_type = getattr(config, "model_type", "") or ""
+    return Dims(hidden=hidden, layers=layers, heads=heads, kv_heads=g("num_key_value_heads", default=heads),
+                head_dim=head_dim, intermediate=g("intermediate_size", "n_inner", default=None) or 4 * hidden,
+                vocab=vocab, gated_mlp=model_type in GATED_MLP)
 
 
 def matmul_params_per_layer(d: Dims) -> int:
-    """Weights of the matmuls of one block: q, k, v, o projections and the MLP."""
-    kv = d.kv_heads * d.head_dim
-    attn = d.hidden * d.hidden * 2 + d.hidden * kv * 2
+    """Weights of the matmuls of one block: q, k, v, o projections and the MLP (biases excluded)."""
+    attn = d.hidden * d.q_dim * 2 + d.hidden * d.kv_dim * 2
     mlp = (3 if d.gated_mlp else 2) * d.hidden * d.intermediate
     return attn + mlp
 
 
-def forward_flops(config: Any, task: str, batch: int, seq_len: int, include_lm_head: bool = True) -> dict:
+def matmul_params(config: Any, include_lm_head: bool = False) -> int:
+    """Matmul weights of all blocks (the N of 2 N), plus the LM head when asked."""
+    d = dims(config)
+    return d.layers * matmul_params_per_layer(d) + (d.hidden * d.vocab if include_lm_head else 0)
+
+
+def _pairs(seq_len: int, attention: str) -> float:
+    if attention == "full":
+        return seq_len * seq_len
+    if attention == "causal":
+        return seq_len * (seq_len + 1) / 2
+    raise ValueError(f"attention must be 'full' or 'causal', not {attention!r}")
+
+
+def forward_flops(config: Any, task: str, batch: int, seq_len: int, include_lm_head: bool = True,
+                  attention: str = "full") -> dict:
+    """FLOPs of one forward pass over `batch` x `seq_len` tokens, with its breakdown and convention."""
+    if task not in ("encoder", "causal-lm"):
+        raise ValueError(f"task must be 'encoder' or 'causal-lm', not {task!r}")
     d = dims(config)
     tokens = batch * seq_len
     linear = 2 * d.layers * matmul_params_per_layer(d) * tokens
-    attention = 4 * d.layers * batch * seq_len * seq_len * d.hidden
+    attn = int(4 * d.layers * batch * _pairs(seq_len, attention) * d.q_dim)
     head = 2 * d.hidden * d.vocab * tokens if task == "causal-lm" and include_lm_head else 0
-    return {"total": linear + attention + head, "linear": linear, "attention": attention, "lm_head": head,
-            "convention": "2 FLOPs per multiply-add; full seq x seq attention; norms/softmax/embeddings excluded"}
+    return {"total": linear + attn + head, "linear": linear, "attention": attn, "lm_head": head,
+            "tokens": tokens, "convention": CONVENTION.format(attention=attention)}
 
 
-def decode_step_flops(config: Any, batch: int, context_len: int) -> dict:
-    """One new token per row attending to `context_len` cached positions."""
+def decode_step_flops(config: Any, batch: int, context_len: int, include_lm_head: bool = True) -> dict:
+    """One decode step: one new token per row, attending to `context_len` cached positions."""
     d = dims(config)
     linear = 2 * d.layers * matmul_params_per_layer(d) * batch
-    attention = 4 * d.layers * batch * context_len * d.hidden
-    head = 2 * d.hidden * d.vocab * batch
-    return {"total": linear + attention + head, "linear": linear, "attention": attention, "lm_head": head}
+    attn = 4 * d.layers * batch * context_len * d.q_dim
+    head = 2 * d.hidden * d.vocab * batch if include_lm_head else 0
+    return {"total": linear + attn + head, "linear": linear, "attention": attn, "lm_head": head,
+            "tokens": batch, "context_len": context_len,
+            "convention": "one token per row; " + CONVENTION.format(attention="1 x context")}
 
 
 def kv_cache_bytes(config: Any, batch: int, context_len: int, dtype_bytes: int) -> int:
+    """Keys and values of every layer for `context_len` positions (GQA: kv_heads, not heads)."""
     d = dims(config)
-    return 2 * d.layers * d.kv_heads * d.head_dim * context_len * batch * dtype_bytes
+    return 2 * d.layers * d.kv_dim * context_len * batch * dtype_bytes
+
+
+def weight_bytes_from_config(config: Any, dtype_bytes: float, include_lm_head: bool = True) -> int:
+    """Matmul weights (plus the LM head) at `dtype_bytes` each: an analytic stand-in for a measured size."""
+    return int(matmul_params(config, include_lm_head=include_lm_head) * dtype_bytes)
 
 
 def bytes_moved(config: Any, batch: int, seq_len: int, weight_bytes: int, dtype_bytes: int,
-                decode_context: int | None = None) -> dict:
-    """Lower-bound traffic of a forward pass (or of one decode step when `decode_context` is given)."""
+                decode_context: int | None = None, kv_cache: bool = False,
+                attention_probs: bool = True) -> dict:
+    """Lower-bound traffic of a forward pass over `seq_len` tokens, or of one decode step when
+    `decode_context` is given (then `seq_len` is ignored: one token per row).
+
+    kv_cache: a prefill that writes the KV cache for a later decode (counts its bytes once).
+    attention_probs: the seq x seq probabilities are materialized (eager attention); False for fused
+    flash/SDPA kernels that keep them on chip.
+    """
     d = dims(config)
-    tokens = batch if decode_context is not None else batch * seq_len
+    decode = decode_context is not None
+    tokens = batch if decode else batch * seq_len
+    # per layer: block input, q, k, v, context, attention output, MLP input and output (8 x hidden), the
+    # MLP intermediate written and read (2 x intermediate), each once
     per_layer = tokens * (8 * d.hidden + 2 * d.intermediate) * dtype_bytes
-    if decode_context is None:
-        per_layer += 2 * batch * d.heads * seq_len * seq_len * dtype_bytes  # attention probabilities
-    activations = d.layers * per_layer
-    kv = kv_cache_bytes(config, batch, decode_context, dtype_bytes) if decode_context is not None else 0
+    probs = 0
+    if attention_probs:
+        rows = 1 if decode else seq_len
+        cols = decode_context if decode else seq_len
+        probs = d.layers * 2 * batch * d.heads * rows * cols * dtype_bytes
+    activations = d.layers * per_layer + probs
+    if decode:
+        kv = kv_cache_bytes(config, batch, decode_context, dtype_bytes)
+    else:
+        kv = kv_cache_bytes(config, batch, seq_len, dtype_bytes) if kv_cache else 0
     return {"total": weight_bytes + activations + kv, "weights": weight_bytes, "activations": activations,
-            "kv_cache": kv, "convention": "weights once, activations written+read once per layer, KV cache once"}
+            "attention_probs": probs, "kv_cache": kv, "convention": BYTES_CONVENTION}
 
 
 def arithmetic_intensity(flops: float, nbytes: float) -> float:
+    """FLOPs per byte moved."""
     return flops / nbytes if nbytes else float("inf")
 
 
-def count_flops_torch(model: Any, inputs: dict) -> int:
-    """Cross-check: FLOPs torch's FlopCounterMode attributes to matmuls and attention."""
+def _cpu_sdpa_formula():
+    """FlopCounterMode has no formula for the CPU flash SDPA kernel; count it like the CUDA ones."""
+    import torch
+    from torch.utils.flop_counter import sdpa_flop_count
+
+    op = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+    if op is None:
+        return {}
+
+    def formula(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+        return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+    return {op: formula}
+
+
+def count_flops_torch(model: Any, inputs: dict, by_op: bool = False) -> int | dict:
+    """Cross-check: the FLOPs torch's FlopCounterMode attributes to matmuls and attention in one forward.
+
+    Same convention as above (2 per multiply-add, full attention matrix for SDPA). With `by_op`, a dict
+    {op name: FLOPs} instead of the total.
+    """
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    counter = FlopCounterMode(display=False)
+    counter = FlopCounterMode(display=False, custom_mapping=_cpu_sdpa_formula())
     with counter, torch.inference_mode():
         model(**inputs)
+    if by_op:
+        return {str(op): n for op, n in counter.get_flop_counts().get("Global", {}).items()}
     return counter.get_total_flops()

@@ -2,115 +2,279 @@
 
 Measured once per machine and cached, so efficiency tables compare runs against what this hardware
 actually sustains (not a datasheet number it never reaches).
+
+Conventions (also written into every figure):
+  * GEMM: square n x n x n matmul, 2 n^3 FLOPs (int8: op/s, a multiply-add counted as 2 ops); the figure
+    is the best per-call rate over the repeats after two warm-up calls (a ceiling, not a typical rate);
+    the median is recorded beside it.
+  * bandwidth: a large tensor copy dst.copy_(src), counting bytes read + bytes written (2 x buffer), the
+    STREAM "copy" convention. Write-allocate traffic (a CPU reading dst's lines before overwriting them)
+    is not counted, so the DRAM traffic can be up to 1.5x the figure. Each buffer is far larger than the
+    last-level cache.
+  * CPU timing: time.perf_counter around each call. CUDA timing: CUDA events around each call, with the
+    device synchronized before the loop and before reading the events.
 """
 
 from __future__ import annotations
 
 import json
+import statistics
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 from ..errors import Unsupported
 
+GEMM_METHOD = "square n x n @ n x n, 2 n^3 {unit_word} per call, best call after 2 warm-ups"
+BW_METHOD = "tensor copy dst.copy_(src): bytes read + bytes written (2 x buffer), STREAM copy convention"
 
-def _time(fn: Callable[[], object], seconds: float, sync: Callable[[], None]) -> tuple[float, int]:
-    """Best per-call time over repeated calls filling `seconds` (after two warm-up calls)."""
+
+def _time_cpu(fn: Callable[[], object], seconds: float) -> list[float]:
     fn(), fn()
-    sync()
-    best, calls, start = float("inf"), 0, time.perf_counter()
-    while calls < 3 or time.perf_counter() - start < seconds:
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < 3 or time.perf_counter() - start < seconds:
         t0 = time.perf_counter()
         fn()
-        sync()
-        best = min(best, time.perf_counter() - t0)
-        calls += 1
-    return best, calls
+        times.append(time.perf_counter() - t0)
+    return times
 
 
-def _figure(value: float, unit: str, method: str, **details) -> dict:
-    return {"value": value, "unit": unit, "method": method, **details}
+def _time_cuda(fn: Callable[[], object], seconds: float) -> list[float]:
+    import torch
+
+    fn(), fn()
+    torch.cuda.synchronize()
+    pairs = []
+    start = time.perf_counter()
+    while len(pairs) < 3 or time.perf_counter() - start < seconds:
+        begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        begin.record()
+        fn()
+        end.record()
+        end.synchronize()  # one call in flight at a time keeps the wall-clock budget honest
+        pairs.append((begin, end))
+    torch.cuda.synchronize()
+    return [b.elapsed_time(e) / 1e3 for b, e in pairs]
+
+
+def _timed(fn: Callable[[], object], device: str, seconds: float) -> tuple[float, float, int]:
+    times = (_time_cuda if device == "cuda" else _time_cpu)(fn, seconds)
+    return min(times), statistics.median(times), len(times)
+
+
+def _figure(work: float, times: tuple[float, float, int], unit: str, method: str, **details) -> dict:
+    best, median, calls = times
+    return {"value": work / best, "unit": unit, "method": method, "median_value": work / median,
+            "repeats": calls, "best_call_s": best, **details}
+
+
+TORCH_DTYPES = {"fp32": "float32", "tf32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
 
 def gemm_flops(dtype: str, device: str, n: int, seconds: float) -> dict:
+    """One GEMM ceiling: fp32, tf32 (CUDA), bf16, fp16 via torch.matmul; int8 via torch._int_mm."""
     import torch
 
-    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    work = 2 * n**3
     if dtype == "int8":
+        if not hasattr(torch, "_int_mm"):
+            raise Unsupported(f"torch {torch.__version__} has no torch._int_mm")
         a = torch.randint(-64, 64, (n, n), dtype=torch.int8, device=device)
         b = torch.randint(-64, 64, (n, n), dtype=torch.int8, device=device)
-        best, calls = _time(lambda: torch._int_mm(a, b), seconds, sync)
-        return _figure(2 * n**3 / best, "op/s", "torch._int_mm int8 x int8 -> int32", size=n, calls=calls)
-    t = getattr(torch, {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}[dtype])
+        times = _timed(lambda: torch._int_mm(a, b), device, seconds)
+        return _figure(work, times, "op/s", "torch._int_mm int8 x int8 -> int32; "
+                       + GEMM_METHOD.format(unit_word="ops"), size=n, kernel="torch._int_mm")
+    t = getattr(torch, TORCH_DTYPES[dtype])
     a = torch.randn(n, n, device=device).to(t)
     b = torch.randn(n, n, device=device).to(t)
-    best, calls = _time(lambda: a @ b, seconds, sync)
-    return _figure(2 * n**3 / best, "FLOP/s", f"torch.matmul {dtype}, best of {calls}", size=n, calls=calls)
+    method = f"torch.matmul {dtype}; " + GEMM_METHOD.format(unit_word="FLOPs")
+    if device == "cuda" and dtype in ("fp32", "tf32"):
+        previous = torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = dtype == "tf32"
+        try:
+            times = _timed(lambda: a @ b, device, seconds)
+        finally:
+            torch.backends.cuda.matmul.allow_tf32 = previous
+        method += f" (allow_tf32={dtype == 'tf32'})"
+    else:
+        times = _timed(lambda: a @ b, device, seconds)
+    return _figure(work, times, "FLOP/s", method, size=n, kernel="torch.matmul")
 
 
 def int8_linear_ops(n: int, seconds: float) -> dict:
-    """The int8 path models actually take on CPU: a dynamically quantized Linear (fbgemm/oneDNN)."""
+    """The int8 path quantized models take on CPU: a dynamically quantized Linear (fbgemm/oneDNN),
+    activation quantization included."""
+    import warnings
+
     import torch
 
-    lin = torch.ao.nn.quantized.dynamic.Linear(n, n, dtype=torch.qint8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lin = torch.ao.nn.quantized.dynamic.Linear(n, n, dtype=torch.qint8)
     x = torch.randn(n, n)
-    best, calls = _time(lambda: lin(x), seconds, lambda: None)
-    return _figure(2 * n**3 / best, "op/s", "dynamic int8 Linear (activation quantization included)", size=n, calls=calls)
+    times = _timed(lambda: lin(x), "cpu", seconds)
+    return _figure(2 * n**3, times, "op/s", "dynamic int8 Linear (activation quantization included); "
+                   + GEMM_METHOD.format(unit_word="ops"), size=n, kernel="torch.ao dynamic quantized Linear")
 
 
-def stream_bandwidth(device: str, mib: int, seconds: float) -> dict:
+def stream_bandwidth(device: str, mib: int, seconds: float, llc_bytes: int | None = None) -> dict:
+    """Streaming copy bandwidth with two `mib` MiB float32 buffers."""
     import torch
 
-    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     src = torch.ones(mib * 2**20 // 4, dtype=torch.float32, device=device)
     dst = torch.empty_like(src)
-    best, calls = _time(lambda: dst.copy_(src), seconds, sync)
-    return _figure(2 * src.numel() * 4 / best, "B/s", "tensor copy, bytes read + bytes written", buffer_mib=mib,
-                   calls=calls)
+    times = _timed(lambda: dst.copy_(src), device, seconds)
+    nbytes = 2 * src.numel() * 4
+    out = _figure(nbytes, times, "B/s", BW_METHOD, buffer_mib=mib, bytes_per_call=nbytes,
+                  counts="read + write")
+    if llc_bytes:
+        out["last_level_cache_bytes"] = llc_bytes
+    return out
+
+
+def cpu_llc_bytes() -> int | None:
+    """Size of the largest CPU cache level from sysfs (L3 on x86), or None."""
+    best = None
+    for index in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*"):
+        try:
+            text = (index / "size").read_text().strip()
+            level = int((index / "level").read_text())
+        except (OSError, ValueError):
+            continue
+        mult = {"K": 2**10, "M": 2**20, "G": 2**30}.get(text[-1:].upper(), 1)
+        size = int(text.rstrip("KMGkmg")) * mult
+        if best is None or level > best[0]:
+            best = (level, size)
+    return best[1] if best else None
+
+
+def _default_buffer_mib(device: str, llc: int | None) -> int:
+    """CPU: each buffer at least 512 MiB and 2x the last-level cache, within 1/8 of free memory."""
+    if device == "cuda":
+        return 2048
+    want = max(512, 2 * (llc or 0) // 2**20)
+    try:
+        import psutil
+
+        want = min(want, psutil.virtual_memory().available // 8 // 2**20)
+    except Exception:  # noqa: BLE001 - psutil missing: keep the wish
+        pass
+    return max(64, int(want))
+
+
+def _flag_gate(dtype: str, flags: frozenset[str]) -> str | None:
+    """Why a CPU GEMM dtype is skipped, or None to measure it."""
+    if dtype == "bf16" and not ({"avx512_bf16", "amx_bf16"} & flags):
+        return "no avx512_bf16/amx_bf16 in the CPU flags: bf16 GEMMs would be converted/emulated, no native peak"
+    if dtype == "fp16" and not ({"avx512_fp16", "amx_fp16"} & flags):
+        return "no avx512_fp16/amx_fp16 in the CPU flags: fp16 GEMMs would be converted/emulated, no native peak"
+    return None
 
 
 def measure_peaks(device: str = "cpu", seconds_per_test: float = 1.0, threads: int | None = None,
-                  cpu_flags: frozenset[str] = frozenset(), gemm_size: int | None = None,
+                  cpu_flags: Iterable[str] | None = None, gemm_size: int | None = None,
                   buffer_mib: int | None = None) -> dict:
+    """GEMM ceilings per dtype and streaming bandwidth of `device` ("cpu" or "cuda").
+
+    Returns {"device", "threads", "gemm": {dtype: figure}, "bandwidth": figure, "unavailable":
+    {dtype: reason}, ...}; each figure has value, unit, method, size (or buffer_mib), repeats.
+    Raises Unsupported for "cuda" without CUDA.
+    """
     import torch
 
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'cpu' or 'cuda', not {device!r}")
     if device == "cuda" and not torch.cuda.is_available():
         raise Unsupported("CUDA is not available on this machine")
+    if cpu_flags is None:
+        from .machine import cpu_flags as read_flags
+
+        cpu_flags = read_flags()
+    flags = frozenset(cpu_flags)
+    previous_threads = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
-    n = gemm_size or (8192 if device == "cuda" else 2048)
-    mib = buffer_mib or (2048 if device == "cuda" else 512)
-    peaks: dict = {"device": device, "threads": torch.get_num_threads(), "gemm": {}, "unavailable": {}}
-    dtypes = ["fp32", "bf16", "fp16", "int8"] if device == "cuda" else ["fp32", "bf16", "int8"]
-    for dtype in dtypes:
-        if device == "cpu" and dtype == "bf16" and not ({"avx512_bf16", "amx_bf16"} & cpu_flags):
-            peaks["unavailable"]["bf16"] = "no avx512_bf16/amx_bf16: bf16 GEMMs would be emulated"
-            continue
-        try:
-            peaks["gemm"][dtype] = gemm_flops(dtype, device, n, seconds_per_test)
-        except Exception as exc:  # noqa: BLE001 - a missing kernel is a finding, not a crash
-            peaks["unavailable"][dtype] = f"{type(exc).__name__}: {exc}"
-    if device == "cpu":
-        linear = int8_linear_ops(n, seconds_per_test)
-        if linear["value"] > peaks["gemm"].get("int8", {}).get("value", 0):
-            peaks["gemm"]["int8"] = linear
-    peaks["bandwidth"] = stream_bandwidth(device, mib, seconds_per_test)
-    return peaks
+    try:
+        n = gemm_size or (8192 if device == "cuda" else 2048)
+        llc = cpu_llc_bytes() if device == "cpu" else None
+        mib = buffer_mib or _default_buffer_mib(device, llc)
+        peaks: dict = {"device": device, "threads": torch.get_num_threads(), "seconds_per_test": seconds_per_test,
+                       "torch": torch.__version__, "gemm": {}, "unavailable": {},
+                       "conventions": {"gemm": GEMM_METHOD.format(unit_word="FLOPs (int8: ops)"),
+                                       "bandwidth": BW_METHOD + "; write-allocate traffic not counted"}}
+        if device == "cuda":
+            peaks["gpu"] = torch.cuda.get_device_name()
+            dtypes = ["fp32", "tf32", "bf16", "fp16", "int8"]
+        else:
+            peaks["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+            dtypes = ["fp32", "bf16", "fp16", "int8"]
+        for dtype in dtypes:
+            reason = _flag_gate(dtype, flags) if device == "cpu" else None
+            if reason:
+                peaks["unavailable"][dtype] = reason
+                continue
+            try:
+                peaks["gemm"][dtype] = gemm_flops(dtype, device, n, seconds_per_test)
+            except Exception as exc:  # noqa: BLE001 - a missing kernel is a finding, not a crash
+                peaks["unavailable"][dtype] = f"{type(exc).__name__}: {exc}"
+        if device == "cpu":
+            _cpu_int8(peaks, n, seconds_per_test)
+        peaks["bandwidth"] = stream_bandwidth(device, mib, seconds_per_test, llc)
+        return peaks
+    finally:
+        torch.set_num_threads(previous_threads)
 
 
-def load_or_measure_peaks(cache_path: Path, machine_id: str, force: bool = False, **kw) -> dict:
-    """Peaks of this machine from the cache, measured (in this process) if absent or forced."""
+def _cpu_int8(peaks: dict, n: int, seconds: float) -> None:
+    """Keep the faster int8 path as the int8 ceiling, the other as an alternative; an int8 GEMM slower
+    than fp32 is a reference loop, not a hardware int8 path, and is recorded as unavailable."""
+    candidates = []
+    if "int8" in peaks["gemm"]:
+        candidates.append(peaks["gemm"].pop("int8"))
+    try:
+        candidates.append(int8_linear_ops(n, seconds))
+    except Exception as exc:  # noqa: BLE001
+        peaks["unavailable"].setdefault("int8_dynamic_linear", f"{type(exc).__name__}: {exc}")
+    if not candidates:
+        return
+    candidates.sort(key=lambda f: f["value"], reverse=True)
+    best, others = candidates[0], candidates[1:]
+    fp32 = peaks["gemm"].get("fp32", {}).get("value", 0)
+    if best["value"] <= fp32:
+        peaks["unavailable"]["int8"] = (f"no fast int8 GEMM kernel: best int8 path ({best['kernel']}) reached "
+                                        f"{best['value'] / 1e9:.0f} Gop/s, not above fp32's {fp32 / 1e9:.0f} GFLOP/s")
+        peaks["int8_measured"] = candidates
+        return
+    peaks["unavailable"].pop("int8", None)
+    best["alternatives"] = others
+    peaks["gemm"]["int8"] = best
+
+
+def load_or_measure_peaks(cache_path: Path, machine_id: str, force: bool = False,
+                          devices: Iterable[str] | None = None, **kw) -> dict:
+    """Peaks of this machine from the JSON cache, measured (in this process) when absent, stale (another
+    machine_id) or forced. `kw` goes to `measure_peaks`. Format: {"machine_id", "measured_at",
+    "devices": {device: measure_peaks(...)}, "unavailable": {device: reason}}."""
     cache_path = Path(cache_path)
     if cache_path.exists() and not force:
-        cached = json.loads(cache_path.read_text())
+        try:
+            cached = json.loads(cache_path.read_text())
+        except (OSError, ValueError):
+            cached = {}
         if cached.get("machine_id") == machine_id:
             return cached
-    result = {"machine_id": machine_id, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-              "devices": {}}
     import torch
 
-    for device in ["cpu"] + (["cuda"] if torch.cuda.is_available() else []):
-        result["devices"][device] = measure_peaks(device, **kw)
+    result = {"machine_id": machine_id, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+              "devices": {}, "unavailable": {}}
+    for device in devices or ["cpu", "cuda"]:
+        try:
+            result["devices"][device] = measure_peaks(device, **kw)
+        except Unsupported as exc:
+            result["unavailable"][device] = str(exc)
+        if device == "cuda" and torch.cuda.is_available():
+            torch.cuda.empty_cache()
     cache_path.parent.mkdir(parents=True, exist_ok=True)
     cache_path.write_text(json.dumps(result, indent=2))
     return result
