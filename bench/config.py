@@ -6,6 +6,8 @@ print one line and exit 2 before anything is written.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Any, Literal, Union
 
@@ -13,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
+from .measurement.validity import min_queries
 
 Task = Literal["encoder", "causal-lm"]
 Device = Literal["cpu", "cuda"]
@@ -74,8 +77,8 @@ class Defaults(Strict):
     warmup_iterations: int = Field(5, ge=0)
     warmup_s: float = Field(1.0, ge=0)
     min_duration_s: float = Field(5.0, ge=0)
-    # 64 queries are what MLPerf's early-stopping bound needs for a p90 claim.
-    min_iterations: int = Field(64, ge=1)
+    min_iterations: int = Field(default_factory=lambda: min_queries(0.90), ge=1,
+                                description="default: the queries the early-stopping rule needs for a p90 claim (64)")
     max_duration_s: float = Field(120.0, gt=0)
     intra_op_threads: int | None = Field(None, ge=1, description="default: CPUs available to the process")
     inter_op_threads: int = Field(1, ge=1)
@@ -165,6 +168,39 @@ class Suite(Strict):
         return models
 
 
+class RunPoint(Strict):
+    """The fully resolved config of one isolated run; its hash identifies the point for resume."""
+
+    suite: str
+    model: ModelSpec
+    task: str | None
+    weights: str
+    backend: str
+    device: str
+    variant: VariantSpec
+    scenario: ScenarioSpec
+    batch_size: int
+    seq_len: int
+    settings: Defaults
+    quality: QualitySettings = QualitySettings()
+    target: str | None = Field(None, description="the node kind a cluster runs this point on (suite `targets`)")
+
+    @property
+    def point_id(self) -> str:
+        """sha256 of the config minus the suite name; a field left at None is left out, so adding an
+        optional field (such as `target`) keeps the ids of existing points."""
+        identity = self.model_dump(mode="json", exclude={"suite"})
+        identity = {k: v for k, v in identity.items() if v is not None}
+        blob = json.dumps(identity, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    @property
+    def label(self) -> str:
+        on = f" · on {self.target}" if self.target else ""
+        return (f"{self.model.name} · {self.backend} · {self.device} · {self.variant.name} · "
+                f"{self.scenario.label} · b{self.batch_size} s{self.seq_len}{on}")
+
+
 _FIXES = {
     "extra_forbidden": "remove the key or correct its spelling",
     "missing": "add the key",
@@ -226,7 +262,7 @@ def load_suite(path: str | Path) -> Suite:
     data = parse_yaml(path)
     if not isinstance(data, dict):
         raise ConfigError(str(path), "(top level)", "a suite must be a mapping of keys to values",
-                          "start from configs/quickstart.yaml")
+                          "start from bench/suites/quickstart.yaml")
     try:
         suite = Suite.model_validate(data)
     except ValidationError as exc:

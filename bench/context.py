@@ -18,9 +18,13 @@ class RunContext:
     inter_op_threads: int
     cpu_flags: frozenset[str]
     cache_dir: Path
+    precision: str = "fp32"
+    precision_mode: str = "cast"
+    backend_options: dict = field(default_factory=dict)
     tokenizer: Any = None
     model_config: Any = None  # the transformers config: graph optimizers need head counts and sizes
     model_key: dict = field(default_factory=dict)  # identity of the model and its torch transforms (export cache)
+    export_info: dict | None = None  # what the backend's export recorded (opset, cache hit)
 
     def calibration_batches(self, count: int) -> list[dict]:
         """`count` single-row batches of real text at the run's length, taken after the timed batch's windows."""

@@ -7,49 +7,20 @@ any file is written; what only the run can judge (a missing kernel, no CUDA) bec
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from .backends import backends
-from .config import Defaults, ModelSpec, QualitySettings, ScenarioSpec, Strict, Suite, VariantSpec
+from .config import RunPoint, ScenarioSpec, Suite, VariantSpec
+from .drivers import drivers
 from .errors import ConfigError
 from .models import sources
-from .scenarios import scenarios
+from .scenarios import ALIASES, RETIRED, scenarios
 from .variants import transforms
 from .variants.presets import PRESETS, resolve_variant
-
-
-class RunPoint(Strict):
-    """The fully resolved config of one isolated run; its hash identifies the point for resume."""
-
-    suite: str
-    model: ModelSpec
-    task: str | None
-    weights: str
-    backend: str
-    device: str
-    variant: VariantSpec
-    scenario: ScenarioSpec
-    batch_size: int
-    seq_len: int
-    settings: Defaults
-    quality: QualitySettings = QualitySettings()
-
-    @property
-    def point_id(self) -> str:
-        identity = self.model_dump(mode="json", exclude={"suite"})
-        blob = json.dumps(identity, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-    @property
-    def label(self) -> str:
-        return (f"{self.model.name} · {self.backend} · {self.device} · {self.variant.name} · "
-                f"{self.scenario.label} · b{self.batch_size} s{self.seq_len}")
 
 
 @dataclass
@@ -109,11 +80,14 @@ def _resolve_variants(suite: Suite, file: str) -> list[VariantSpec]:
 
 def incompatibility(variant: VariantSpec, backend: str) -> str | None:
     """Why a variant cannot run on a backend at all (judged from declarations, not hardware)."""
-    accepted = backends.get(backend).stages
+    cls = backends.get(backend)
     for t in variant.transforms:
         stage = transforms.get(t.name).stage
-        if stage not in accepted:
-            return f"transform {t.name!r} works on {stage} models; {backend} accepts {', '.join(sorted(accepted))}"
+        if stage not in cls.stages:
+            return f"transform {t.name!r} works on {stage} models; {backend} accepts {', '.join(sorted(cls.stages))}"
+    if variant.precision not in cls.precisions:
+        return (f"precision {variant.precision} is not run by {backend} (it runs {', '.join(sorted(cls.precisions))}; "
+                "lower precisions come from its graph transforms)")
     return None
 
 
@@ -121,10 +95,20 @@ def _resolve_scenarios(suite: Suite, file: str) -> list[ScenarioSpec]:
     out = []
     for i, entry in enumerate(suite.scenarios):
         spec = entry if isinstance(entry, ScenarioSpec) else ScenarioSpec(name=entry)
+        if spec.name in RETIRED:
+            raise ConfigError(file, f"scenarios[{i}]", f"scenario {spec.name!r} is retired", RETIRED[spec.name])
+        if spec.name in ALIASES:
+            spec = spec.model_copy(update={"name": ALIASES[spec.name]})
         if spec.name not in scenarios:
             raise ConfigError(file, f"scenarios[{i}]", f"unknown scenario {spec.name!r}",
                               f"use one of: {', '.join(scenarios.names())}")
         _check_options(file, f"scenarios[{i}].options", scenarios.get(spec.name).Options, spec.options)
+        driver = spec.options.get("driver")
+        if driver is not None:
+            problem = drivers.get(driver).missing()
+            if problem:
+                raise ConfigError(file, f"scenarios[{i}].options.driver", problem,
+                                  drivers.get(driver).install or "see README.md")
         out.append(spec)
     return out
 
@@ -170,6 +154,12 @@ def build_plan(suite: Suite, file: str | Path) -> Plan:
                              quality=suite.quality)
             if _excluded(suite, point):
                 continue
+            options_model = backends.get(backend).Options
+            if variant.backend_options and options_model is not None:
+                _check_options(file, f"variant {variant.name!r}.backend_options", options_model, variant.backend_options)
+            elif variant.backend_options:
+                raise ConfigError(file, f"variant {variant.name!r}.backend_options", f"{backend} takes no backend_options",
+                                  "remove backend_options, or pin the variant to a backend that takes them")
             reason = incompatibility(variant, backend)
             served = scenarios.get(scenario.name).tasks
             if reason is None and served is not None and task is not None and task not in served:

@@ -19,10 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.config import Defaults, ModelSpec, ScenarioSpec
+from bench.config import Defaults, ModelSpec, RunPoint, ScenarioSpec
 from bench.hardware.machine import default_threads, describe_machine
 from bench.measurement.timing import LoopSettings, time_loop
-from bench.plan import RunPoint
 from bench.runner.isolate import run_isolated
 from bench.variants.presets import resolve_variant
 
@@ -32,7 +31,7 @@ BATCH, SEQ = 8, 128
 
 def harness_samples(iterations: int, cache: str) -> list[float]:
     point = RunPoint(suite="fidelity", model=MODEL, task="encoder", weights="real", backend="pytorch",
-                     device="cpu", variant=resolve_variant("fp32"), scenario=ScenarioSpec(name="latency"),
+                     device="cpu", variant=resolve_variant("fp32"), scenario=ScenarioSpec(name="single-stream"),
                      batch_size=BATCH, seq_len=SEQ,
                      settings=Defaults(warmup_iterations=5, warmup_s=1.0, min_iterations=iterations,
                                        min_duration_s=0.0, timeout_s=600))

@@ -35,3 +35,44 @@ def write_suite(tmp_path: Path):
         return path
 
     return write
+
+
+@pytest.fixture
+def saved_figures(monkeypatch):
+    """Every matplotlib figure saved during the test, with its path, so tests assert what a plot shows
+    (points, labels, lines) rather than only that a file exists."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    saved: list[tuple[Figure, Path]] = []
+    real = Figure.savefig
+
+    def capture(self, fname, *args, **kwargs):
+        saved.append((self, Path(fname)))
+        return real(self, fname, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", capture)
+    return saved
+
+
+def figure_texts(fig) -> list[str]:
+    """Titles, axis labels, annotations and legend entries of a figure."""
+    texts = []
+    for ax in fig.axes:
+        texts += [ax.get_title(), ax.get_xlabel(), ax.get_ylabel()] + [t.get_text() for t in ax.texts]
+        legend = ax.get_legend()
+        if legend:
+            texts += [t.get_text() for t in legend.get_texts()]
+    return texts
+
+
+def figure_points(fig) -> list[tuple[float, float]]:
+    """Every (x, y) drawn as a marker (lines with a marker style) on the figure's axes."""
+    points = []
+    for ax in fig.axes:
+        for line in ax.get_lines():
+            if line.get_marker() not in (None, "", "None", " "):
+                points += list(zip(line.get_xdata(), line.get_ydata()))
+    return points

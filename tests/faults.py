@@ -5,13 +5,13 @@ import signal
 import time
 
 
-def killed(point_data, cache_dir, log_path, conn):
+def killed(point_data, cache_dir, log_path, conn, *_):
     os.kill(os.getpid(), signal.SIGKILL)  # what the OOM killer does
 
 
-def exits(point_data, cache_dir, log_path, conn):
+def exits(point_data, cache_dir, log_path, conn, *_):
     os._exit(3)
 
 
-def hangs(point_data, cache_dir, log_path, conn):
+def hangs(point_data, cache_dir, log_path, conn, *_):
     time.sleep(600)

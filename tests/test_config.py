@@ -35,9 +35,9 @@ def test_point_ids_are_stable_and_depend_on_config(write_suite):
 
 
 def test_defaults_and_singular_aliases(write_suite):
-    plan = plan_of(write_suite, {"models": [TINY_GPT2], "scenario": "throughput", "batch_size": 3})
+    plan = plan_of(write_suite, {"models": [TINY_GPT2], "scenario": "offline", "batch_size": 3})
     (point,) = plan.points
-    assert point.scenario.name == "throughput" and point.batch_size == 3
+    assert point.scenario.name == "offline" and point.batch_size == 3
     assert point.settings.min_iterations == 64  # enough for a p90 claim by default
     assert point.backend == "pytorch" and point.device == "cpu" and point.variant.name == "fp32"
 
@@ -115,3 +115,21 @@ def test_config_error_names_file_key_and_fix(write_suite):
 
 def test_default_suite_plans_offline():
     assert main(["plan"]) == 0
+
+
+def test_latency_is_an_alias_and_throughput_is_refused_with_the_fix(write_suite, capsys):
+    (point,) = plan_of(write_suite, {"models": [TINY_GPT2], "scenario": "latency"}).points
+    assert point.scenario.name == "single-stream"
+    path = write_suite({"models": [TINY_GPT2], "scenario": "throughput"})
+    assert main(["plan", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "scenarios[0]" in err and "offline" in err and "single-stream" in err
+
+
+def test_backend_precision_and_options_are_judged_at_plan_time(write_suite, capsys):
+    plan = plan_of(write_suite, {"models": [TINY_GPT2], "backends": ["onnxruntime"], "variants": ["bf16"]})
+    assert not plan.points and "precision bf16 is not run by onnxruntime" in plan.skipped[0][1]
+    bad = {"name": "o", "backend": "onnxruntime", "backend_options": {"graph_level": "all"}}
+    path = write_suite({"models": [TINY_GPT2], "variants": [bad]})
+    assert main(["plan", str(path)]) == 2
+    assert "backend_options.graph_level" in capsys.readouterr().err

@@ -23,8 +23,9 @@ def test_identical_outputs_give_neutral_metrics():
     assert q["cosine_mean"] == pytest.approx(1) and q["cosine_min"] == pytest.approx(1)
     qin = QualityInputs("causal-lm", [{"input_ids": labels}], [labels], {})
     result = compare([logits], [logits], qin, QualitySettings(), "real")
-    assert result["perplexity_ratio"] == pytest.approx(1) and result["kl_divergence_mean"] == pytest.approx(0, abs=1e-12)
-    assert result["top1_agreement"] == 1 and result["within_bound"] and result["meaningful"]
+    assert result.perplexity_ratio == pytest.approx(1) and result.kl_divergence_mean == pytest.approx(0, abs=1e-12)
+    assert result.top1_agreement == 1 and result.within_bound and result.meaningful
+    assert result.verdict == "within bound"
 
 
 def test_perplexity_by_hand():
@@ -65,5 +66,7 @@ def test_random_weights_mark_quality_not_meaningful():
     hidden = np.ones((1, 4, 3))
     qin = QualityInputs("encoder", [{"attention_mask": np.ones((1, 4))}], None, {})
     result = compare([hidden], [hidden * 0.5], qin, QualitySettings(), "random")
-    assert not result["meaningful"] and "random" in result["note"]
-    assert result["cosine_mean"] == pytest.approx(1)
+    assert not result.meaningful and "random" in result.note
+    assert result.cosine_mean == pytest.approx(1)
+    # numbers inside the bound, yet random weights: the verdict never reads "within bound"
+    assert result.verdict == "not meaningful (random weights)" and result.within_bound is None

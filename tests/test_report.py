@@ -5,35 +5,20 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 
+from builders import record
+
+from bench.errors import ConfigError
+from bench.records.store import append_record, latest_per_point, load_records, resume_state
 from bench.report.frame import records_frame
 from bench.report.render import build_report
-from bench.results import append_record, completed_points, latest_per_point, load_records
-
-
-def record(point_id, model="m", backend="pytorch", variant="fp32", precision="fp32", transforms=(),
-           status="ok", p50=100.0, tput=10.0, batch=8, seq=128, device="cpu", error=None, weights="real"):
-    return {
-        "schema_version": 1, "run_id": point_id + "-r", "session_id": "s", "point_id": point_id,
-        "status": status, "error": error,
-        "config": {"model": {"name": model}, "backend": backend, "device": device, "task": "encoder",
-                   "variant": {"name": variant, "precision": precision, "transforms": list(transforms)},
-                   "scenario": {"name": "latency"}, "batch_size": batch, "seq_len": seq},
-        "machine": {"machine_id": "test-machine"},
-        "provenance": {"weights": weights},
-        "metrics": {} if status != "ok" else {
-            "latency": {"p50_ms": p50, "p90_ms": p50 * 1.1, "p99_ms": p50 * 1.2, "mean_ms": p50, "cv": 0.01,
-                        "count": 64, "warnings": []},
-            "throughput": {"samples_per_s": tput, "tokens_per_s": tput * seq},
-            "memory": {"peak_rss_bytes": 2**20 * 100, "parameter_bytes": 2**20 * 10},
-            "sufficient": True},
-    }
 
 
 def test_baseline_and_speedups():
     recs = [record("a", p50=100, tput=80), record("b", variant="bf16", precision="bf16", p50=40, tput=200),
-            record("c", variant="int8", transforms=[{"name": "q"}], p50=25, tput=330),
+            record("c", variant="int8", transforms=[{"name": "int8-dynamic"}], p50=25, tput=330),
             record("d", batch=1, p50=20, tput=50), record("e", batch=1, variant="bf16", precision="bf16",
                                                          status="failed", error="boom")]
     df = records_frame(recs).set_index("point_id")
@@ -71,50 +56,123 @@ def test_records_append_flush_and_survive_torn_line(tmp_path):
     append_record(tmp_path, record("a"))
     append_record(tmp_path, record("b", status="failed", error="x"))
     with open(tmp_path / "runs.jsonl", "a") as fh:
-        fh.write('{"schema_version": 1, "point_id": "c", "sta')  # a crash mid-write
+        fh.write('{"schema_version": 2, "point_id": "c", "sta')  # a crash mid-write
     recs = load_records(tmp_path)
-    assert [r["point_id"] for r in recs] == ["a", "b"]
-    assert completed_points(tmp_path) == {"a"}
+    assert [r.point_id for r in recs] == ["a", "b"]
+    from builders import HARNESS
+
+    assert resume_state(tmp_path, HARNESS) == ({"a"}, set())
 
 
 def test_latest_record_per_point_replaces_older():
     old, new = record("a", p50=100), record("a", p50=50)
     other = record("b")
     latest = latest_per_point([old, other, new])
-    assert [r["point_id"] for r in latest] == ["a", "b"]
-    assert latest[0]["metrics"]["latency"]["p50_ms"] == 50
+    assert [r.point_id for r in latest] == ["a", "b"]
+    assert latest[0].metrics.latency.p50_ms == 50
 
 
 def test_records_are_strict_json(tmp_path):
+    """NaN and infinities are not JSON: a record holding one is refused before it reaches the file."""
     append_record(tmp_path, record("a"))
     line = (tmp_path / "runs.jsonl").read_text().strip()
-    assert json.loads(line)["schema_version"] == 1
+    assert json.loads(line)["schema_version"] == 2
+    with pytest.raises(ValueError, match="finite"):
+        record("b", metrics={"throughput": {"samples_per_s": float("nan"), "basis": "test"}})
+
+
+def test_an_outcome_with_a_nan_becomes_a_failed_record():
+    from builders import point
+
+    from bench.records.build import make_record, now
+
+    outcome = {"status": "ok", "metrics": {"throughput": {"samples_per_s": float("inf"), "basis": "x"}},
+               "provenance": {"weights": "real"}}
+    rec = make_record(point(), outcome, {"machine_id": "m"}, now(), 1.0, "s")
+    assert rec.status == "failed" and "samples_per_s" in rec.error
+
+
+def test_a_report_over_two_machines_keeps_both(tmp_path):
+    """Defect: the same points from two machines in sibling folders kept only the second machine's rows."""
+    for machine, p50 in (("machine-a", 100.0), ("machine-b", 50.0)):
+        for variant, precision, factor in (("fp32", "fp32", 1.0), ("bf16", "bf16", 0.5)):
+            append_record(tmp_path / machine / "suite", record(machine=machine, variant=variant, precision=precision,
+                                                               p50=p50 * factor))
+    records = load_records(tmp_path)
+    df = records_frame(records)
+    assert sorted(df["machine"]) == ["machine-a", "machine-a", "machine-b", "machine-b"]
+    # each machine's bf16 row is measured against that machine's own fp32 row
+    assert df[df["variant"] == "bf16"]["speedup_p50"].tolist() == pytest.approx([2.0, 2.0])
+    md, _ = build_report(records, tmp_path)
+    assert "machine-a" in md and "machine-b" in md
+
+
+def test_random_weight_quality_never_reads_within_bound(tmp_path):
+    from bench.records.schema import Quality
+
+    quality = {"verdict": "not meaningful (random weights)", "meaningful": False, "perplexity": 54299.0,
+               "perplexity_ratio": 1.0}
+    df = records_frame([record("a", weights="random", task="causal-lm", metrics={"quality": quality})])
+    from bench.report.quantized import quantized
+
+    (row,) = quantized(df).to_dict("records")
+    assert row["verdict"] == "not meaningful (random weights)"
+    assert Quality.model_validate(quality).within_bound is None
+
+
+def test_unknown_schema_version_is_a_one_line_error(tmp_path):
+    line = record("a").model_dump(mode="json")
+    line["schema_version"] = 99
+    (tmp_path / "runs.jsonl").write_text(json.dumps(line) + "\n")
+    with pytest.raises(ConfigError, match="schema_version 99"):
+        load_records(tmp_path)
+
+
+def test_version_1_records_are_migrated(tmp_path):
+    """A record written by bench 0.1 (schema 1) reads as version 2: scenario renamed, harness filled,
+    random-weight quality no longer within bound, int8 compute precision from the v1 rule."""
+    rec = record("a", weights="random").model_dump(mode="json")
+    rec.update(schema_version=1)
+    rec["config"]["scenario"]["name"] = "latency"
+    rec["config"]["variant"]["transforms"] = [{"name": "int8-dynamic", "options": {}}]
+    rec["machine"]["project"] = {"commit": "abc123", "dirty": False}
+    del rec["harness"]
+    rec["metrics"]["quality"] = {"meaningful": False, "within_bound": True, "perplexity": 5.0}
+    rec["metrics"]["work"] = {"flops": 1.0, "bytes": 1.0, "intensity": 1.0, "precision": "fp32"}
+    (tmp_path / "runs.jsonl").write_text(json.dumps(rec) + "\n")
+    (migrated,) = load_records(tmp_path)
+    assert migrated.schema_version == 2 and migrated.config.scenario.name == "single-stream"
+    assert migrated.point_id == migrated.config.point_id
+    assert migrated.harness.commit == "abc123"
+    assert migrated.metrics.quality.verdict == "not meaningful (random weights)"
+    assert migrated.metrics.quality.within_bound is None
+    assert migrated.metrics.work.compute_precision == "int8"
 
 
 def test_distillation_pairs_student_with_teacher():
     from bench.report.distillation import distillation
 
-    teacher = record("t", model="big", p50=100)
-    student = record("s", model="small", p50=25)
-    student["config"]["model"]["teacher"] = "big"
-    teacher["metrics"]["memory"]["parameter_bytes"] = 400
-    student["metrics"]["memory"]["parameter_bytes"] = 100
-    for rec, ppl in ((teacher, 20.0), (student, 25.0)):
-        rec["metrics"]["quality"] = {"perplexity": ppl, "perplexity_fp32": ppl, "perplexity_ratio": 1.0}
-    (row,) = distillation(records_frame([teacher, student])).to_dict("records")
+    def pair(teacher_weights: str):
+        quality = {"verdict": "within bound", "perplexity_ratio": 1.0}
+        teacher = record("t", model="big", p50=100, weights=teacher_weights, metrics={
+            "memory": {"parameter_bytes": 400}, "quality": {**quality, "perplexity": 20.0}})
+        student = record("s", model="small", teacher="big", p50=25, metrics={
+            "memory": {"parameter_bytes": 100}, "quality": {**quality, "perplexity": 25.0}})
+        return [teacher, student]
+
+    (row,) = distillation(records_frame(pair("real"))).to_dict("records")
     assert row["speed_ratio"] == pytest.approx(4.0)
     assert row["size_ratio"] == pytest.approx(0.25)
     assert row["quality_ratio"] == pytest.approx(1.25)
 
-    teacher["provenance"]["weights"] = "random"
-    (row,) = distillation(records_frame([teacher, student])).to_dict("records")
+    (row,) = distillation(records_frame(pair("random"))).to_dict("records")
     assert math.isnan(row["quality_ratio"]) and "random" in row["quality_basis"]
 
 
-def test_efficiency_and_projection_from_work_and_peaks(tmp_path):
-    rec = record("a", p50=100.0, batch=8)
-    rec["metrics"]["work"] = {"flops": 10e9, "bytes": 1e9}
-    rec["metrics"]["energy"] = {"status": "unavailable", "reason": "no RAPL"}
+def test_efficiency_and_projection_from_work_and_peaks(tmp_path, saved_figures):
+    rec = record("a", p50=100.0, batch=8, metrics={
+        "work": {"flops": 10e9, "bytes": 1e9, "intensity": 10.0, "precision": "fp32", "compute_precision": "fp32"},
+        "energy": {"status": "unavailable", "reason": "no RAPL"}})
     peaks = {"test-machine": {"devices": {"cpu": {"gemm": {"fp32": {"value": 200e9}}, "bandwidth": {"value": 20e9}}}}}
     md, files = build_report([rec], tmp_path, peaks=peaks, price_per_hour=3.6)
     import pandas as pd
@@ -127,4 +185,37 @@ def test_efficiency_and_projection_from_work_and_peaks(tmp_path):
     proj = pd.read_csv(tmp_path / "projection.csv")
     assert any(c.endswith("projected x") for c in proj.columns)
     assert "NOT measured" in md
-    assert (tmp_path / "roofline-cpu.png").exists()
+    from conftest import figure_points, figure_texts
+
+    (fig, path), = [(f, p) for f, p in saved_figures if p.name.startswith("roofline")]
+    assert path == tmp_path / "roofline-cpu.png"
+    np.testing.assert_allclose(figure_points(fig), [(10.0, 100.0)])  # 10 FLOP/byte at 100 GFLOP/s
+    assert "m fp32 b8 forward" in figure_texts(fig)
+
+
+def test_efficiency_judges_a_point_by_its_declared_compute_precision():
+    """Defect: ort-int4 (MatMulNBits, accuracy_level 4, int8 compute) was judged against the fp32 ceiling
+    because the table guessed the precision from substrings of transform names."""
+    from bench.variants import transforms
+
+    int4 = transforms.get("ort-int4")
+    assert int4().compute_precision(int4.Options(), "fp32") == "int8"
+    assert int4().compute_precision(int4.Options(accuracy_level=1), "fp32") == "fp32"
+    from bench.report.efficiency import efficiency_rows
+
+    work = {"flops": 10e9, "bytes": 1e9, "intensity": 10.0, "precision": "fp32", "compute_precision": "int8"}
+    rec = record("a", backend="onnxruntime", variant="ort-int4", transforms=[{"name": "ort-optimize"},
+                                                                              {"name": "ort-int4"}],
+                 metrics={"work": work})
+    df = records_frame([rec])
+    peaks = {"devices": {"cpu": {"gemm": {"fp32": {"value": 100e9}, "int8": {"value": 400e9}},
+                                 "bandwidth": {"value": 20e9}}}}
+    df.attrs["peaks"] = {"test-machine": peaks}
+    (row,) = efficiency_rows(df)
+    assert row["precision"] == "int8" and row["pct_peak_flops"] == pytest.approx(25.0)
+
+
+def test_results_readme_schema_is_generated_from_the_models():
+    from bench.records import docs
+
+    assert docs.generated_part() == docs.schema_markdown().strip(), "run: python -m bench.records.docs --write"

@@ -10,32 +10,38 @@ import faults
 from bench.cli import main
 from bench.config import load_suite
 from bench.plan import build_plan
-from bench.results import load_records
-from bench.runner import suite as suite_runner
+from bench.executors import local as local_executor
+from bench.records.store import load_records
 from bench.runner.isolate import run_isolated
 
 from conftest import tiny_suite
 
 
 def test_tiny_models_end_to_end(write_suite, tmp_path, capsys):
-    path = write_suite(tiny_suite(scenarios=["latency", "throughput"]))
+    path = write_suite(tiny_suite(scenarios=["latency", "offline"]))
     out = tmp_path / "out"
     assert main(["run", str(path), "--out", str(out)]) == 0
     records = load_records(out)
-    assert len(records) == 4 and all(r["status"] == "ok" for r in records), [r["error"] for r in records]
+    assert len(records) == 4 and all(r.status == "ok" for r in records), [r.error for r in records]
+    assert {r.config.scenario.name for r in records} == {"single-stream", "offline"}  # `latency` is an alias
     for r in records:
-        assert r["schema_version"] == 1 and r["run_id"] and r["point_id"]
-        m = r["metrics"]
-        lat = m["latency"]
-        assert lat["count"] >= 5 and 0 < lat["min_ms"] <= lat["p50_ms"] <= lat["p99_ms"] <= lat["max_ms"]
-        assert m["throughput"]["samples_per_s"] > 0
-        assert m["memory"]["peak_rss_bytes"] > m["memory"]["parameter_bytes"] > 0
-        assert r["provenance"]["weights"] == "random"
-        assert r["provenance"]["threads"] == {"intra_op": 1, "inter_op": 1}
-        assert r["machine"]["cpu"]["model"] and r["machine"]["libraries"]["torch"]
-        assert r["config"]["settings"]["min_iterations"] == 5
+        assert r.schema_version == 2 and r.run_id and r.point_id
+        assert r.harness.version and r.harness.source_digest
+        m = r.metrics
+        lat = m.latency
+        assert lat.count >= 5 and 0 < lat.min_ms <= lat.p50_ms <= lat.p99_ms <= lat.max_ms
+        assert m.throughput.samples_per_s > 0
+        assert m.memory.peak_rss_bytes > m.memory.parameter_bytes > 0
+        assert r.provenance.weights == "random"
+        assert r.provenance.threads == {"intra_op": 1, "inter_op": 1}
+        assert r.machine.cpu["model"] and r.machine.libraries["torch"]
+        assert r.config.settings.min_iterations == 5
+        assert r.phases.scenario_s > 0 and 0 <= r.phases.overhead_fraction <= 1
+        assert r.log == f"logs/{r.point_id}.log" and (out / r.log).exists()
+    offline = next(r for r in records if r.config.scenario.name == "offline")
+    assert offline.metrics.loop.samples == offline.metrics.loop.queries * 2  # every sample issued, batches of 2
     printed = capsys.readouterr().out
-    assert "[4/4]" in printed and "| tiny-gpt2" in printed
+    assert "[4/4]" in printed and "| tiny-gpt2" in printed and "overhead:" in printed
     assert (out / "report.md").exists() and (out / "comparison.csv").exists()
 
 
@@ -61,24 +67,24 @@ def test_child_timeout_is_killed_and_reported(write_suite, tmp_path):
 def test_crash_in_one_point_does_not_stop_the_suite_and_resume_skips_ok(write_suite, tmp_path, monkeypatch):
     path = write_suite(tiny_suite(models=[tiny_suite()["models"][0]], batch_sizes=[1, 2]))
     out = tmp_path / "out"
-    real = suite_runner.run_isolated
+    real = local_executor.run_isolated
 
     def crash_batch_one(point_data, cache_dir, log_path, timeout_s):
         target = faults.killed if point_data["batch_size"] == 1 else None
         return real(point_data, cache_dir, log_path, timeout_s, **({"target": target} if target else {}))
 
-    monkeypatch.setattr(suite_runner, "run_isolated", crash_batch_one)
+    monkeypatch.setattr(local_executor, "run_isolated", crash_batch_one)
     assert main(["run", str(path), "--out", str(out)]) == 0
     first = load_records(out)
-    assert sorted(r["status"] for r in first) == ["failed", "ok"]
+    assert sorted(r.status for r in first) == ["failed", "ok"]
 
-    monkeypatch.setattr(suite_runner, "run_isolated", real)
+    monkeypatch.setattr(local_executor, "run_isolated", real)
     assert main(["run", str(path), "--out", str(out), "--resume"]) == 0
     after = load_records(out)
     assert len(after) == 3  # only the failed point ran again; nothing was overwritten
     rerun = after[-1]
-    assert rerun["status"] == "ok" and rerun["config"]["batch_size"] == 1
-    ok_ids = {r["point_id"] for r in after if r["status"] == "ok"}
+    assert rerun.status == "ok" and rerun.config.batch_size == 1
+    ok_ids = {r.point_id for r in after if r.status == "ok"}
     assert len(ok_ids) == 2
 
     report = (out / "comparison.csv").read_text()
@@ -92,8 +98,8 @@ def test_unrunnable_point_becomes_a_record(write_suite, tmp_path):
     out = tmp_path / "out"
     assert main(["run", str(path), "--out", str(out)]) == 0
     (rec,) = load_records(out)
-    assert rec["status"] == "failed" and rec["error"]
-    assert (out / "logs" / f"{rec['point_id']}.log").exists()
+    assert rec.status == "failed" and rec.error
+    assert (out / "logs" / f"{rec.point_id}.log").exists()
 
 
 def test_cuda_point_is_unsupported_without_cuda(write_suite, tmp_path):
@@ -104,5 +110,24 @@ def test_cuda_point_is_unsupported_without_cuda(write_suite, tmp_path):
     out = tmp_path / "out"
     assert main(["run", str(path), "--out", str(out)]) == 0
     (rec,) = load_records(out)
-    assert rec["status"] == "unsupported" and "CUDA" in rec["error"]
-    json.dumps(rec)
+    assert rec.status == "unsupported" and "CUDA" in rec.error
+    json.loads(rec.model_dump_json())
+
+
+def test_resume_reruns_points_recorded_by_another_harness_version(write_suite, tmp_path, capsys):
+    from bench.records.store import append_record
+
+    path = write_suite(tiny_suite(models=[tiny_suite()["models"][0]]))
+    out = tmp_path / "out"
+    assert main(["run", str(path), "--out", str(out)]) == 0
+    (first,) = load_records(out)
+    older = first.model_copy(update={"harness": first.harness.model_copy(update={"source_digest": "older"})})
+    (out / "runs.jsonl").unlink()
+    append_record(out, older)
+    capsys.readouterr()
+    assert main(["run", str(path), "--out", str(out), "--resume"]) == 0
+    assert "re-running 1 point(s) recorded by another harness version" in capsys.readouterr().out
+    assert len(load_records(out)) == 2
+    assert main(["run", str(path), "--out", str(out), "--resume"]) == 0
+    assert "1 of 1 points already ok" in capsys.readouterr().out
+    assert len(load_records(out)) == 2

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bench.cli import main
-from bench.results import load_records
+from bench.records.store import load_records
 
 from conftest import TINY_BERT, TINY_GPT2, tiny_suite
 
@@ -18,20 +18,20 @@ def test_generate_and_server_scenarios(write_suite, tmp_path):
     out = tmp_path / "out"
     assert main(["run", str(path), "--out", str(out), "--find-peak"]) == 0
     recs = load_records(out)
-    assert len(recs) == 3 and all(r["status"] == "ok" for r in recs), [r["error"] for r in recs]
-    gen = next(r for r in recs if r["config"]["scenario"]["name"] == "generate")
-    g = gen["metrics"]["generation"]
-    assert g["new_tokens"] == 5 and g["ttft"]["count"] >= 8
-    assert g["tpot"]["p50_ms"] > 0 and g["throughput"]["decode_tokens_per_s"] > 0
-    assert "decode_step" in gen["metrics"]["work"]
-    servers = [r for r in recs if r["config"]["scenario"]["name"] == "server"]
-    assert {r["config"]["model"]["name"] for r in servers} == {"tiny-gpt2", "tiny-bert"}
+    assert len(recs) == 3 and all(r.status == "ok" for r in recs), [r.error for r in recs]
+    gen = next(r for r in recs if r.config.scenario.name == "generate")
+    g = gen.metrics.generation
+    assert g.new_tokens == 5 and g.ttft.count >= 8
+    assert g.tpot.p50_ms > 0 and g.throughput.decode_tokens_per_s > 0
+    assert gen.metrics.work.decode_step is not None
+    servers = [r for r in recs if r.config.scenario.name == "server"]
+    assert {r.config.model.name for r in servers} == {"tiny-gpt2", "tiny-bert"}
     for r in servers:
-        s = r["metrics"]["server"]
-        assert r["config"]["scenario"]["options"]["find_peak"] is True  # --find-peak reached the point
-        assert s["requests"] >= 8 and s["latency_ms"]["p99"] >= s["latency_ms"]["p50"] > 0
-        assert not s["validity"]["valid"] and any("p99" in reason for reason in s["validity"]["reasons"])
-        assert r["metrics"]["peak"]["history"]
+        s = r.metrics.server
+        assert r.config.scenario.options["find_peak"] is True  # --find-peak reached the point
+        assert s.requests >= 8 and s.latency_ms["p99"] >= s.latency_ms["p50"] > 0
+        assert not s.validity.valid and any("p99" in reason for reason in s.validity.reasons)
+        assert r.metrics.peak.history and r.metrics.samples_ms
     assert (out / "serving.csv").exists() and (out / "generation.csv").exists()
     assert (out / "throughput-latency.png").exists()
 

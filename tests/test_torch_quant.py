@@ -18,7 +18,9 @@ from bench.quality import metrics
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
-tq = pytest.importorskip("bench.variants.torch_quant")
+from bench.measurement import size  # noqa: E402
+from bench.variants import precision  # noqa: E402
+from bench.variants import torch_quant as tq  # noqa: E402
 
 FLAGS = cpu_flags()
 NO_FAST_FLAGS = frozenset({"avx2", "fma"})  # a CPU without VNNI, bf16 or AMX
@@ -89,8 +91,8 @@ def test_transform_runs_close_to_fp32_and_keeps_lm_head_float(kind, name, reques
         assert type(head) is torch.nn.Linear and type(head.weight) is torch.nn.Parameter
         assert head.weight.dtype in (torch.float32, torch.bfloat16)  # bf16 only where the whole model is cast
     if "int8" in name:
-        assert tq.weight_bytes(quantized) < tq.weight_bytes(model)
-    assert tq.weight_bytes(quantized) <= tq.serialized_bytes(quantized)
+        assert size.weight_bytes(quantized) < size.weight_bytes(model)
+    assert size.weight_bytes(quantized) <= size.serialized_bytes(quantized)
 
 
 def test_skip_lm_head_false_quantizes_it(gpt2):
@@ -116,10 +118,10 @@ def test_dynamic_int8_settings_follow_cpu_flags(bert):
 def test_weight_bytes_sees_int8_storage(make):
     torch.manual_seed(0)
     fp32 = torch.nn.Sequential(torch.nn.Linear(256, 256))
-    assert tq.weight_bytes(fp32) == 256 * 256 * 4 + 256 * 4
+    assert size.weight_bytes(fp32) == 256 * 256 * 4 + 256 * 4
     quantized = make(copy.deepcopy(fp32))
     # int8 weight (64 KiB) + fp32 bias + per-channel scales/zero points: well under a third of fp32
-    assert 256 * 256 <= tq.weight_bytes(quantized) < 0.35 * tq.weight_bytes(fp32)
+    assert 256 * 256 <= size.weight_bytes(quantized) < 0.35 * size.weight_bytes(fp32)
 
 
 @pytest.mark.parametrize("rows", [1, tq.DECODE_ROWS, 64])  # aten int8pack kernel, then converted-weight GEMM
@@ -135,14 +137,14 @@ def test_int8_weight_only_bf16_paths_match_fp32(rows):
         ref, out = fp32(x), quantized(x)
     assert out.dtype == torch.float32 and out.shape == ref.shape
     assert float((out - ref).norm() / ref.norm()) < 0.02
-    assert tq.weight_bytes(quantized) < 0.4 * tq.weight_bytes(fp32)
+    assert size.weight_bytes(quantized) < 0.4 * size.weight_bytes(fp32)
 
 
 def test_weight_bytes_counts_tied_weights_once(gpt2):
     assert gpt2.lm_head.weight is gpt2.transformer.wte.weight
     unique = sum(p.numel() * p.element_size() for p in gpt2.parameters())  # parameters() dedupes ties
     unique += sum(b.numel() * b.element_size() for b in gpt2.buffers())
-    assert tq.weight_bytes(gpt2) == unique
+    assert size.weight_bytes(gpt2) == unique
 
 
 def test_int4_runs_or_is_unsupported_with_reason(gpt2, ids):
@@ -152,7 +154,7 @@ def test_int4_runs_or_is_unsupported_with_reason(gpt2, ids):
         assert "int4" in str(exc)
         return
     assert info["group_size"] == 32 and info["kernel"]
-    assert tq.weight_bytes(model) < tq.weight_bytes(gpt2)
+    assert size.weight_bytes(model) < size.weight_bytes(gpt2)
     with pytest.raises(Unsupported, match="bf16"):
         tq.weight_only_int4(copy.deepcopy(gpt2), group_size=32, cpu_flags=NO_FAST_FLAGS)
 
@@ -178,15 +180,15 @@ def test_int4_with_no_fitting_layer_is_unsupported():
 def test_precision_cast_and_autocast(bert, ids):
     ref = run(bert, ids)
     bf16 = {"avx512_bf16"}
-    model, info = tq.cast_precision(copy.deepcopy(bert), "bf16", "cpu", cpu_flags=bf16)
+    model, info = precision.cast_precision(copy.deepcopy(bert), "bf16", "cpu", cpu_flags=bf16)
     assert next(model.parameters()).dtype == torch.bfloat16 and info["precision_mode"] == "cast"
     assert metrics.embedding_quality(ref, run(model, ids), np.ones(ids.shape))["cosine_min"] > 0.98
-    factory, info = tq.autocast_context("bf16", "cpu", cpu_flags=bf16)
+    factory, info = precision.autocast_context("bf16", "cpu", cpu_flags=bf16)
     assert factory() is not factory()  # a fresh context per forward
     out = run(bert, ids, factory)
     assert next(bert.parameters()).dtype == torch.float32 and info["precision_mode"] == "autocast"
     assert metrics.embedding_quality(ref, out, np.ones(ids.shape))["cosine_min"] > 0.98
-    same, _ = tq.cast_precision(copy.deepcopy(bert), "fp32", "cpu", cpu_flags=set())
+    same, _ = precision.cast_precision(copy.deepcopy(bert), "fp32", "cpu", cpu_flags=set())
     np.testing.assert_array_equal(run(same, ids), ref)
 
 
@@ -194,9 +196,9 @@ def test_precision_cast_and_autocast(bert, ids):
                                                  ("fp16", {"avx512_bf16", "avx512_fp16"}, "amx_fp16")])
 def test_precision_refused_without_cpu_support(bert, dtype, flags, match):
     with pytest.raises(Unsupported, match=match):
-        tq.cast_precision(bert, dtype, "cpu", cpu_flags=flags)
+        precision.cast_precision(bert, dtype, "cpu", cpu_flags=flags)
     with pytest.raises(Unsupported, match=match):
-        tq.autocast_context(dtype, "cpu", cpu_flags=flags)
+        precision.autocast_context(dtype, "cpu", cpu_flags=flags)
 
 
 def test_tf32_is_a_noop_without_cuda():

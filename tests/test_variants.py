@@ -13,7 +13,7 @@ from bench.context import RunContext
 from bench.errors import ConfigError, Unsupported
 from bench.hardware.machine import cpu_flags
 from bench.plan import build_plan
-from bench.results import load_records
+from bench.records.store import load_records
 
 from conftest import TINY_BERT, tiny_suite
 
@@ -62,7 +62,9 @@ def test_torch_int8_transforms_run_and_stay_close(kind, transform):
         assert info["kept_float"] == ["lm_head"]
         assert isinstance(quantized.lm_head, torch.nn.Linear) and quantized.lm_head.weight.dtype == torch.float32
     if transform == "dynamic_int8":
-        assert torch_quant.weight_bytes(quantized) < torch_quant.weight_bytes(model)
+        from bench.measurement.size import weight_bytes
+
+        assert weight_bytes(quantized) < weight_bytes(model)
 
 
 def test_gpt2_conv1d_becomes_linear_with_identical_outputs():
@@ -83,33 +85,33 @@ def test_int4_on_a_cpu_without_bf16_is_unsupported_with_reason():
 
 
 def test_onnx_export_is_cached_by_key(tmp_path):
-    from bench.backends import onnx_tools
+    from bench.backends import onnx_export, ort_session
 
     model = tiny("bert")
     ids = torch.randint(0, 1000, (2, 16))
     example = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
-    path, hit = onnx_tools.cached_export(model, example, "last_hidden_state", {"m": "a"}, tmp_path)
+    path, hit = onnx_export.cached_export(model, example, "last_hidden_state", {"m": "a"}, tmp_path)
     assert not hit and path.exists()
-    again, hit = onnx_tools.cached_export(model, example, "last_hidden_state", {"m": "a"}, tmp_path)
+    again, hit = onnx_export.cached_export(model, example, "last_hidden_state", {"m": "a"}, tmp_path)
     assert hit and again == path
-    other, hit = onnx_tools.cached_export(model, example, "last_hidden_state", {"m": "b"}, tmp_path)
+    other, hit = onnx_export.cached_export(model, example, "last_hidden_state", {"m": "b"}, tmp_path)
     assert not hit and other != path
     # dynamic axes: another shape gives the torch result
-    session = onnx_tools.make_session(path, "cpu", "all", 1, 1)
+    session = ort_session.make_session(path, "cpu", "all", 1, 1)
     ids2 = torch.randint(0, 1000, (3, 24))
     got = session.run(None, {"input_ids": ids2.numpy(), "attention_mask": np.ones((3, 24), dtype=np.int64)})[0]
     np.testing.assert_allclose(got, outputs(model, ids2).numpy(), atol=1e-4)
-    assert onnx_tools.onnx_file_bytes(path) > path.stat().st_size  # weights live in external data
+    assert onnx_export.onnx_file_bytes(path) > path.stat().st_size  # weights live in external data
 
 
 def test_graph_transforms_run_on_tiny_bert(tmp_path):
-    from bench.backends import onnx_tools
+    from bench.backends import onnx_export, ort_session
     from bench.variants import transforms
 
     model = tiny("bert")
     ids = torch.randint(0, 1000, (2, 16))
     feed = {"input_ids": ids.numpy(), "attention_mask": np.ones((2, 16), dtype=np.int64)}
-    path, _ = onnx_tools.cached_export(model, {k: torch.from_numpy(v) for k, v in feed.items()},
+    path, _ = onnx_export.cached_export(model, {k: torch.from_numpy(v) for k, v in feed.items()},
                                        "last_hidden_state", {"m": "t"}, tmp_path)
     ref = outputs(model, ids).numpy()
     tokenizer = transformers.AutoTokenizer.from_pretrained(
@@ -120,7 +122,7 @@ def test_graph_transforms_run_on_tiny_bert(tmp_path):
                           ("ort-int4", {"block_size": 32})]:
         cls = transforms.get(name)
         out_path, info = cls().apply(path, cls.Options.model_validate(options), c)
-        got = onnx_tools.make_session(out_path, "cpu", "all", 1, 1).run(None, feed)[0]
+        got = ort_session.make_session(out_path, "cpu", "all", 1, 1).run(None, feed)[0]
         cos = (got * ref).sum() / np.linalg.norm(got) / np.linalg.norm(ref)
         assert got.shape == ref.shape and cos > 0.99, (name, cos)
         assert not info["cache_hit"]
@@ -131,7 +133,7 @@ def test_graph_transforms_run_on_tiny_bert(tmp_path):
 
 
 def test_ort_cuda_and_fp16_are_unsupported_without_cuda(tmp_path):
-    from bench.backends import onnx_tools
+    from bench.backends import ort_session
     from bench.variants import transforms
 
     import onnxruntime
@@ -139,7 +141,7 @@ def test_ort_cuda_and_fp16_are_unsupported_without_cuda(tmp_path):
     if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
         pytest.skip("CUDA provider present")
     with pytest.raises(Unsupported, match="CUDAExecutionProvider"):
-        onnx_tools.make_session(tmp_path / "x.onnx", "cuda", "all", 1, 1)
+        ort_session.make_session(tmp_path / "x.onnx", "cuda", "all", 1, 1)
     with pytest.raises(Unsupported, match="CUDA"):
         transforms.get("ort-fp16")().apply(tmp_path / "x.onnx", transforms.get("ort-fp16").Options(), ctx())
 
@@ -176,13 +178,15 @@ def test_ort_and_int8_points_end_to_end_with_quality(write_suite, tmp_path):
                                   quality={"encoder_samples": 4, "encoder_seq_len": 16}))
     out = tmp_path / "out"
     assert main(["run", str(path), "--out", str(out), "--cache-dir", str(tmp_path / "cache")]) == 0
-    recs = {r["config"]["variant"]["name"]: r for r in load_records(out)}
-    assert recs["fp32"]["metrics"]["quality"]["cosine_mean"] == pytest.approx(1, abs=1e-6)
+    recs = {r.config.variant.name: r for r in load_records(out)}
+    assert recs["fp32"].metrics.quality.cosine_mean == pytest.approx(1, abs=1e-6)
     ort = recs["ort-int8-dynamic"]
-    assert ort["status"] == "ok" and ort["metrics"]["quality"]["cosine_mean"] > 0.9
-    assert ort["provenance"]["backend"]["model_file_bytes"] > 0
-    assert [g["name"] for g in ort["provenance"]["backend"]["graph"]] == ["ort-optimize", "ort-int8-dynamic"]
-    assert recs["torch-int4-weight-only"]["status"] == "unsupported"
+    assert ort.status == "ok" and ort.metrics.quality.cosine_mean > 0.9
+    assert ort.provenance.backend["model_file_bytes"] > 0
+    assert [(t["name"], t["stage"]) for t in ort.provenance.transforms] == [("ort-optimize", "onnx"),
+                                                                              ("ort-int8-dynamic", "onnx")]
+    assert ort.metrics.work.compute_precision == "int8"
+    assert recs["torch-int4-weight-only"].status == "unsupported"  # tiny layers fit no int4 group
     assert (out / "quantized.csv").exists()
 
 
@@ -198,15 +202,15 @@ def test_pruning_variants_end_to_end(write_suite, tmp_path):
     out = tmp_path / "out"
     assert main(["run", str(path), "--out", str(out)]) == 0
     recs = load_records(out)
-    assert all(r["status"] == "ok" for r in recs), [(r["config"]["variant"]["name"], r["error"]) for r in recs]
-    by = {(r["config"]["model"]["name"], r["config"]["variant"]["name"]): r for r in recs}
-    unstructured = by["tiny-gpt2", "pruned50-unstructured"]["provenance"]["transforms"][0]
+    assert all(r.status == "ok" for r in recs), [(r.config.variant.name, r.error) for r in recs]
+    by = {(r.config.model.name, r.config.variant.name): r for r in recs}
+    unstructured = by["tiny-gpt2", "pruned50-unstructured"].provenance.transforms[0]
     assert unstructured["achieved_sparsity"] == pytest.approx(0.5, abs=1e-3)
     pruned = by["tiny-bert", "pruned-ffn50-int8"]
-    assert [t["name"] for t in pruned["provenance"]["transforms"]] == ["prune-structured", "int8-dynamic"]
-    assert pruned["metrics"]["work"]["matmul_param_scale"] < 1
-    assert pruned["metrics"]["memory"]["weight_bytes"] < by["tiny-bert", "fp32"]["metrics"]["memory"]["weight_bytes"]
-    assert "calibration" in by["tiny-bert", "act"]["provenance"]["transforms"][0]
+    assert [t["name"] for t in pruned.provenance.transforms] == ["prune-structured", "int8-dynamic"]
+    assert pruned.metrics.work.matmul_param_scale < 1 and pruned.metrics.work.compute_precision == "int8"
+    assert pruned.metrics.memory.weight_bytes < by["tiny-bert", "fp32"].metrics.memory.weight_bytes
+    assert "calibration" in by["tiny-bert", "act"].provenance.transforms[0]
     assert (out / "pruning.csv").exists() and list(out.glob("pareto-*.png"))
 
 

@@ -1,7 +1,8 @@
-"""Backends turn a loaded model and a variant into a Session: the system under test.
+"""Backends turn a prepared model into a Session: the system under test.
 
-A Session knows nothing of timing. `run()` executes one query on inputs prepared beforehand and
-returns only when the work is complete (on CUDA, after synchronising), so any clock around it is honest.
+A backend only exports and opens; the transform pipeline (`variants/pipeline.py`) decides what is done
+to the model. A Session knows nothing of timing: `run()` executes one query on inputs prepared beforehand
+and returns only when the work is complete (on CUDA, after synchronising), so any clock around it is honest.
 """
 
 from __future__ import annotations
@@ -38,12 +39,21 @@ class Session:
 
 
 class Backend:
-    """Base for registered backends; `stages` lists the transform stages it accepts."""
+    """Base for registered backends.
+
+    `stages`: the transform stages it accepts; `precisions`: the float precisions it runs (judged at plan
+    time); `Options`: its `backend_options`.
+    """
 
     stages: ClassVar[frozenset[str]] = frozenset({"torch"})
+    precisions: ClassVar[frozenset[str]] = frozenset({"fp32", "bf16", "fp16"})
+    Options: ClassVar[Any] = None
 
-    def prepare(self, loaded: Any, variant: Any, device: str, inputs: dict[str, np.ndarray],
-                ctx: Any) -> Session:
+    def export(self, model: Any, loaded: Any, inputs: dict[str, np.ndarray], ctx: Any) -> Any:
+        """The artifact graph-stage transforms work on (default: the torch model itself)."""
+        return model
+
+    def open(self, artifact: Any, loaded: Any, inputs: dict[str, np.ndarray], ctx: Any) -> Session:
         raise NotImplementedError
 
 

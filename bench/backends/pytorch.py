@@ -10,16 +10,6 @@ import numpy as np
 from ..errors import Unsupported
 from . import Backend, Session, backends
 
-DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
-
-
-def check_precision(precision: str, device: str, cpu_flags: frozenset[str]) -> None:
-    """Refuse precisions this device has no fast path for, rather than time an emulation."""
-    if device == "cpu" and precision == "bf16" and not ({"avx512_bf16", "amx_bf16"} & cpu_flags):
-        raise Unsupported("bf16 on this CPU: no avx512_bf16 or amx_bf16 flag, so bf16 matmuls would be emulated")
-    if device == "cpu" and precision == "fp16" and "amx_fp16" not in cpu_flags:
-        raise Unsupported("fp16 on CPU: no amx_fp16 flag; CPU fp16 GEMMs are converted, not accelerated")
-
 
 class TorchSession(Session):
     def __init__(self, model: Any, inputs: dict[str, Any], device: str, task: str,
@@ -57,7 +47,6 @@ class TorchSession(Session):
         return primary.float().cpu().numpy()
 
     def generate(self, new_tokens: int, on_token: Callable[[int], None], rows: int | None = None) -> None:
-        from ..errors import Unsupported
         from .torch_generate import greedy_generate
 
         if self.task != "causal-lm":
@@ -67,29 +56,28 @@ class TorchSession(Session):
                             new_tokens, on_token, self.device)
 
 
+def autocast_factory(ctx: Any) -> Callable[[], Any]:
+    """A fresh autocast context per forward when the precision stage chose autocast, else a no-op."""
+    if ctx.precision == "fp32" or ctx.precision_mode != "autocast":
+        return contextlib.nullcontext
+    import torch
+
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[ctx.precision]
+    return lambda: torch.autocast(device_type=ctx.device, dtype=dtype)
+
+
 @backends.register("pytorch")
 class PyTorch(Backend):
-    stages = frozenset({"torch"})
-
-    def prepare(self, loaded, variant, device, inputs, ctx) -> Session:
+    def open(self, artifact, loaded, inputs, ctx) -> Session:
         import torch
 
-        if device == "cuda" and not torch.cuda.is_available():
+        if ctx.device == "cuda" and not torch.cuda.is_available():
             raise Unsupported("CUDA is not available on this machine")
-        check_precision(variant.precision, device, ctx.cpu_flags)
-        dtype = getattr(torch, DTYPES[variant.precision])
-        model = loaded.model
-        autocast: Callable[[], Any] = contextlib.nullcontext
-        if variant.precision != "fp32":
-            if variant.precision_mode == "cast":
-                model = model.to(dtype)
-            else:
-                autocast = lambda: torch.autocast(device_type=device, dtype=dtype)  # noqa: E731 - per forward
-        model = model.to(device)
-        tensors = {k: torch.from_numpy(v).to(device) for k, v in inputs.items()}
-        info = {"precision": variant.precision, "precision_mode": variant.precision_mode,
+        model = artifact.to(ctx.device)
+        tensors = {k: torch.from_numpy(v).to(ctx.device) for k, v in inputs.items()}
+        info = {"precision": ctx.precision, "precision_mode": ctx.precision_mode,
                 "torch": torch.__version__, "intra_op_threads": torch.get_num_threads(),
                 "inter_op_threads": torch.get_num_interop_threads()}
-        if device == "cuda":
+        if ctx.device == "cuda":
             info["tf32_matmul"] = torch.backends.cuda.matmul.allow_tf32
-        return TorchSession(model, tensors, device, loaded.task, autocast, info)
+        return TorchSession(model, tensors, ctx.device, loaded.task, autocast_factory(ctx), info)

@@ -1,4 +1,4 @@
-"""The chip catalog (configs/hardware/*.yaml): vendor figures, each with its source and date.
+"""The chip catalog (bench/hardware/chips/*.yaml, shipped as package data): sourced figures, each with its date.
 
 Rules the schema enforces or the YAML follows:
   * every figure is {value, unit, source, date, note}: a figure without a source (document name and/or
@@ -16,13 +16,14 @@ Rules the schema enforces or the YAML follows:
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 from typing import Optional
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-CATALOG_DIR = Path(__file__).resolve().parents[2] / "configs" / "hardware"
+CATALOG_DIR = Path(str(resources.files("bench.hardware") / "chips"))
 
 DATE = r"^\d{4}(-\d{2}){0,2}$"
 
@@ -108,7 +109,7 @@ class Chip(BaseModel):
 
 
 def load_catalog(directory: Path = CATALOG_DIR) -> list[Chip]:
-    """Every configs/hardware/*.yaml as a validated Chip, sorted by file name."""
+    """Every chips/*.yaml as a validated Chip, sorted by file name."""
     chips = []
     for path in sorted(Path(directory).glob("*.yaml")):
         data = yaml.safe_load(path.read_text(encoding="utf-8"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..records.schema import Generation, LatencySummary, Throughput
 from .stats import summarize
 
 
@@ -17,13 +18,12 @@ def request_timings(start_ns: int, token_ns: list[int], end_ns: int) -> dict:
     return {"ttft_s": ttft, "tpot_s": tpot, "itl_s": itl, "latency_s": latency, "tokens": n}
 
 
-def _ms_summary(values_s: list[float], instability_cv: float) -> dict:
-    s = summarize([v * 1e3 for v in values_s], instability_cv)
-    return {k: s[k] for k in ("count", "mean_ms", "stdev_ms", "cv", "min_ms", "p50_ms", "p90_ms", "p95_ms",
-                              "p99_ms", "max_ms", "median_ci95_ms", "percentile_supported", "warnings") if k in s}
+def _ms_summary(values_s: list[float], instability_cv: float) -> LatencySummary:
+    return summarize([v * 1e3 for v in values_s], instability_cv)
 
 
-def summarize_generation(requests: list[dict], batch_size: int, prompt_len: int, instability_cv: float = 0.10) -> dict:
+def summarize_generation(requests: list[dict], batch_size: int, prompt_len: int,
+                         instability_cv: float = 0.10) -> Generation:
     """Percentiles of TTFT, TPOT, ITL and end-to-end latency, plus token throughput.
 
     Throughput conventions: output tokens/s = batch x new tokens / mean end-to-end latency; total tokens/s
@@ -35,22 +35,20 @@ def summarize_generation(requests: list[dict], batch_size: int, prompt_len: int,
     itl = [x for r in requests for x in r["itl_s"]]
     tokens = requests[0]["tokens"]
     mean_e2e = float(np.mean(e2e))
-    out = {
-        "ttft": _ms_summary(ttft, instability_cv),
-        "e2e": _ms_summary(e2e, instability_cv),
-        "throughput": {
-            "output_tokens_per_s": batch_size * tokens / mean_e2e,
-            "tokens_per_s": batch_size * tokens / mean_e2e,
-            "total_tokens_per_s": batch_size * (prompt_len + tokens) / mean_e2e,
-            "requests_per_s": batch_size / mean_e2e,
-            "samples_per_s": batch_size / mean_e2e,
-            "basis": "per-request volume / mean end-to-end latency",
-        },
-        "new_tokens": tokens,
-        "prompt_tokens": prompt_len,
-    }
-    if tpot:
-        out["tpot"] = _ms_summary(tpot, instability_cv)
-        out["itl"] = _ms_summary(itl, instability_cv)
-        out["throughput"]["decode_tokens_per_s"] = batch_size / float(np.mean(tpot))
-    return out
+    tpot_ms = _ms_summary(tpot, instability_cv) if tpot else None
+    return Generation(
+        ttft=_ms_summary(ttft, instability_cv),
+        e2e=_ms_summary(e2e, instability_cv),
+        tpot=tpot_ms,
+        itl=_ms_summary(itl, instability_cv) if tpot else None,
+        throughput=Throughput(
+            samples_per_s=batch_size / mean_e2e,
+            tokens_per_s=batch_size * tokens / mean_e2e,
+            output_tokens_per_s=batch_size * tokens / mean_e2e,
+            total_tokens_per_s=batch_size * (prompt_len + tokens) / mean_e2e,
+            requests_per_s=batch_size / mean_e2e,
+            decode_tokens_per_s=batch_size / float(np.mean(tpot)) if tpot else None,
+            basis="per-request volume / mean end-to-end latency"),
+        new_tokens=tokens,
+        prompt_tokens=prompt_len,
+    )

@@ -7,8 +7,10 @@ import math
 import numpy as np
 from scipy import stats as sps
 
-# MLPerf's early-stopping minimum query counts for percentile claims at 99% confidence.
-MLPERF_MIN_QUERIES = {90: 64, 99: 662}
+from ..records.schema import LatencySummary
+from .validity import min_queries
+
+CLAIMS = (90, 99)  # percentiles whose support a summary reports (the rule: measurement/validity.py)
 
 
 def median_ci(sorted_values: np.ndarray, confidence: float = 0.95) -> tuple[float, float] | None:
@@ -21,12 +23,12 @@ def median_ci(sorted_values: np.ndarray, confidence: float = 0.95) -> tuple[floa
     return float(sorted_values[j - 1]), float(sorted_values[n - j])
 
 
-def summarize(samples_ms: list[float] | np.ndarray, instability_cv: float = 0.10) -> dict:
+def summarize(samples_ms: list[float] | np.ndarray, instability_cv: float = 0.10) -> LatencySummary:
     """Percentiles, spread, a median CI and warnings for a list of per-query latencies in ms."""
     x = np.sort(np.asarray(samples_ms, dtype=np.float64))
     n = len(x)
     if n == 0:
-        return {"count": 0, "warnings": ["no samples"]}
+        return LatencySummary(count=0, warnings=["no samples"])
     mean = float(x.mean())
     stdev = float(x.std(ddof=1)) if n > 1 else 0.0
     pct = {f"p{p}_ms": float(np.percentile(x, p)) for p in (50, 90, 95, 99)}
@@ -37,19 +39,9 @@ def summarize(samples_ms: list[float] | np.ndarray, instability_cv: float = 0.10
         warnings.append(f"unstable: stdev is {cv:.0%} of the mean (threshold {instability_cv:.0%})")
     if mean > 0 and (x[0] < 0.5 * mean or x[-1] > 1.5 * mean):
         warnings.append("outliers: min or max is 50% or more away from the mean")
-    supported = {f"p{p}": n >= need for p, need in MLPERF_MIN_QUERIES.items()}
+    supported = {f"p{p}": n >= min_queries(p / 100) for p in CLAIMS}
     if not supported["p90"]:
-        warnings.append(f"few samples: {n} < {MLPERF_MIN_QUERIES[90]} needed to support a p90 claim")
-    return {
-        "count": n,
-        "mean_ms": mean,
-        "stdev_ms": stdev,
-        "cv": cv,
-        "min_ms": float(x[0]),
-        "max_ms": float(x[-1]),
-        **pct,
-        "median_ci95_ms": list(ci) if ci else None,
-        "percentile_supported": supported,
-        "unstable": cv >= instability_cv,
-        "warnings": warnings,
-    }
+        warnings.append(f"few samples: {n} < {min_queries(0.90)} needed to support a p90 claim")
+    return LatencySummary(count=n, mean_ms=mean, stdev_ms=stdev, cv=None if math.isnan(cv) else cv,
+                          min_ms=float(x[0]), max_ms=float(x[-1]), **pct, median_ci95_ms=ci,
+                          percentile_supported=supported, unstable=bool(cv >= instability_cv), warnings=warnings)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import math
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -74,3 +75,61 @@ def time_loop(fn: Callable[[], object], settings: LoopSettings) -> TimedSamples:
         if gc_was_enabled:
             gc.enable()
     return TimedSamples(samples, end - first, warm_count, warm_ns, stopped)
+
+
+@dataclass
+class OfflineTiming:
+    """All samples issued at time zero; `completions_ns[i]` is when the i-th batch finished, from the issue."""
+
+    samples: int
+    batch_sizes: list[int]
+    completions_ns: list[int]
+    warmup_iterations: int
+    warmup_ns: int
+    stopped_by_max_duration: bool
+
+    @property
+    def wall_ns(self) -> int:
+        return self.completions_ns[-1] if self.completions_ns else 0
+
+    @property
+    def served(self) -> int:
+        return sum(self.batch_sizes)
+
+    def sample_latencies_ns(self) -> list[int]:
+        """Each sample's latency: the completion of its batch, counted from the one issue of everything."""
+        return [done for done, size in zip(self.completions_ns, self.batch_sizes) for _ in range(size)]
+
+
+def offline_loop(issue_batch: Callable[[int], object], batch_size: int, settings: LoopSettings) -> OfflineTiming:
+    """MLPerf's offline pattern: size the sample set from the warm-up so it fills the minimum duration (and
+    the minimum count of batches), issue it all at once, and let the system serve it in full batches."""
+    warm_count, warm_ns = warm_up(lambda: issue_batch(batch_size), settings.warmup_iterations, settings.warmup_s)
+    per_batch_ns = warm_ns / warm_count if warm_count else 0.0
+    batches = settings.min_iterations
+    if per_batch_ns > 0:
+        batches = max(batches, math.ceil(settings.min_duration_s * 1e9 / per_batch_ns))
+    samples = batches * batch_size
+    sizes: list[int] = []
+    completions: list[int] = []
+    clock = time.perf_counter_ns
+    max_ns = settings.max_duration_s * 1e9
+    stopped = False
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        start = clock()
+        remaining = samples
+        while remaining > 0:
+            n = min(batch_size, remaining)
+            issue_batch(n)
+            completions.append(clock() - start)
+            sizes.append(n)
+            remaining -= n
+            if remaining and completions[-1] >= max_ns:
+                stopped = True
+                break
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return OfflineTiming(samples, sizes, completions, warm_count, warm_ns, stopped)

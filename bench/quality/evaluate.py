@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..config import QualitySettings
+from ..records.schema import Quality
 from ..models.inputs import make_inputs, token_stream
 from . import metrics
 
@@ -60,17 +61,39 @@ def torch_outputs(model: Any, task: str, qin: QualityInputs) -> list[np.ndarray]
 
 
 def compare(reference: list[np.ndarray], test: list[np.ndarray], qin: QualityInputs,
-            q: QualitySettings, weights: str) -> dict:
-    """Quality deltas of `test` against `reference`, with the bound it is judged by."""
-    result: dict[str, Any] = {"inputs": qin.description, "meaningful": weights == "real"}
-    if weights != "real":
+            q: QualitySettings, weights: str) -> Quality:
+    """Quality deltas of `test` against `reference`, with the bound it is judged by.
+
+    With random weights the numbers describe numerical drift only: the verdict says so and never reads
+    "within bound", whatever the numbers are.
+    """
+    meaningful = weights == "real"
+    result: dict[str, Any] = {"inputs": qin.description, "meaningful": meaningful}
+    if not meaningful:
         result["note"] = "random weights: quality numbers describe numerical drift only, not model quality"
     if qin.task == "encoder":
         mask = qin.batches[0]["attention_mask"]
         result.update(metrics.embedding_quality(reference[0], test[0], mask))
         result["bound"] = {"metric": "cosine_mean", "min": q.cosine_min}
-        result["within_bound"] = bool(result["cosine_mean"] >= q.cosine_min)
-        return result
+        ok = bool(result["cosine_mean"] >= q.cosine_min)
+    else:
+        result.update(_lm_quality(reference, test, qin))
+        result["bound"] = {"metric": "perplexity_ratio", "max": q.ppl_ratio_max}
+        ok = bool(result["perplexity_ratio"] <= q.ppl_ratio_max)
+    overflowed = [k for k, v in result.items() if isinstance(v, float) and not np.isfinite(v)]
+    for key in overflowed:  # a record holds numbers only; say which overflowed instead
+        result[key] = None
+    if overflowed:
+        result["note"] = (result.get("note", "") + f" {', '.join(overflowed)} overflowed (not finite)").strip()
+        ok = False
+    if meaningful:
+        result.update(within_bound=ok, verdict="within bound" if ok else "breaks bound")
+    else:
+        result.update(within_bound=None, verdict="not meaningful (random weights)")
+    return Quality.model_validate(result)
+
+
+def _lm_quality(reference: list[np.ndarray], test: list[np.ndarray], qin: QualityInputs) -> dict:
     ref_nll = test_nll = 0.0
     count = 0
     kl_sum = top1_sum = 0.0
@@ -83,8 +106,5 @@ def compare(reference: list[np.ndarray], test: list[np.ndarray], qin: QualityInp
         kl_sum += metrics.mean_kl_divergence(ref, out, mask) * scored
         top1_sum += metrics.top1_agreement(ref, out, mask) * scored
     ppl_ref, ppl = float(np.exp(ref_nll / count)), float(np.exp(test_nll / count))
-    result.update({"perplexity": ppl, "perplexity_fp32": ppl_ref, "perplexity_ratio": ppl / ppl_ref,
-                   "kl_divergence_mean": kl_sum / count, "top1_agreement": top1_sum / count,
-                   "bound": {"metric": "perplexity_ratio", "max": q.ppl_ratio_max}})
-    result["within_bound"] = bool(result["perplexity_ratio"] <= q.ppl_ratio_max)
-    return result
+    return {"perplexity": ppl, "perplexity_fp32": ppl_ref, "perplexity_ratio": ppl / ppl_ref,
+            "kl_divergence_mean": kl_sum / count, "top1_agreement": top1_sum / count}

@@ -31,3 +31,10 @@ def section(name: str, title: str, order: int, note: str = "", plot=None):
         return fn
 
     return decorate
+
+
+def drop_single_machine(table: pd.DataFrame) -> pd.DataFrame:
+    """The machine column says something only when a report holds several machines."""
+    if "machine" in table and table["machine"].nunique() <= 1:
+        return table.drop(columns=["machine"])
+    return table

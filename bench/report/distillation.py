@@ -6,9 +6,9 @@ import math
 
 import pandas as pd
 
-from . import section
+from . import drop_single_machine, section
 
-MATCH = ["device", "scenario", "batch", "seq", "backend", "variant"]
+MATCH = ["machine", "device", "scenario", "batch", "seq", "backend", "variant"]
 
 
 def _quality(student, teacher) -> tuple[str, float]:
@@ -33,7 +33,7 @@ def distillation(df: pd.DataFrame) -> pd.DataFrame | None:
         ok = t is not None and s["status"] == "ok" and t["status"] == "ok"
         basis, value = _quality(s, t) if ok else ("", math.nan)
         rows.append({
-            "student": s["model"], "student_weights": s["weights"], "teacher": s["teacher"],
+            "machine": s["machine"], "student": s["model"], "student_weights": s["weights"], "teacher": s["teacher"],
             "teacher_weights": t["weights"] if t is not None else "", "device": s["device"], "batch": s["batch"],
             "seq": s["seq"], "variant": s["variant"],
             "student_p50_ms": s["p50_ms"], "teacher_p50_ms": t["p50_ms"] if t is not None else math.nan,
@@ -42,4 +42,4 @@ def distillation(df: pd.DataFrame) -> pd.DataFrame | None:
             "quality_basis": basis if t is not None else "teacher not measured at this shape",
             "quality_ratio": value,
         })
-    return pd.DataFrame(rows)
+    return drop_single_machine(pd.DataFrame(rows))

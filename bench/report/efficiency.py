@@ -11,39 +11,30 @@ import pandas as pd
 from ..hardware.catalog import load_catalog
 from ..hardware.cost import cost_per_million
 from ..hardware.roofline import efficiency, plot_roofline, project
-from . import section
+from . import drop_single_machine, section
 
-QUANT_WORDS = ("int8", "int4")
-
-
-def compute_precision(rec: dict) -> str:
-    """Which GEMM ceiling a point is judged against: int8 for integer kernels, else its float precision."""
-    names = " ".join(t["name"] for t in rec["config"]["variant"]["transforms"])
-    if "int8-dynamic" in names or "int8-static" in names:
-        return "int8"
-    return rec["config"]["variant"]["precision"]
-
-
-def phases(rec: dict) -> list[dict]:
+def phases(rec) -> list[dict]:
     """(phase, flops, bytes, seconds per query, items per query) for each timed phase of a record."""
-    m, work = rec["metrics"], rec["metrics"].get("work")
+    m, work = rec.metrics, rec.metrics.work
     if not work:
         return []
-    batch, seq = rec["config"]["batch_size"], rec["config"]["seq_len"]
-    gen = m.get("generation")
+    batch, seq = rec.config.batch_size, rec.config.seq_len
+    gen = m.generation
     if gen:
-        out = [{"phase": "prefill", "flops": work["flops"], "bytes": work["bytes"],
-                "seconds": gen["ttft"]["p50_ms"] / 1e3, "items": batch, "tokens": batch * seq}]
-        if "decode_step" in work and "tpot" in gen:
-            step = work["decode_step"]
-            out.append({"phase": "decode", "flops": step["flops"], "bytes": step["bytes"],
-                        "seconds": gen["tpot"]["p50_ms"] / 1e3, "items": batch, "tokens": batch})
+        out = [{"phase": "prefill", "flops": work.flops, "bytes": work.bytes,
+                "seconds": gen.ttft.p50_ms / 1e3, "items": batch, "tokens": batch * seq}]
+        if work.decode_step and gen.tpot:
+            out.append({"phase": "decode", "flops": work.decode_step.flops, "bytes": work.decode_step.bytes,
+                        "seconds": gen.tpot.p50_ms / 1e3, "items": batch, "tokens": batch})
         return out
-    if rec["config"]["scenario"]["name"] not in ("latency", "throughput"):
+    scenario = rec.config.scenario.name
+    if scenario == "single-stream" and m.latency and m.latency.p50_ms:
+        seconds = m.latency.p50_ms / 1e3
+    elif scenario == "offline" and m.throughput:
+        seconds = batch / m.throughput.samples_per_s
+    else:
         return []
-    seconds = batch / m["throughput"]["samples_per_s"] if rec["config"]["scenario"]["name"] == "throughput" \
-        else m["latency"]["p50_ms"] / 1e3
-    return [{"phase": "forward", "flops": work["flops"], "bytes": work["bytes"], "seconds": seconds,
+    return [{"phase": "forward", "flops": work.flops, "bytes": work.bytes, "seconds": seconds,
              "items": batch, "tokens": batch * seq}]
 
 
@@ -59,11 +50,11 @@ def efficiency_rows(df: pd.DataFrame) -> list[dict]:
     for _, row in df[df["status"] == "ok"].iterrows():
         rec = row["record"]
         peaks = df.attrs.get("peaks", {}).get(row["machine"], {})
-        precision = compute_precision(rec)
-        energy = rec["metrics"].get("energy") or {}
+        precision = rec.metrics.work.compute_precision if rec.metrics.work else rec.config.variant.precision
+        energy = rec.metrics.energy
         for ph in phases(rec):
             peak_flops, peak_bw = _ceilings(peaks, row["device"], precision)
-            item = {"model": row["model"], "weights": row["weights"], "backend": row["backend"],
+            item = {"machine": row["machine"], "model": row["model"], "weights": row["weights"], "backend": row["backend"],
                     "device": row["device"], "variant": row["variant"], "batch": row["batch"], "seq": row["seq"],
                     "phase": ph["phase"], "precision": precision, "gflop": ph["flops"] / 1e9,
                     "mbytes": ph["bytes"] / 1e6, "intensity": ph["flops"] / ph["bytes"],
@@ -76,8 +67,8 @@ def efficiency_rows(df: pd.DataFrame) -> list[dict]:
                              "pct_roofline": eff["pct_of_roofline"], "bound": eff["bound"]})
             else:
                 item["bound"] = "no measured peaks (run `bench peak`)"
-            item["energy"] = energy.get("status", "unavailable")
-            item["j_per_inference"] = energy.get("joules_per_inference")
+            item["energy"] = energy.status if energy else "unavailable"
+            item["j_per_inference"] = energy.joules_per_inference if energy else None
             if price:
                 item["usd_per_m_inferences"] = cost_per_million(price, item["items_per_s"])
                 item["usd_per_m_tokens"] = cost_per_million(price, item["tokens_per_s"])
@@ -89,14 +80,16 @@ def efficiency_rows(df: pd.DataFrame) -> list[dict]:
 def _plot(df: pd.DataFrame, out_dir: Path) -> list[Path]:
     rows = efficiency_rows(df)
     written = []
+    several = len(df.attrs.get("peaks", {})) > 1
     for machine, peaks in df.attrs.get("peaks", {}).items():
-        for device in sorted({r["device"] for r in rows}):
+        for device in sorted({r["device"] for r in rows if r["machine"] == machine}):
             peak_flops, peak_bw = _ceilings(peaks, device, "fp32")
             points = [{"label": f"{r['model']} {r['variant']} b{r['batch']} {r['phase']}", "intensity": r["intensity"],
-                       "achieved_flops": r["achieved_gflops"] * 1e9} for r in rows if r["device"] == device]
+                       "achieved_flops": r["achieved_gflops"] * 1e9}
+                      for r in rows if r["device"] == device and r["machine"] == machine]
             if not (peak_flops and peak_bw and points):
                 continue
-            path = out_dir / f"roofline-{device}.png"
+            path = out_dir / (f"roofline-{device}-{machine[:24]}.png" if several else f"roofline-{device}.png")
             plot_roofline(points, peak_flops, peak_bw, path, f"Roofline ({machine}, {device}, fp32 ceiling)")
             written.append(path)
     return written
@@ -112,12 +105,12 @@ def efficiency_table(df: pd.DataFrame) -> pd.DataFrame | None:
     if not rows:
         return None
     out = pd.DataFrame(rows).drop(columns=["_flops", "_bytes", "_seconds"])
-    return out.dropna(axis=1, how="all")
+    return drop_single_machine(out.dropna(axis=1, how="all"))
 
 
 @section("projection", "Projected throughput on catalog chips (roofline bound, NOT measured)", order=60,
          note="projected = batch / max(FLOPs / chip peak at the point's precision, bytes / chip bandwidth), from the "
-              "vendor figures in configs/hardware (each with its source). It is an ideal upper bound that ignores "
+              "vendor figures in bench/hardware/chips (each with its source). It is an ideal upper bound that ignores "
               "kernel efficiency, launch overheads and software; the ratio column divides it by this machine's "
               "measured rate. Empty: the vendor publishes no figure for that precision.")
 def projection_table(df: pd.DataFrame) -> pd.DataFrame | None:
@@ -127,10 +120,10 @@ def projection_table(df: pd.DataFrame) -> pd.DataFrame | None:
     chips = load_catalog()
     out = []
     for r in rows:
-        item = {k: r[k] for k in ("model", "variant", "device", "batch", "seq", "phase", "precision")}
+        item = {k: r[k] for k in ("machine", "model", "variant", "device", "batch", "seq", "phase", "precision")}
         item["measured_items_per_s"] = r["items_per_s"]
         for chip in chips:
             seconds = project(r["_flops"], r["_bytes"], chip.peak_flops(r["precision"]), chip.bandwidth())
             item[f"{chip.name.split(' (')[0]} projected x"] = (r["_seconds"] / seconds) if seconds else math.nan
         out.append(item)
-    return pd.DataFrame(out)
+    return drop_single_machine(pd.DataFrame(out))

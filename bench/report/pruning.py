@@ -6,27 +6,25 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import section
+from . import drop_single_machine, section
 
-PRUNING = ("prune-unstructured", "prune-structured", "sparse-csr", "sparse-2to4")
-
-
-def _structure(rec: dict) -> str:
+def _structure(rec) -> str:
+    """Each transform's own description, with what a pruning transform achieved where it says so."""
     parts = []
-    for t in (rec.get("provenance") or {}).get("transforms", []):
-        if t["name"] == "prune-unstructured":
-            parts.append(f"unstructured {t['target_sparsity']:.0%} ({t['scope']}), achieved {t['achieved_sparsity']:.1%}")
-        elif t["name"] == "prune-structured":
-            parts.append(f"{t['method']}: FFN -{t['achieved_ffn_fraction']:.0%}, heads "
-                         f"-{t['achieved_head_fraction']:.0%}, params {t['params_before'] / 1e6:.1f}M -> "
-                         f"{t['params_after'] / 1e6:.1f}M")
-        elif t["name"] == "sparse-csr":
-            parts.append(f"CSR kernels on {t['replaced']} layers")
-        elif t["name"] == "sparse-2to4":
-            parts.append("2:4 semi-structured")
-        elif t["name"] in ("int8-dynamic", "int8-weight-only"):
-            parts.append(t["name"])
+    for t in rec.provenance.transforms:
+        achieved = []
+        if "achieved_sparsity" in t:
+            achieved.append(f"achieved {t['achieved_sparsity']:.1%}")
+        if "params_before" in t and "params_after" in t:
+            achieved.append(f"params {t['params_before'] / 1e6:.1f}M -> {t['params_after'] / 1e6:.1f}M")
+        parts.append(t.get("description", t["name"]) + (f" ({', '.join(achieved)})" if achieved else ""))
     return "; ".join(parts) or "dense"
+
+
+def _has_pruning(rec) -> bool:
+    from ..variants import transforms
+
+    return any(transforms.get(t.name).kind == "pruning" for t in rec.config.variant.transforms if t.name in transforms)
 
 
 def _quality(row) -> float:
@@ -34,12 +32,9 @@ def _quality(row) -> float:
 
 
 def _pruned_models(df: pd.DataFrame) -> pd.DataFrame:
-    names = {t["name"] for rec in df["record"] for t in rec["config"]["variant"]["transforms"]}
-    if not names & set(PRUNING):
-        return df.iloc[0:0]
-    models = {row["model"] for _, row in df.iterrows()
-              if {t["name"] for t in row["record"]["config"]["variant"]["transforms"]} & set(PRUNING)}
-    return df[df["model"].isin(models)]
+    """Every row of a model (on a machine) that has at least one pruned variant, so the dense rows compare."""
+    keys = {(row["machine"], row["model"]) for _, row in df.iterrows() if _has_pruning(row["record"])}
+    return df[[(m, n) in keys for m, n in zip(df["machine"], df["model"])]]
 
 
 def _pareto(df: pd.DataFrame, out_dir: Path) -> list[Path]:
@@ -50,7 +45,7 @@ def _pareto(df: pd.DataFrame, out_dir: Path) -> list[Path]:
 
     ok = df[(df["status"] == "ok") & (df["cosine_mean"].notna() | df["ppl_ratio"].notna())]
     written = []
-    for model, rows in ok.groupby("model"):
+    for (machine, model), rows in ok.groupby(["machine", "model"]):
         if len(rows) < 2:
             continue
         encoder = rows["cosine_mean"].notna().any()
@@ -65,11 +60,11 @@ def _pareto(df: pd.DataFrame, out_dir: Path) -> list[Path]:
         ax.plot([p[0] for p in front], [p[1] for p in front], "k--", lw=1, label="Pareto front")
         ax.set_xlabel("p50 latency (ms)")
         ax.set_ylabel("embedding cosine vs fp32 (higher is better)" if encoder else "perplexity ratio vs fp32 (lower is better)")
-        ax.set_title(f"{model}: latency against quality")
+        ax.set_title(f"{model} on {machine}: latency against quality")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
         fig.tight_layout()
-        path = out_dir / f"pareto-{model}.png"
+        path = out_dir / f"pareto-{model}-{machine[:24]}.png"
         fig.savefig(path, dpi=120)
         plt.close(fig)
         written.append(path)
@@ -87,7 +82,7 @@ def pruning_table(df: pd.DataFrame) -> pd.DataFrame | None:
         return None
     out = rows.copy()
     out["structure"] = [_structure(r) for r in out["record"]]
-    cols = ["model", "weights", "backend", "variant", "batch", "seq", "status", "structure", "p50_ms", "speedup_p50",
+    cols = ["machine", "model", "weights", "backend", "variant", "batch", "seq", "status", "structure", "p50_ms", "speedup_p50",
             "size_ratio", "cosine_mean", "ppl_ratio", "kl_mean", "top1_agree"]
-    out = out[cols]
+    out = drop_single_machine(out[cols])
     return out.drop(columns=[c for c in ("cosine_mean", "ppl_ratio", "kl_mean", "top1_agree") if out[c].isna().all()])

@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import pandas as pd
 
-from . import section
+from . import drop_single_machine, section
 
 
 def _verdict(row) -> str:
+    """The quality verdict of the record, sharpened where a variant is faster but breaks the bound."""
     if row["status"] != "ok":
         return row["status"]
-    if isinstance(row["quality_error"], str):
-        return "quality failed"
-    if pd.isna(row["quality_ok"]):
+    verdict = row["quality_verdict"]
+    if not isinstance(verdict, str):
         return ""
-    faster = bool(row["speedup_p50"] > 1.0)  # NaN (no baseline) compares False
-    if not row["quality_ok"]:
+    if verdict == "error":
+        return "quality failed"
+    if verdict == "breaks bound":
+        faster = bool(row["speedup_p50"] > 1.0)  # NaN (no baseline) compares False
         return "FASTER BUT BREAKS QUALITY BOUND" if faster else "breaks quality bound"
-    return "within bound"
+    return verdict
 
 
 @section("quantized", "Quantized vs full: speed, size and quality against fp32 PyTorch", order=20,
@@ -32,10 +34,11 @@ def quantized(df: pd.DataFrame) -> pd.DataFrame | None:
     out["verdict"] = [_verdict(r) for _, r in out.iterrows()]
     out["weights"] = [w if m is not False else f"{w} (quality not meaningful)"
                       for w, m in zip(out["weights"], out["quality_meaningful"])]
-    cols = ["model", "weights", "device", "scenario", "batch", "seq", "backend", "variant", "status", "p50_ms",
+    cols = ["machine", "model", "weights", "device", "scenario", "batch", "seq", "backend", "variant", "status", "p50_ms",
             "samples_per_s", "speedup_p50", "size_ratio", "cosine_mean", "cosine_min", "perplexity", "ppl_ratio",
             "kl_mean", "top1_agree", "verdict"]
-    out = out[cols]
+    out = drop_single_machine(out[cols])
     out = out.drop(columns=[c for c in ("cosine_mean", "cosine_min", "perplexity", "ppl_ratio", "kl_mean", "top1_agree")
                             if out[c].isna().all()])
-    return out.sort_values(["model", "device", "scenario", "batch", "seq"], kind="stable")
+    return out.sort_values([c for c in ("machine", "model", "device", "scenario", "batch", "seq") if c in out],
+                           kind="stable")

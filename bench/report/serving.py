@@ -7,11 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import section
-
-
-def _gen(rec: dict) -> dict | None:
-    return (rec.get("metrics") or {}).get("generation")
+from . import drop_single_machine, section
 
 
 @section("generation", "Generation: time to first token and time per output token", order=70,
@@ -20,35 +16,37 @@ def _gen(rec: dict) -> dict | None:
 def generation_table(df: pd.DataFrame) -> pd.DataFrame | None:
     rows = []
     for _, row in df.iterrows():
-        gen = _gen(row["record"])
-        if row["record"]["config"]["scenario"]["name"] != "generate":
+        rec = row["record"]
+        if rec.config.scenario.name != "generate":
             continue
-        item = {k: row[k] for k in ("model", "weights", "backend", "device", "variant", "batch", "seq", "status")}
+        item = {k: row[k] for k in ("machine", "model", "weights", "backend", "device", "variant", "batch", "seq",
+                                    "status")}
+        gen = rec.metrics.generation
         if gen:
-            tpot = gen.get("tpot") or {}
-            item.update({"new_tokens": gen["new_tokens"], "ttft_p50_ms": gen["ttft"]["p50_ms"],
-                         "ttft_p90_ms": gen["ttft"]["p90_ms"], "tpot_p50_ms": tpot.get("p50_ms"),
-                         "tpot_p90_ms": tpot.get("p90_ms"), "itl_p99_ms": (gen.get("itl") or {}).get("p99_ms"),
-                         "e2e_p50_ms": gen["e2e"]["p50_ms"],
-                         "decode_tok_s": gen["throughput"].get("decode_tokens_per_s"),
-                         "output_tok_s": gen["throughput"]["output_tokens_per_s"], "n": gen["e2e"]["count"]})
+            item.update({"new_tokens": gen.new_tokens, "ttft_p50_ms": gen.ttft.p50_ms, "ttft_p90_ms": gen.ttft.p90_ms,
+                         "tpot_p50_ms": gen.tpot.p50_ms if gen.tpot else None,
+                         "tpot_p90_ms": gen.tpot.p90_ms if gen.tpot else None,
+                         "itl_p99_ms": gen.itl.p99_ms if gen.itl else None, "e2e_p50_ms": gen.e2e.p50_ms,
+                         "decode_tok_s": gen.throughput.decode_tokens_per_s,
+                         "output_tok_s": gen.throughput.output_tokens_per_s, "n": gen.e2e.count})
         rows.append(item)
-    return pd.DataFrame(rows) if rows else None
+    return drop_single_machine(pd.DataFrame(rows)) if rows else None
 
 
 def _server_points(df: pd.DataFrame) -> list[dict]:
     points = []
+    several = df["machine"].nunique() > 1
     for _, row in df[df["status"] == "ok"].iterrows():
-        m = row["record"]["metrics"]
-        server = m.get("server")
-        if not server:
+        m = row["record"].metrics
+        if not m.server:
             continue
-        label = f"{row['model']} {row['backend']}/{row['variant']} ({m['batching']['policy']})"
-        points.append({"label": label, "rate": server["target_qps"], "throughput": server["completed_samples_per_s"],
-                       "p99_ms": server["latency_ms"]["p99"]})
-        for h in (m.get("peak") or {}).get("history", []):
-            points.append({"label": label, "rate": h["rate_qps"], "throughput": h["completed_samples_per_s"],
-                           "p99_ms": h["p99_ms"]})
+        on = f" on {row['machine']}" if several else ""
+        label = f"{row['model']} {row['backend']}/{row['variant']} ({m.batching.policy}){on}"
+        points.append({"label": label, "rate": m.server.target_qps, "throughput": m.server.completed_samples_per_s,
+                       "p99_ms": m.server.latency_ms["p99"]})
+        for h in (m.peak.history if m.peak else []):
+            points.append({"label": label, "rate": h.rate_qps, "throughput": h.completed_samples_per_s,
+                           "p99_ms": h.p99_ms})
     return points
 
 
@@ -86,20 +84,20 @@ def _curve(df: pd.DataFrame, out_dir: Path) -> list[Path]:
 def serving_table(df: pd.DataFrame) -> pd.DataFrame | None:
     rows = []
     for _, row in df.iterrows():
-        m = row["record"]["metrics"] or {}
-        if row["record"]["config"]["scenario"]["name"] != "server":
+        rec = row["record"]
+        if rec.config.scenario.name != "server":
             continue
-        item = {k: row[k] for k in ("model", "backend", "device", "variant", "scenario", "status")}
-        server = m.get("server")
+        item = {k: row[k] for k in ("machine", "model", "backend", "device", "variant", "scenario", "status")}
+        server, peak = rec.metrics.server, rec.metrics.peak
         if server:
-            v = server["validity"]
-            item.update({"target_qps": server["target_qps"], "completed_per_s": server["completed_samples_per_s"],
-                         "p50_ms": server["latency_ms"]["p50"], "p99_ms": server["latency_ms"]["p99"],
-                         "bound_ms": server["bounds_ms"]["latency"], "goodput_per_s": server["goodput_requests_per_s"],
-                         "mean_batch": server["mean_batch_size"], "requests": server["requests"], "valid": v["valid"],
-                         "reasons": "; ".join(v["reasons"]),
-                         "peak_qps": (m.get("peak") or {}).get("rate_qps")})
+            item.update({"driver": rec.config.scenario.options.get("driver", "bench"),
+                         "target_qps": server.target_qps, "completed_per_s": server.completed_samples_per_s,
+                         "p50_ms": server.latency_ms["p50"], "p99_ms": server.latency_ms["p99"],
+                         "bound_ms": server.bounds_ms["latency"], "goodput_per_s": server.goodput_requests_per_s,
+                         "mean_batch": server.mean_batch_size, "requests": server.requests,
+                         "valid": server.validity.valid, "reasons": "; ".join(server.validity.reasons),
+                         "peak_qps": peak.rate_qps if peak else None})
         rows.append(item)
     if not rows:
         return None
-    return pd.DataFrame(rows).dropna(axis=1, how="all")
+    return drop_single_machine(pd.DataFrame(rows).dropna(axis=1, how="all"))

@@ -1,19 +1,22 @@
-"""What runs inside the isolated child: load, transform, prepare, measure, and report back once.
+"""What runs inside the isolated child: load, prepare (the transform pipeline), measure with trackers
+around the scenario, check quality, and report back once.
 
-This module must stay cheap to import: torch is imported only after the thread settings are in
-the environment, so OpenMP reads them at start-up.
+This module must stay cheap to import: torch is imported only after the thread settings are in the
+environment, so OpenMP reads them at start-up.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import time
 import traceback
 from pathlib import Path
 from typing import Any
 
 
-def _set_thread_env(intra: int) -> None:
+def set_thread_env(intra: int) -> None:
+    """Thread counts for every runtime the child may start, set before any of them is imported."""
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = str(intra)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -32,15 +35,15 @@ def _redirect_output(log_path: str | None) -> None:
     os.close(fd)
 
 
-def execute(point_data: dict, cache_dir: str) -> dict:
-    """Run one point in this process and return {"metrics", "provenance"}. Raises on failure."""
+def execute(point_data: dict, cache_dir: str, spawned_at: float | None = None) -> dict:
+    """Run one point in this process and return {"metrics", "provenance", "phases"}. Raises on failure."""
+    from ..config import RunPoint
     from ..hardware.machine import cpu_flags, default_threads
-    from ..plan import RunPoint
 
     point = RunPoint.model_validate(point_data)
     s = point.settings
     intra = s.intra_op_threads or default_threads()
-    _set_thread_env(intra)
+    set_thread_env(intra)
 
     import torch
 
@@ -51,148 +54,91 @@ def execute(point_data: dict, cache_dir: str) -> dict:
     from ..backends import backends
     from ..context import RunContext
     from ..errors import Unsupported
-    from ..measurement.memory import PeakRSS
+    from ..hardware.work import point_work
     from ..measurement.timing import LoopSettings
+    from ..measurement.trackers import EnergyTracker, MemoryTracker
     from ..models import sources
     from ..models.inputs import make_inputs
+    from ..records.schema import Metrics
     from ..scenarios import Workload, scenarios
-    from ..variants import transforms
+    from ..variants.pipeline import prepare
 
     if point.device == "cuda" and not torch.cuda.is_available():
         raise Unsupported("CUDA is not available on this machine")
+    clock = time.time
+    started = clock()
+    phases: dict[str, float | None] = {"start_s": started - spawned_at if spawned_at else None}
 
     loaded = sources.get(point.model.source)().load(point.model, seed=s.seed)
-    vocab = loaded.config.vocab_size
-    inputs, input_info = make_inputs(loaded.tokenizer, loaded.task, point.batch_size, point.seq_len, vocab)
-    ctx = RunContext(device=point.device, task=loaded.task, batch_size=point.batch_size, seq_len=point.seq_len,
-                     seed=s.seed, intra_op_threads=intra, inter_op_threads=s.inter_op_threads,
-                     cpu_flags=cpu_flags(), cache_dir=Path(cache_dir), tokenizer=loaded.tokenizer,
-                     model_config=loaded.config,
-                     model_key={"model": point.model.model_dump(mode="json"), "seed": s.seed, "torch_transforms": []})
+    inputs, input_info = make_inputs(loaded.tokenizer, loaded.task, point.batch_size, point.seq_len,
+                                     loaded.config.vocab_size)
+    phases["load_s"], mark = clock() - started, clock()
 
     quality_in = reference = None
     if point.quality.enabled:  # the fp32 reference, before any transform touches the model
         from ..quality.evaluate import quality_inputs, torch_outputs
 
-        quality_in = quality_inputs(loaded.tokenizer, loaded.task, vocab, point.quality)
+        quality_in = quality_inputs(loaded.tokenizer, loaded.task, loaded.config.vocab_size, point.quality)
         reference = torch_outputs(loaded.model, loaded.task, quality_in)
+    phases["reference_s"], mark = clock() - mark, clock()
 
-    applied: list[dict] = []
-    for spec in point.variant.transforms:
-        cls = transforms.get(spec.name)
-        if cls.stage != "torch":
-            continue  # graph-stage transforms are applied by the backend after export
-        loaded.model, info = cls().apply(loaded.model, cls.Options.model_validate(spec.options), ctx)
-        applied.append({"name": spec.name, **info})
-        ctx.model_key["torch_transforms"].append(spec.model_dump(mode="json"))
+    ctx = RunContext(device=point.device, task=loaded.task, batch_size=point.batch_size, seq_len=point.seq_len,
+                     seed=s.seed, intra_op_threads=intra, inter_op_threads=s.inter_op_threads,
+                     cpu_flags=cpu_flags(), cache_dir=Path(cache_dir), precision=point.variant.precision,
+                     precision_mode=point.variant.precision_mode, backend_options=point.variant.backend_options,
+                     tokenizer=loaded.tokenizer, model_config=loaded.config,
+                     model_key={"model": point.model.model_dump(mode="json"), "seed": s.seed, "torch_transforms": []})
+    prepared = prepare(loaded, point.variant, backends.get(point.backend)(), inputs, ctx)
+    phases["transform_s"], mark = clock() - mark, clock()
 
-    session = backends.get(point.backend)().prepare(loaded, point.variant, point.device, inputs, ctx)
     scenario_cls = scenarios.get(point.scenario.name)
     options = scenario_cls.Options.model_validate(point.scenario.options)
     settings = LoopSettings(warmup_iterations=s.warmup_iterations, warmup_s=s.warmup_s,
                             min_iterations=s.min_iterations, min_duration_s=s.min_duration_s,
                             max_duration_s=s.max_duration_s, instability_cv=s.instability_cv, seed=s.seed)
-    workload = Workload(point.batch_size, point.seq_len)
+    with MemoryTracker(point.device) as memory, EnergyTracker(point.device) as energy:
+        result = scenario_cls().run(prepared.session, Workload(point.batch_size, point.seq_len), settings, options)
+    phases["scenario_s"], mark = clock() - mark, clock()
+    if result.loop:
+        phases["warmup_s"], phases["timed_s"] = result.loop.warmup_s, result.loop.wall_s
 
-    from ..hardware.energy import select_meter
+    quality = _quality(prepared.session, quality_in, reference, point, loaded.weights) if quality_in else None
+    phases["quality_s"] = clock() - mark
 
-    meter = select_meter(point.device)
-    if point.device == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    with PeakRSS() as rss:
-        meter.start()
-        metrics = scenario_cls().run(session, workload, settings, options)
-        joules = meter.stop()
-    from ..variants.torch_quant import weight_bytes
-
-    memory: dict[str, Any] = {"peak_rss_bytes": rss.peak_bytes, "peak_rss_method": rss.method,
-                              "parameter_bytes": _parameter_bytes(loaded.model),
-                              "weight_bytes": weight_bytes(loaded.model),
-                              "weight_bytes_method": "serialized state_dict of the transformed torch model"}
-    if point.device == "cuda":
-        memory["cuda_peak_allocated_bytes"] = torch.cuda.max_memory_allocated()
-        memory["cuda_peak_reserved_bytes"] = torch.cuda.max_memory_reserved()
-    metrics["memory"] = memory
-    metrics["energy"] = _energy(meter, joules, metrics, workload)
+    mem = memory.result(prepared.model)
     # the weights the backend actually streams: the exported graph for ORT, the torch model otherwise
-    metrics["work"] = _work(loaded, point, session.info.get("model_file_bytes") or memory["weight_bytes"], applied)
-    if quality_in is not None:
-        metrics["quality"] = _quality(session, quality_in, reference, point, loaded.weights)
-
+    streamed = prepared.session.info.get("model_file_bytes") or mem.weight_bytes
+    work = point_work(loaded.config, loaded.task, point, streamed, prepared.compute_precision(point.variant.precision),
+                      prepared.flop_scale("matmul"), prepared.flop_scale("attention"))
+    metrics = Metrics(**dict(result), memory=mem, work=work, quality=quality,
+                      energy=energy.result(result, point.batch_size, point.seq_len))
     provenance = {"weights": loaded.weights, **loaded.provenance, "inputs": input_info,
-                  "transforms": applied, "backend": session.info,
+                  "precision": prepared.precision_info,
+                  "transforms": [t.provenance() for t in prepared.applied], "backend": prepared.session.info,
                   "threads": {"intra_op": intra, "inter_op": s.inter_op_threads}}
-    return {"metrics": metrics, "provenance": provenance}
+    return {"metrics": metrics.model_dump(mode="json"), "provenance": provenance, "phases": phases}
 
 
-def _quality(session, quality_in, reference, point, weights: str) -> dict:
+def _quality(session, quality_in, reference, point, weights: str) -> Any:
     """Quality after the timed window; a failure here is recorded without losing the timing."""
     from ..quality.evaluate import compare
+    from ..records.schema import Quality
 
     try:
         test = [session.infer(batch) for batch in quality_in.batches]
         return compare(reference, test, quality_in, point.quality, weights)
     except Exception as exc:  # noqa: BLE001 - the latency result stays valid
-        return {"error": f"{type(exc).__name__}: {exc}"}
+        return Quality(verdict="error", error=f"{type(exc).__name__}: {exc}")
 
 
-def _energy(meter, joules, metrics: dict, workload) -> dict:
-    """Energy over the scenario (warm-up included), or `unavailable` with the reason; never estimated."""
-    from ..hardware.energy import derived
-
-    out = meter.describe()
-    loop = metrics.get("loop") or {}
-    if joules is not None and loop.get("queries"):
-        inferences = loop["queries"] * workload.batch_size
-        out.update(derived(joules, inferences, inferences * workload.seq_len, loop["wall_s"]))
-        out["window"] = "whole scenario including warm-up; per-inference figures divide by timed queries"
-    return out
-
-
-DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
-
-
-def _work(loaded, point, weight_bytes: int, applied: list[dict]) -> dict:
-    """FLOPs and bytes of one query, for roofline efficiency and projections."""
-    from ..hardware import flops
-
-    config = loaded.config
-    scale = heads = 1.0
-    for t in applied:  # structured pruning shrinks the matmuls and heads the config still describes
-        scale *= t.get("matmul_param_ratio", 1.0)
-        heads *= t.get("attention_head_ratio", 1.0)
-    act_bytes = DTYPE_BYTES[point.variant.precision]
-    fwd = flops.forward_flops(config, loaded.task, point.batch_size, point.seq_len)
-    fwd_total = fwd["linear"] * scale + fwd["attention"] * heads + fwd["lm_head"]
-    moved = flops.bytes_moved(config, point.batch_size, point.seq_len, weight_bytes, act_bytes)
-    work = {"flops": fwd_total, "flops_breakdown": fwd, "bytes": moved["total"], "bytes_breakdown": moved,
-            "intensity": flops.arithmetic_intensity(fwd_total, moved["total"]), "matmul_param_scale": scale,
-            "attention_head_scale": heads,
-            "precision": point.variant.precision, "convention": fwd["convention"] + "; " + moved["convention"]}
-    new_tokens = point.scenario.options.get("new_tokens", 32) if point.scenario.name == "generate" else 0
-    if new_tokens:
-        context = point.seq_len + new_tokens // 2
-        step = flops.decode_step_flops(config, point.batch_size, context)
-        step_bytes = flops.bytes_moved(config, point.batch_size, 1, weight_bytes, act_bytes, decode_context=context)
-        work["decode_step"] = {"flops": step["linear"] * scale + step["attention"] * heads + step["lm_head"],
-                               "bytes": step_bytes["total"], "context": context, "bytes_breakdown": step_bytes}
-        work["decode_step"]["intensity"] = flops.arithmetic_intensity(work["decode_step"]["flops"],
-                                                                      step_bytes["total"])
-    return work
-
-
-def _parameter_bytes(model: Any) -> int:
-    return sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
-
-
-def child_main(point_data: dict, cache_dir: str, log_path: str | None, conn: Any) -> None:
+def child_main(point_data: dict, cache_dir: str, log_path: str | None, conn: Any, spawned_at: float | None = None) -> None:
     """Entry point of the spawned process: always sends exactly one outcome message."""
     _redirect_output(log_path)
     try:
         from ..errors import Unsupported
 
         try:
-            outcome = {"status": "ok", **execute(point_data, cache_dir)}
+            outcome = {"status": "ok", **execute(point_data, cache_dir, spawned_at)}
         except Unsupported as exc:
             outcome = {"status": "unsupported", "error": str(exc)}
     except BaseException as exc:  # noqa: BLE001 - every failure must become a record

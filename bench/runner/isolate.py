@@ -36,7 +36,7 @@ def run_isolated(point_data: dict, cache_dir: str, log_path: str | None, timeout
     """
     ctx = mp.get_context("spawn")
     receiver, sender = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=target, args=(point_data, cache_dir, log_path, sender), daemon=True)
+    proc = ctx.Process(target=target, args=(point_data, cache_dir, log_path, sender, time.time()), daemon=True)
     start = time.monotonic()
     proc.start()
     sender.close()  # the child holds the only writer: EOF on our end means it is gone
@@ -62,6 +62,4 @@ def run_isolated(point_data: dict, cache_dir: str, log_path: str | None, timeout
     if outcome is None:
         outcome = {"status": "failed", "error": _describe_exit(proc.exitcode)}
     outcome["child_wall_s"] = time.monotonic() - start
-    if log_path:
-        outcome["log"] = log_path
     return outcome

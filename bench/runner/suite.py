@@ -1,4 +1,8 @@
-"""Run a plan point by point, each isolated, appending one record per point as it finishes."""
+"""Run a plan point by point through an executor, appending one record per point as it arrives.
+
+Records land on this (the driver's) disk in the folder of the machine that made them: the executor
+says where (`--out`, or results/<machine_id>/<suite>).
+"""
 
 from __future__ import annotations
 
@@ -7,47 +11,104 @@ from pathlib import Path
 
 from rich.console import Console
 
+from ..executors import Executor
 from ..plan import Plan
-from ..results import append_record, completed_points, make_record, new_run_id, now
-from .isolate import run_isolated
+from ..records.build import make_record, new_id
+from ..records.harness import current_harness
+from ..records.schema import Record
+from ..records.store import append_record, resume_state, write_machine
 
 
-def _headline(record: dict) -> str:
-    if record["status"] != "ok":
-        return f"[red]{record['status']}[/red]: {record['error']}"
-    m = record["metrics"]
-    lat = m.get("latency") or {}
+def _headline(record: Record) -> str:
+    if record.status != "ok":
+        return f"[red]{record.status}[/red]: {record.error}"
+    m = record.metrics
     parts = []
-    if "p50_ms" in lat:
-        parts.append(f"p50 {lat['p50_ms']:.2f} ms")
-    if "throughput" in m:
-        parts.append(f"{m['throughput']['samples_per_s']:.1f} samples/s")
-    flags = [w.split(":")[0] for w in lat.get("warnings", [])]
-    if not m.get("sufficient", True):
+    if m.latency and m.latency.p50_ms is not None:
+        parts.append(f"p50 {m.latency.p50_ms:.2f} ms")
+    if m.throughput:
+        parts.append(f"{m.throughput.samples_per_s:.1f} samples/s")
+    flags = [w.split(":")[0] for w in (m.latency.warnings if m.latency else [])]
+    if not m.sufficient:
         flags.append("insufficient sample")
     return "[green]ok[/green] " + ", ".join(parts) + (f" [yellow]({'; '.join(flags)})[/yellow]" if flags else "")
 
 
-def run_plan(plan: Plan, out_dir: Path, machine: dict, resume: bool, console: Console,
-             cache_dir: Path) -> list[dict]:
-    """Each point becomes exactly one appended record, whatever happens to its child."""
-    done = completed_points(out_dir) if resume else set()
+def _resume(plan: Plan, executor: Executor, out: Path | None, console: Console) -> list:
+    """The points still to run: a point is skipped only when this same harness version recorded it ok;
+    points recorded by another version are re-run, and the runner says so."""
+    harness = current_harness()
+    done: set[str] = set()
+    stale: set[str] = set()
+    for folder in executor.resume_dirs(plan.suite.name, out):
+        d, s = resume_state(folder, harness)
+        done |= d
+        stale |= s
     todo = [p for p in plan.points if p.point_id not in done]
-    if resume and done:
-        console.print(f"resume: {len(plan.points) - len(todo)} of {len(plan.points)} points already ok in {out_dir}")
-    session_id = new_run_id()
+    if done:
+        console.print(f"resume: {len(plan.points) - len(todo)} of {len(plan.points)} points already ok")
+    rerun = [p for p in todo if p.point_id in stale]
+    if rerun:
+        console.print(f"resume: re-running {len(rerun)} point(s) recorded by another harness version "
+                      f"(this one is {harness.label})")
+    return todo
+
+
+def run_plan(plan: Plan, out: Path | None, resume: bool, console: Console, cache_dir: Path,
+             executor: Executor) -> list[Path]:
+    """Each point becomes exactly one appended record, whatever happens to its child. Returns the
+    folders records were written to."""
+    todo = _resume(plan, executor, out, console) if resume else list(plan.points)
+    session_id = new_id()
     suite_start = time.monotonic()
-    records = []
-    for i, point in enumerate(todo, 1):
-        elapsed = time.monotonic() - suite_start
-        console.print(f"[bold][{i}/{len(todo)}][/bold] {point.label}  [dim](elapsed {elapsed:.0f} s)[/dim]")
-        started = now()
-        log_path = out_dir / "logs" / f"{point.point_id}.log"
-        outcome = run_isolated(point.model_dump(mode="json"), str(cache_dir), str(log_path),
-                               point.settings.timeout_s)
-        record = make_record(point, outcome, machine, started, outcome["child_wall_s"], session_id)
-        append_record(out_dir, record)
+    records: list[Record] = []
+    folders: list[Path] = []
+    for machine in executor.machines(todo).values():
+        folder = executor.destination(plan.suite.name, machine["machine_id"], out)
+        if folder.parent.name == machine["machine_id"]:
+            write_machine(folder.parent, machine)
+    started = 0
+
+    def announce(point) -> None:
+        nonlocal started
+        started += 1
+        console.print(f"[bold][{started}/{len(todo)}][/bold] {point.label}  "
+                      f"[dim](elapsed {time.monotonic() - suite_start:.0f} s)[/dim]")
+
+    # children on this machine write their logs in place; remote ones send the text back (log_text)
+    local_logs = executor.destination(plan.suite.name, _this_machine_id(), out) / "logs"
+    for finished in executor.run(todo, cache_dir, local_logs, announce):
+        folder = executor.destination(plan.suite.name, finished.machine["machine_id"], out)
+        if folder not in folders:
+            folders.append(folder)
+            if folder.parent.name == finished.machine["machine_id"]:
+                write_machine(folder.parent, finished.machine)
+        log = f"logs/{finished.point.point_id}.log"
+        if finished.log_text is not None:
+            (folder / "logs").mkdir(parents=True, exist_ok=True)
+            (folder / log).write_text(finished.log_text, encoding="utf-8")
+        record = make_record(finished.point, finished.outcome, finished.machine, finished.started, finished.wall_s,
+                             session_id, node=finished.node, log=log if (folder / log).exists() else None)
+        append_record(folder, record)
         records.append(record)
-        console.print(f"      {_headline(record)}  [dim]({record['wall_s']:.1f} s)[/dim]")
-    console.print(f"{len(todo)} point(s) in {time.monotonic() - suite_start:.0f} s; records in {out_dir / 'runs.jsonl'}")
-    return records
+        on = f" on {finished.node}" if finished.node else ""
+        console.print(f"      {_headline(record)}  [dim]({record.wall_s:.1f} s{on})[/dim]")
+    _print_overhead(records, time.monotonic() - suite_start, console)
+    console.print(f"{len(todo)} point(s) in {time.monotonic() - suite_start:.0f} s; records in "
+                  f"{', '.join(str(f / 'runs.jsonl') for f in folders) or '(none)'}")
+    return folders
+
+
+def _this_machine_id() -> str:
+    from ..hardware.machine import describe_machine
+
+    return describe_machine()["machine_id"]
+
+
+def _print_overhead(records: list[Record], suite_wall_s: float, console: Console) -> None:
+    """How much of the suite's wall time was spent outside the scenarios' windows (warm-up and timed loop)."""
+    measured = sum(r.phases.scenario_s or 0.0 for r in records if r.phases)
+    if suite_wall_s > 0 and measured:
+        overhead = 1 - measured / suite_wall_s
+        console.print(f"overhead: {overhead:.0%} of the suite's {suite_wall_s:.0f} s was outside warm-up and timed "
+                      f"loops (process start, loading, references, transforms, quality)")

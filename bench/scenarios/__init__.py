@@ -1,15 +1,26 @@
-"""Scenarios: traffic patterns and their metrics. They see a Session and a Workload, never a model."""
+"""Scenarios: traffic patterns and their metrics. They see a Session and a Workload, never a model, and
+leave the clock to a driver (`bench/drivers`), as MLPerf LoadGen does.
+
+A scenario returns a `ScenarioResult` (records/schema.py): timing only. Memory, energy, work and quality
+are added around it by the runner.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field, field_validator
 
 from ..measurement.timing import LoopSettings
+from ..records.schema import ScenarioResult
 from ..registry import Registry
 from ..variants import NoOptions
+
+# names earlier versions used: kept working, or refused with the one-line fix
+ALIASES = {"latency": "single-stream"}
+RETIRED = {"throughput": "use `offline` (every sample issued at once, the system batches them) or `single-stream` "
+                         "(one query at a time; it reports samples/s too)"}
 
 
 @dataclass(frozen=True)
@@ -24,12 +35,31 @@ class Workload:
         return self.batch_size * self.seq_len
 
 
+class DriverOptions(NoOptions):
+    driver: str = Field("bench", description="traffic generator: `bench` (ours) or `loadgen` (MLPerf LoadGen)")
+
+    @field_validator("driver")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        from ..drivers import drivers
+
+        if name not in drivers:
+            raise ValueError(f"unknown driver {name!r}; known: {', '.join(drivers.names())}")
+        return name
+
+
 class Scenario:
     Options: ClassVar[type[BaseModel]] = NoOptions
     tasks: ClassVar[frozenset[str] | None] = None  # None: any task
 
-    def run(self, session: Any, workload: Workload, settings: LoopSettings, options: BaseModel) -> dict:
+    def run(self, session: Any, workload: Workload, settings: LoopSettings, options: BaseModel) -> ScenarioResult:
         raise NotImplementedError
+
+
+def driver_for(options: BaseModel):
+    from ..drivers import drivers
+
+    return drivers.get(getattr(options, "driver", "bench"))()
 
 
 scenarios: Registry[type[Scenario]] = Registry("scenario", "bench.scenarios")

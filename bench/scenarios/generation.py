@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..measurement.generation import request_timings, summarize_generation
 from ..measurement.timing import time_loop
+from ..records.schema import Loop, ScenarioResult
 from . import Scenario, scenarios
 
 
@@ -23,7 +24,7 @@ class Generate(Scenario):
     Options = GenerateOptions
     tasks = frozenset({"causal-lm"})
 
-    def run(self, session, workload, settings, options) -> dict:
+    def run(self, session, workload, settings, options) -> ScenarioResult:
         requests: list[dict] = []
         clock = time.perf_counter_ns
 
@@ -35,13 +36,15 @@ class Generate(Scenario):
 
         timed = time_loop(one_request, settings)
         measured = requests[timed.warmup_iterations:]
-        summary = summarize_generation(measured, workload.batch_size, workload.seq_len, settings.instability_cv)
-        return {
-            "generation": summary,
-            "latency": summary["e2e"],
-            "throughput": summary["throughput"],
-            "loop": {"queries": timed.count, "wall_s": timed.wall_ns / 1e9, "warmup_iterations": timed.warmup_iterations,
-                     "stopped_by_max_duration": timed.stopped_by_max_duration,
-                     "min_iterations": settings.min_iterations, "min_duration_s": settings.min_duration_s},
-            "sufficient": timed.count >= settings.min_iterations and timed.wall_ns / 1e9 >= settings.min_duration_s,
-        }
+        generation = summarize_generation(measured, workload.batch_size, workload.seq_len, settings.instability_cv)
+        wall_s = timed.wall_ns / 1e9
+        return ScenarioResult(
+            generation=generation,
+            latency=generation.e2e,
+            throughput=generation.throughput,
+            loop=Loop(queries=timed.count, wall_s=wall_s, warmup_iterations=timed.warmup_iterations,
+                      warmup_s=timed.warmup_ns / 1e9, stopped_by_max_duration=timed.stopped_by_max_duration,
+                      min_iterations=settings.min_iterations, min_duration_s=settings.min_duration_s),
+            sufficient=timed.count >= settings.min_iterations and wall_s >= settings.min_duration_s,
+            samples_ms=[round(ns / 1e6, 4) for ns in timed.samples_ns],
+        )

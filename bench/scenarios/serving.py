@@ -9,17 +9,16 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from ..measurement.schedule import arrival_schedule
-from ..measurement.server import BatchingPolicy, find_peak_rate, run_server, summarize_server
+from ..measurement.server import BatchingPolicy, find_peak_rate, summarize_server
 from ..measurement.stats import summarize
 from ..measurement.validity import check_validity
-from . import Scenario, scenarios
+from ..records.schema import Batching, PeakProbe, PeakSearch, ScenarioResult, ServerResult, Throughput
+from . import DriverOptions, Scenario, driver_for, scenarios
 
 
-class ServerOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ServerOptions(DriverOptions):
     rate_qps: float = Field(5.0, gt=0, description="target arrival rate (requests/s)")
     distribution: Literal["poisson", "gamma"] = "poisson"
     burstiness: float = Field(1.0, gt=0, description="gamma shape; 1 = Poisson, < 1 burstier")
@@ -41,7 +40,7 @@ class ServerOptions(BaseModel):
 class Server(Scenario):
     Options = ServerOptions
 
-    def run(self, session, workload, settings, options) -> dict:
+    def run(self, session, workload, settings, options) -> ScenarioResult:
         policy = BatchingPolicy(options.batching, workload.batch_size if options.batching == "dynamic" else 1,
                                 options.max_wait_ms / 1e3)
         if options.new_tokens:
@@ -51,48 +50,48 @@ class Server(Scenario):
         for _ in range(max(1, settings.warmup_iterations)):
             serve(policy.max_batch_size, lambda i: None)
         seed = settings.seed if options.seed is None else options.seed
+        driver = driver_for(options)
+        bound_s = options.latency_bound_ms / 1e3
 
-        def run_at(rate: float) -> dict:
+        def run_at(rate: float) -> tuple[ServerResult, list[float]]:
             n = max(settings.min_iterations, int(rate * settings.min_duration_s) + 1)
-            schedule = arrival_schedule(rate, n, seed, options.distribution, options.burstiness)
+            span_s = n / rate
             # an overloaded probe stops at twice its schedule's span (plus one bound) instead of draining for minutes
-            records = run_server(schedule, serve, policy, deadline_s=2 * schedule[-1] + options.latency_bound_ms / 1e3)
-            summary = summarize_server(records, 1, options.latency_bound_ms / 1e3,
+            served = driver.server(serve, rate, n, seed, options.distribution, options.burstiness, policy,
+                                   deadline_s=2 * span_s + bound_s)
+            summary = summarize_server(served, 1, bound_s,
                                        options.ttft_bound_ms / 1e3 if options.new_tokens and options.ttft_bound_ms else None,
                                        options.tpot_bound_ms / 1e3 if options.new_tokens and options.tpot_bound_ms else None,
                                        options.new_tokens or None)
-            latencies = [r["latency_s"] for r in records]
-            summary["validity"] = check_validity(latencies, summary["duration_s"], settings.min_duration_s,
-                                                 settings.min_iterations, options.percentile,
-                                                 options.latency_bound_ms / 1e3)
-            summary["scheduled_requests"] = n
-            if len(records) < n:
-                summary["validity"]["valid"] = False
-                summary["validity"]["checks"]["all_served"] = False
-                summary["validity"]["reasons"].append(f"overloaded: {n - len(records)} of {n} requests unserved "
-                                                      "at the deadline")
-            summary["target_qps"] = rate
-            summary["_latencies_ms"] = [v * 1e3 for v in latencies]
-            return summary
+            latencies = [r["latency_s"] for r in served]
+            validity = check_validity(latencies, summary["duration_s"], settings.min_duration_s,
+                                      settings.min_iterations, options.percentile, bound_s)
+            if len(served) < n:
+                validity["valid"] = False
+                validity["checks"]["all_served"] = False
+                validity["reasons"].append(f"overloaded: {n - len(served)} of {n} requests unserved at the deadline")
+            result = ServerResult(**summary, validity=validity, scheduled_requests=n, target_qps=rate)
+            return result, [v * 1e3 for v in latencies]
 
-        result = run_at(options.rate_qps)
-        metrics = {"latency": summarize(result.pop("_latencies_ms"), settings.instability_cv), "server": result,
-                   "throughput": {"samples_per_s": result["completed_samples_per_s"],
-                                  "tokens_per_s": result["completed_samples_per_s"] * workload.seq_len,
-                                  "basis": "completed requests / (last completion - first scheduled arrival)"},
-                   "batching": {"policy": policy.kind, "max_batch_size": policy.max_batch_size,
-                                "max_wait_ms": options.max_wait_ms},
-                   "sufficient": result["validity"]["valid"]}
+        result, latencies_ms = run_at(options.rate_qps)
+        peak = None
         if options.find_peak:
-            def strip(summary: dict) -> dict:
-                summary.pop("_latencies_ms", None)
-                return summary
-
-            peak, history = find_peak_rate(lambda r: strip(run_at(r)), options.peak_low_qps, options.peak_high_qps,
-                                           options.peak_iterations, lambda s: s["validity"]["valid"])
-            metrics["peak"] = {"rate_qps": peak, "criterion": "highest rate whose run is valid, bound included",
-                               "history": [{"rate_qps": h["rate_qps"], "meets_bound": h["meets_bound"],
-                                            "p99_ms": h["result"]["latency_ms"]["p99"],
-                                            "completed_samples_per_s": h["result"]["completed_samples_per_s"],
-                                            "reasons": h["result"]["validity"]["reasons"]} for h in history]}
-        return metrics
+            best, history = find_peak_rate(lambda r: run_at(r)[0], options.peak_low_qps, options.peak_high_qps,
+                                           options.peak_iterations, lambda s: s.validity.valid)
+            peak = PeakSearch(rate_qps=best, criterion="highest rate whose run is valid, bound included",
+                              history=[PeakProbe(rate_qps=h["rate_qps"], meets_bound=h["meets_bound"],
+                                                 p99_ms=h["result"].latency_ms["p99"],
+                                                 completed_samples_per_s=h["result"].completed_samples_per_s,
+                                                 reasons=h["result"].validity.reasons) for h in history])
+        return ScenarioResult(
+            latency=summarize(latencies_ms, settings.instability_cv),
+            server=result,
+            throughput=Throughput(samples_per_s=result.completed_samples_per_s,
+                                  tokens_per_s=result.completed_samples_per_s * workload.seq_len,
+                                  basis="completed requests / (last completion - first scheduled arrival)"),
+            batching=Batching(policy=policy.kind, max_batch_size=policy.max_batch_size,
+                              max_wait_ms=options.max_wait_ms),
+            sufficient=result.validity.valid,
+            samples_ms=[round(v, 4) for v in latencies_ms],
+            peak=peak,
+        )

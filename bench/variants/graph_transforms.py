@@ -13,8 +13,9 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from ..cache import build_once
 from ..errors import Unsupported
-from . import NoOptions, Transform, transforms
+from . import NoOptions, Transform, onnx_graph, transforms
 
 
 def derived_dir(src: Path, name: str, options: BaseModel) -> Path:
@@ -26,8 +27,6 @@ def derived_dir(src: Path, name: str, options: BaseModel) -> Path:
 def _cached(src: Path, name: str, options: BaseModel, make) -> tuple[Path, dict]:
     """Run `make(src, dst) -> info` unless done before; each result lives in its own folder (model and
     external data together, with the info that `make` returned)."""
-    from ..backends.onnx_tools import build_once
-
     final = derived_dir(src, name, options)
     hit = build_once(final, lambda folder: (folder / "info.json").write_text(
         json.dumps(make(src, folder / "model.onnx"), default=str)))
@@ -39,19 +38,21 @@ class OrtOptimize(Transform):
     """ORT's transformer optimizer: attention, layer-norm and GELU fusions for BERT-, GPT-2-, Llama-class graphs."""
 
     stage = "onnx"
+    kind = "graph"
 
     class Options(NoOptions):
         opt_level: int = Field(1, ge=0, le=99, description="optimize_model opt_level (ORT graph level after fusion)")
 
     def apply(self, path, options, ctx):
-        from ..backends import onnx_tools
-
         config = ctx.model_config
         model_type = getattr(config, "model_type", "bert")
         heads = getattr(config, "num_attention_heads", None) or getattr(config, "n_head", 0)
         hidden = getattr(config, "hidden_size", None) or getattr(config, "n_embd", 0)
-        return _cached(path, "opt", options, lambda src, dst: onnx_tools.optimize_transformer(
+        return _cached(path, "opt", options, lambda src, dst: onnx_graph.optimize_transformer(
             src, dst, model_type, heads, hidden, options.opt_level))
+
+    def describe(self, options):
+        return "ORT transformer fusions"
 
 
 class _Int8Options(NoOptions):
@@ -60,9 +61,7 @@ class _Int8Options(NoOptions):
 
 
 def _int8_settings(options: _Int8Options, ctx) -> dict:
-    from ..backends import onnx_tools
-
-    auto = onnx_tools.cpu_int8_settings(set(ctx.cpu_flags))
+    auto = onnx_graph.cpu_int8_settings(set(ctx.cpu_flags))
     return {"per_channel": auto["per_channel"] if options.per_channel is None else options.per_channel,
             "reduce_range": auto["reduce_range"] if options.reduce_range is None else options.reduce_range,
             "chosen_from_cpu_flags": auto}
@@ -74,13 +73,17 @@ class OrtInt8Dynamic(Transform):
     Options = _Int8Options
 
     def apply(self, path, options, ctx):
-        from ..backends import onnx_tools
-
         s = _int8_settings(options, ctx)
         key = options.model_copy(update={"per_channel": s["per_channel"], "reduce_range": s["reduce_range"]})
-        path, info = _cached(path, "int8dyn", key, lambda src, dst: onnx_tools.quantize_dynamic_int8(
+        path, info = _cached(path, "int8dyn", key, lambda src, dst: onnx_graph.quantize_dynamic_int8(
             src, dst, s["per_channel"], s["reduce_range"]))
         return path, {**info, "settings": s}
+
+    def compute_precision(self, options, precision):
+        return "int8"
+
+    def describe(self, options):
+        return "ORT int8 dynamic"
 
 
 @transforms.register("ort-int8-static")
@@ -94,33 +97,45 @@ class OrtInt8Static(Transform):
         method: Literal["MinMax", "Entropy", "Percentile"] = "MinMax"
 
     def apply(self, path, options, ctx):
-        from ..backends import onnx_tools
-
         s = _int8_settings(options, ctx)
         key = options.model_copy(update={"per_channel": s["per_channel"], "reduce_range": s["reduce_range"]})
         path, info = _cached(path, f"int8static-s{ctx.seq_len}-b{ctx.batch_size}", key,
-                             lambda src, dst: onnx_tools.quantize_static_int8(
+                             lambda src, dst: onnx_graph.quantize_static_int8(
                                  src, dst, ctx.calibration_batches(options.samples), options.method,
                                  s["per_channel"], s["reduce_range"]))
         return path, {**info, "settings": s, "calibration": {"samples": options.samples, "method": options.method,
                                                               "seq_len": ctx.seq_len, "text": "pydoc_data.topics"}}
 
+    def compute_precision(self, options, precision):
+        return "int8"
+
+    def describe(self, options):
+        return f"ORT int8 static ({options.method}, {options.samples} windows)"
+
 
 @transforms.register("ort-int4")
 class OrtInt4(Transform):
-    """4-bit weight-only MatMul (MatMulNBits), activations stay float."""
+    """4-bit weight-only MatMul (MatMulNBits); `accuracy_level` says what the kernel computes in."""
 
     stage = "onnx"
+    ACCURACY = {0: None, 1: "fp32", 2: "fp16", 3: "bf16", 4: "int8"}  # MatMulNBits accuracy_level
 
     class Options(NoOptions):
         block_size: int = Field(32, ge=16)
         symmetric: bool = True
+        accuracy_level: Literal[0, 1, 2, 3, 4] = Field(
+            4, description="4: activations quantized to int8 per block, int8 dot products (fastest on VNNI/AMX)")
 
     def apply(self, path, options, ctx):
-        from ..backends import onnx_tools
+        return _cached(path, "int4", options, lambda src, dst: onnx_graph.quantize_int4_weights(
+            src, dst, options.block_size, options.symmetric, options.accuracy_level))
 
-        return _cached(path, "int4", options, lambda src, dst: onnx_tools.quantize_int4_weights(
-            src, dst, options.block_size, options.symmetric))
+    def compute_precision(self, options, precision):
+        return self.ACCURACY[options.accuracy_level]
+
+    def describe(self, options):
+        compute = self.ACCURACY[options.accuracy_level] or "float"
+        return f"int4 weights (block {options.block_size}), {compute} compute"
 
 
 @transforms.register("ort-fp16")
@@ -128,6 +143,7 @@ class OrtFp16(Transform):
     """fp16 graph for the CUDA provider (the CPU provider has few fp16 kernels)."""
 
     stage = "onnx"
+    kind = "precision"
 
     class Options(NoOptions):
         keep_io_types: bool = True
@@ -135,6 +151,10 @@ class OrtFp16(Transform):
     def apply(self, path, options, ctx):
         if ctx.device != "cuda":
             raise Unsupported("ort-fp16 targets the CUDA execution provider; the CPU provider has few fp16 kernels")
-        from ..backends import onnx_tools
+        return _cached(path, "fp16", options, lambda src, dst: onnx_graph.convert_fp16(src, dst, options.keep_io_types))
 
-        return _cached(path, "fp16", options, lambda src, dst: onnx_tools.convert_fp16(src, dst, options.keep_io_types))
+    def compute_precision(self, options, precision):
+        return "fp16"
+
+    def describe(self, options):
+        return "ORT fp16 graph"

@@ -41,25 +41,14 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 from ..errors import Unsupported
+from .precision import BF16_FLAGS, resolve_flags
 
 LM_HEAD_NAMES = ("lm_head",)
 INT8_FULL_RANGE_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})  # u8*s8 without int16 saturation
-BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 INT4_GROUP_SIZES = (32, 64, 128)
-WEIGHT_BYTES_METHOD = ("unique storages of the state_dict tensors (quantized tensors: int data plus scales and "
-                       "zero points; tensor subclasses: their inner tensors; tied weights once)")
-_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
-
-
-def _flags(cpu_flags: Iterable[str] | None) -> frozenset[str]:
-    if cpu_flags is not None:
-        return frozenset(cpu_flags)
-    from ..hardware.machine import cpu_flags as read_flags
-
-    return read_flags()
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -151,7 +140,7 @@ def dynamic_int8(model: Any, skip_lm_head: bool = True, per_channel: bool = True
 
     if api not in ("torch.ao", "torchao"):
         raise ValueError(f"api must be 'torch.ao' or 'torchao', not {api!r}")
-    flags = _flags(cpu_flags)
+    flags = resolve_flags(cpu_flags)
     converted = conv1d_to_linear(model)
     chosen, skipped = _linear_names(model, skip_lm_head, tuple(skip_modules))
     if not chosen:
@@ -251,7 +240,7 @@ def weight_only_int8(model: Any, skip_lm_head: bool = True, *, compute_dtype: st
     if compute_dtype not in ("fp32", "bf16"):
         raise ValueError(f"compute_dtype must be 'fp32' or 'bf16', not {compute_dtype!r}")
     if compute_dtype == "bf16":
-        _require_bf16("weight-only int8 with bf16 compute", _flags(cpu_flags))
+        _require_bf16("weight-only int8 with bf16 compute", resolve_flags(cpu_flags))
     converted = conv1d_to_linear(model)
     chosen, skipped = _linear_names(model, skip_lm_head)
     if not chosen:
@@ -327,7 +316,7 @@ def weight_only_int4(model: Any, group_size: int = 128, device: str = "cpu", ski
     if not hasattr(torch.ops.aten, "_weight_int4pack_mm_for_cpu"):
         raise Unsupported(f"int4 on CPU: torch {torch.__version__} lacks aten._weight_int4pack_mm_for_cpu")
     _require_bf16("int4 weight-only on CPU (the aten int4 kernel is ~70x slower with fp32 activations)",
-                  _flags(cpu_flags))
+                  resolve_flags(cpu_flags))
     converted = conv1d_to_linear(model)
     chosen, skipped = _linear_names(model, skip_lm_head)
     eligible, reasons = [], {}
@@ -358,55 +347,6 @@ def weight_only_int4(model: Any, group_size: int = 128, device: str = "cpu", ski
                    "conv1d_converted": converted, "skip_lm_head": skip_lm_head}
 
 
-# ---------------------------------------------------------------------------------------------- precision
-
-def check_precision(dtype: str, device: str, cpu_flags: Iterable[str] | None = None) -> None:
-    """Raise Unsupported where `dtype` has no fast path on `device`, rather than time an emulation."""
-    if dtype not in _DTYPES:
-        raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, not {dtype!r}")
-    if device == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise Unsupported("CUDA is not available on this machine")
-        if dtype == "bf16" and not torch.cuda.is_bf16_supported(including_emulation=False):
-            raise Unsupported("bf16 on this GPU: no native bf16 support (needs compute capability 8.0+)")
-        return
-    if device != "cpu":
-        raise Unsupported(f"unknown device {device!r}")
-    flags = _flags(cpu_flags)
-    if dtype == "bf16" and not (BF16_FLAGS & flags):
-        raise Unsupported("bf16 on this CPU: no avx512_bf16 or amx_bf16 flag, so bf16 matmuls would be emulated")
-    if dtype == "fp16" and "amx_fp16" not in flags:
-        raise Unsupported("fp16 on CPU: no amx_fp16 flag; oneDNN converts fp16 GEMMs, which then run no faster "
-                          "than fp32 (measured here with avx512_fp16: 1.1x slower) while losing precision")
-
-
-def cast_precision(model: Any, dtype: str, device: str = "cpu",
-                   cpu_flags: Iterable[str] | None = None) -> tuple[Any, dict]:
-    """Cast parameters and buffers to `dtype` ("fp32" | "bf16" | "fp16") and move the model to `device`."""
-    import torch
-
-    check_precision(dtype, device, cpu_flags)
-    model = model.to(device=device, dtype=getattr(torch, _DTYPES[dtype]))
-    return model, {"scheme": f"{dtype} weights and activations (cast)", "precision": dtype,
-                   "precision_mode": "cast", "api": "nn.Module.to(dtype)", "device": device}
-
-
-def autocast_context(dtype: str, device: str = "cpu",
-                     cpu_flags: Iterable[str] | None = None) -> tuple[Callable[[], Any], dict]:
-    """A factory of fresh autocast contexts, one per forward: weights stay fp32, eligible ops run in `dtype`."""
-    import torch
-
-    check_precision(dtype, device, cpu_flags)
-    info = {"scheme": f"fp32 weights, {dtype} autocast per forward", "precision": dtype,
-            "precision_mode": "autocast", "api": f"torch.autocast(device_type={device!r})", "device": device}
-    if dtype == "fp32":
-        return contextlib.nullcontext, {**info, "scheme": "fp32 (no autocast)", "api": None}
-    torch_dtype = getattr(torch, _DTYPES[dtype])
-    return (lambda: torch.autocast(device_type=device, dtype=torch_dtype)), info
-
-
 def tf32_matmul(enabled: bool) -> dict:
     """Allow (or forbid) TF32 tensor-core math for fp32 matmuls and convolutions on CUDA; a no-op on CPU."""
     import torch
@@ -419,55 +359,3 @@ def tf32_matmul(enabled: bool) -> dict:
     torch.backends.cudnn.allow_tf32 = enabled
     return {"tf32_matmul": enabled, "applied": True,
             "api": "torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32"}
-
-
-# ---------------------------------------------------------------------------------------------- size
-
-def _tensor_bytes(obj: Any, seen: set) -> int:
-    import torch
-    from torch.utils._python_dispatch import is_traceable_wrapper_subclass
-
-    if isinstance(obj, (tuple, list)):
-        return sum(_tensor_bytes(o, seen) for o in obj)
-    if isinstance(obj, dict):
-        return sum(_tensor_bytes(o, seen) for o in obj.values())
-    if not isinstance(obj, torch.Tensor):
-        return 0
-    if is_traceable_wrapper_subclass(obj):  # torchao tensors: count what they hold, not the logical shape
-        names, _ = obj.__tensor_flatten__()
-        return sum(_tensor_bytes(getattr(obj, n), seen) for n in names)
-    total = 0
-    if obj.is_quantized:
-        if obj.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric,
-                             torch.per_channel_affine_float_qparams):
-            total += _tensor_bytes([obj.q_per_channel_scales(), obj.q_per_channel_zero_points()], seen)
-        else:
-            total += 8 + 8  # one double scale, one int64 zero point
-    storage = obj.untyped_storage()
-    key = (storage.data_ptr(), storage.nbytes(), obj.device.type)
-    if storage.data_ptr() == 0 or key in seen:
-        return total
-    seen.add(key)
-    return total + storage.nbytes()
-
-
-def weight_bytes(model: Any) -> int:
-    """Bytes the weights occupy: every state_dict tensor's storage once (see WEIGHT_BYTES_METHOD).
-
-    Correct for torchao tensor subclasses (inner tensors), torch.ao packed params (the int8 weight and
-    its scales, unpacked through the state dict), aten-packed int4/int8 buffers and tied weights. It is the
-    logical quantized size: kernel-private copies are not visible to it (measured by RSS here, oneDNN's
-    packed params hold about one int8 copy more than fbgemm's); peak RSS is the figure for those.
-    """
-    return _tensor_bytes(list(model.state_dict().values()), set())
-
-
-def serialized_bytes(model: Any) -> int:
-    """Bytes of `torch.save(model.state_dict())`: the on-disk size, a cross-check of weight_bytes."""
-    import io
-
-    import torch
-
-    buf = io.BytesIO()
-    torch.save(model.state_dict(), buf)
-    return buf.tell()

@@ -29,6 +29,13 @@ class Int8Dynamic(Transform):
             raise Unsupported("int8-dynamic uses CPU int8 kernels; on CUDA use weight-only or ORT variants")
         return torch_quant.dynamic_int8(model, options.skip_lm_head, options.per_channel, tuple(options.skip_modules))
 
+    def compute_precision(self, options, precision):
+        return "int8"
+
+    def describe(self, options):
+        return "int8 dynamic" + (", per-channel" if options.per_channel else "") + \
+            (f", {'/'.join(options.skip_modules)} in float" if options.skip_modules else "")
+
 
 @transforms.register("int8-weight-only")
 class Int8WeightOnly(Transform):
@@ -39,6 +46,9 @@ class Int8WeightOnly(Transform):
 
         return torch_quant.weight_only_int8(model, skip_lm_head=options.skip_lm_head)
 
+    def describe(self, options):
+        return "int8 weights, float compute"
+
 
 @transforms.register("int4-weight-only")
 class Int4WeightOnly(Transform):
@@ -48,12 +58,21 @@ class Int4WeightOnly(Transform):
     def apply(self, model, options, ctx):
         from . import torch_quant
 
-        return torch_quant.weight_only_int4(model, group_size=options.group_size, device=ctx.device)
+        return torch_quant.weight_only_int4(model, group_size=options.group_size, device=ctx.device,
+                                            cpu_flags=ctx.cpu_flags)
+
+    def compute_precision(self, options, precision):
+        return "bf16"  # the int4 kernels take bf16 activations (torch_quant.weight_only_int4)
+
+    def describe(self, options):
+        return f"int4 weights (group {options.group_size}), bf16 compute"
 
 
 @transforms.register("tf32")
 class Tf32(Transform):
     """Allow TF32 tensor-core matmuls for fp32 on CUDA (Ampere and newer)."""
+
+    kind = "precision"
 
     def apply(self, model, options, ctx):
         if ctx.device != "cuda":
@@ -61,3 +80,9 @@ class Tf32(Transform):
         from . import torch_quant
 
         return model, torch_quant.tf32_matmul(True)
+
+    def compute_precision(self, options, precision):
+        return "tf32"
+
+    def describe(self, options):
+        return "TF32 matmuls"

@@ -1,17 +1,6 @@
-"""ONNX export, ORT graph tools and ORT sessions, as plain functions for the backend and graph transforms.
+"""ONNX graph rewriting for the graph-stage transforms: ORT's transformer fusions, int8 (dynamic and
+static), int4 weights (MatMulNBits) and fp16. Each function reads one model file and writes another.
 
-Findings with torch 2.13 / transformers 5.23 / onnxruntime 1.32 (checked on tiny BERT, GPT-2, Llama and on
-all-MiniLM-L6-v2):
-
-* Exporter. Both exporters give correct graphs with dynamic batch and sequence axes (outputs match torch at
-  other shapes and with padding). Only the TorchScript exporter (``dynamo=False``), fed a model switched to
-  *eager* attention, gives a BERT graph that ORT's transformer optimizer fuses fully (EmbedLayerNormalization,
-  Attention, SkipLayerNormalization, BiasGelu): the dynamo exporter's graphs (and sdpa attention in either
-  exporter) get only the LayerNorm/Gelu fusions, and ORT's gpt2 optimizer crashes on dynamo GPT-2 graphs
-  (IndexError in Gpt2OnnxModel.postprocess). So `export_onnx` uses TorchScript + eager attention and falls
-  back to dynamo when that export fails or its output disagrees with torch; the choice is recorded.
-  Pitfall: the TorchScript exporter restores the *wrapper's* training flag recursively after export, so a
-  wrapper left in train mode silently puts the model into train mode (dropout on) - wrappers here are eval().
 * Optimizer model types. ORT 1.32's optimize_model knows bert, gpt2, phi, qwen3, t5, ... but not llama;
   Llama-class graphs go through the gpt2 optimizer, which fuses only RMSNorm (SimplifiedLayerNormalization /
   SkipSimplifiedLayerNormalization). ORT's attention fusion for Llama lives in its own exporter
@@ -24,224 +13,26 @@ all-MiniLM-L6-v2):
   Static int8 uses QDQ (the format ORT recommends for static quantization). Gemm is not in the dynamic
   quantizer's op list and MatMulNBits only takes MatMul, so GPT-2's Conv1D projections (exported as Gemm)
   are rewritten to MatMul + Add before quantizing.
-* Files. Every model is written as ``model.onnx`` plus one external-data file beside it, which also lifts
-  protobuf's 2 GB limit; the TorchScript exporter itself switches to per-tensor external files above 2 GB,
-  and `export_onnx` gathers those into the one data file.
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
-import hashlib
 import io
-import json
-import os
-import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from ..errors import Unsupported
-
-DEFAULT_OPSET = 18
-PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
-EXPORT_INFO = "export.json"  # written by cached_export beside the model
 
 # ORT optimize_model types for config.model_type values; Llama-class decoders have no type of their own.
+# ORT optimize_model types for config.model_type values; Llama-class decoders have no type of their own.
 BERT_CLASS = {"bert", "roberta", "xlm-roberta", "camembert", "electra", "distilbert", "mpnet", "ernie"}
+
+
 LLAMA_CLASS = {"llama", "mistral", "qwen2", "smollm", "smollm2", "smollm3", "gemma", "gemma2", "granite"}
-
-
-# --------------------------------------------------------------------------------------------- export
-
-
-def _wrapper(model: Any, output_name: str, input_names: list[str]):
-    """A module taking the inputs positionally (in `input_names` order) and returning one tensor."""
-    import torch
-
-    class Primary(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.model = model
-
-        def forward(self, *args):
-            kwargs = dict(zip(input_names, args))
-            if output_name == "logits":
-                kwargs["use_cache"] = False
-            return getattr(self.model(**kwargs), output_name)
-
-    return Primary().eval()
-
-
-@contextlib.contextmanager
-def _attention(model: Any, implementation: str | None):
-    """Temporarily switch a transformers model's attention implementation (eager exports as plain ops)."""
-    config = getattr(model, "config", None)
-    before = getattr(config, "_attn_implementation", None)
-    switched = False
-    if implementation and before and before != implementation and hasattr(model, "set_attn_implementation"):
-        try:
-            model.set_attn_implementation(implementation)
-            switched = True
-        except Exception:  # noqa: BLE001 - a model that cannot switch is exported as it is
-            pass
-    try:
-        yield getattr(config, "_attn_implementation", None)
-    finally:
-        if switched:
-            model.set_attn_implementation(before)
-
-
-def _export_torchscript(model, args, names, output_name, raw: Path, opset: int) -> None:
-    import torch
-
-    axes = {n: {0: "batch", 1: "seq"} for n in [*names, output_name]}
-    torch.onnx.export(_wrapper(model, output_name, names), args, str(raw), input_names=names,
-                      output_names=[output_name], opset_version=opset, dynamo=False, dynamic_axes=axes)
-
-
-def _export_dynamo(model, args, names, output_name, raw: Path, opset: int) -> None:
-    import torch
-
-    batch, seq = torch.export.Dim("batch", min=1, max=4096), torch.export.Dim("seq", min=2, max=8192)
-    program = torch.onnx.export(_wrapper(model, output_name, names), args, input_names=names,
-                                output_names=[output_name], opset_version=max(opset, 18), dynamo=True,
-                                dynamic_shapes={"args": tuple({0: batch, 1: seq} for _ in names)}, verbose=False)
-    program.save(str(raw), external_data=True)
-
-
-def _torch_output(model, example_inputs: dict, output_name: str) -> np.ndarray:
-    import torch
-
-    extra = {"use_cache": False} if output_name == "logits" else {}
-    with torch.no_grad():
-        return getattr(model(**example_inputs, **extra), output_name).float().cpu().numpy()
-
-
-def _max_abs_diff(path: Path, example_inputs: dict, ref: np.ndarray) -> float:
-    """ORT vs torch on the example inputs: a cheap guard against a silently wrong export."""
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    feed_names = {i.name for i in session.get_inputs()}
-    got = session.run(None, {k: v.detach().cpu().numpy() for k, v in example_inputs.items() if k in feed_names})[0]
-    return float(np.abs(got - ref).max()) if got.shape == ref.shape else float("inf")
-
-
-def export_onnx(model: Any, example_inputs: dict, output_name: str, path: Path, opset: int = DEFAULT_OPSET,
-                exporter: str = "auto") -> dict:
-    """Export `model` to `path` (+ `path.name + '.data'`) with dynamic batch and sequence axes.
-
-    The graph's inputs are the keys of `example_inputs` (in order) and its one output is `output_name`
-    (`last_hidden_state` or `logits`; no KV cache). `exporter`: "torchscript" (eager attention, fusable by
-    ORT's optimizer), "dynamo", or "auto" (torchscript, then dynamo if that fails or disagrees with torch).
-    Returns what was done: exporter, attention implementation, opset, max |ORT - torch| on the example.
-    """
-    import warnings
-
-    import torch
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    names = list(example_inputs)
-    args = tuple(example_inputs[n] for n in names)
-    order = {"auto": ["torchscript", "dynamo"], "torchscript": ["torchscript"], "dynamo": ["dynamo"]}[exporter]
-    was_training = getattr(model, "training", False)
-    model.eval()
-    errors: dict[str, str] = {}
-    try:
-        ref = _torch_output(model, example_inputs, output_name)
-        tolerance = 1e-3 * max(1.0, float(np.abs(ref).max()))
-        for which in order:
-            raw_dir = Path(tempfile.mkdtemp(prefix=".export-", dir=path.parent))
-            try:
-                raw = raw_dir / "model.onnx"
-                with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad(), \
-                        _attention(model, "eager" if which == "torchscript" else None) as attn:
-                    warnings.simplefilter("ignore")
-                    (_export_torchscript if which == "torchscript" else _export_dynamo)(
-                        model, args, names, output_name, raw, opset)
-                diff = _max_abs_diff(raw, example_inputs, ref)
-                if not diff <= tolerance and which != order[-1]:
-                    errors[which] = f"output differs from torch by {diff:.3g}"
-                    continue
-                _save_with_external_data(raw, path)
-                return {"exporter": which, "attn_implementation": attn, "opset": max(opset, 18)
-                        if which == "dynamo" else opset, "inputs": names, "output": output_name,
-                        "max_abs_diff_vs_torch": diff, **({"fallback_from": errors} if errors else {})}
-            except Exception as exc:  # noqa: BLE001 - try the next exporter, report all failures
-                errors[which] = f"{type(exc).__name__}: {str(exc)[:500]}"
-                if which == order[-1]:
-                    raise RuntimeError(f"ONNX export failed: {errors}") from exc
-            finally:
-                shutil.rmtree(raw_dir, ignore_errors=True)
-    finally:
-        model.train(was_training)
-    raise RuntimeError(f"ONNX export failed: {errors}")
-
-
-def _save_with_external_data(src: Path, dst: Path) -> None:
-    """Write `src` (with whatever external files it has) as `dst` + one `dst.name + '.data'` file."""
-    import onnx
-
-    model = onnx.load(str(src), load_external_data=True)
-    onnx.save_model(model, str(dst), save_as_external_data=True, all_tensors_to_one_file=True,
-                    location=Path(dst).name + ".data", size_threshold=1024)
-
-
-def cache_key(key_parts: dict, opset: int) -> str:
-    blob = json.dumps({**key_parts, "opset": opset}, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:20]
-
-
-def build_once(final: Path, build: Callable[[Path], None]) -> bool:
-    """Run `build(folder)` in a temporary folder renamed to `final`, unless `final` exists; True on a cache hit.
-
-    The rename is atomic, so a crash never leaves half a model where a later run would take it for whole.
-    """
-    final = Path(final)
-    if final.exists():
-        return True
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
-    try:
-        build(tmp)
-        os.rename(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if final.exists():  # a concurrent run finished first: use its result
-            return True
-        raise
-    return False
-
-
-def cached_export(model: Any, example_inputs: dict, output_name: str, key_parts: dict, cache_dir: Path,
-                  opset: int = DEFAULT_OPSET) -> tuple[Path, bool]:
-    """Export once per (key_parts, opset); returns (path to model.onnx, cache_hit).
-
-    The folder is named by sha256(JSON(key_parts + opset)); it holds model.onnx, model.onnx.data, key.json and
-    export.json (what `export_onnx` returned). Shapes are dynamic, so one export serves every batch and length.
-    """
-    final = Path(cache_dir) / cache_key(key_parts, opset)
-
-    def build(folder: Path) -> None:
-        info = export_onnx(model, example_inputs, output_name, folder / "model.onnx", opset)
-        (folder / "key.json").write_text(json.dumps({**key_parts, "opset": opset}, indent=1, default=str))
-        (folder / EXPORT_INFO).write_text(json.dumps(info, indent=1, default=str))
-
-    return final / "model.onnx", build_once(final, build)
-
-
-def export_info(path: Path) -> dict:
-    """What `export_onnx` recorded for a model made by `cached_export` ({} if none)."""
-    f = Path(path).parent / EXPORT_INFO
-    return json.loads(f.read_text()) if f.exists() else {}
-
-
-# ------------------------------------------------------------------------------------------ optimizer
 
 
 def _op_counts(model_proto: Any) -> collections.Counter:
@@ -331,10 +122,18 @@ def synthetic_feed(session: Any, batch: int = 2, seq: int = 8) -> dict[str, np.n
     return feed
 
 
+def _cpu_session(path: Path) -> Any:
+    """A one-thread CPU session to check a rewritten graph against its input (not the timed session)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = opts.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+
+
 def _compare_graphs(path_a: Path, path_b: Path) -> float:
     """max |a - b| of the first outputs over non-padded positions, on a synthetic feed: catches a wrong fusion."""
-    a = make_session(path_a, "cpu", "basic", 1, 1)
-    b = make_session(path_b, "cpu", "basic", 1, 1)
+    a, b = (_cpu_session(p) for p in (path_a, path_b))
     feed = synthetic_feed(a)
     out_a, out_b = a.run(None, feed)[0], b.run(None, feed)[0]
     if out_a.shape != out_b.shape:
@@ -349,9 +148,6 @@ def _copy_model(src: Path, dst: Path) -> None:
     import onnx
 
     onnx.save_model(onnx.load(str(src)), str(dst), save_as_external_data=True, location=Path(dst).name + ".data")
-
-
-# ---------------------------------------------------------------------------------------- quantization
 
 
 def cpu_int8_settings(cpu_flags: set[str]) -> dict:
@@ -458,10 +254,6 @@ def quantize_dynamic_int8(path_in: Path, path_out: Path, per_channel: bool, redu
             "activations": "uint8, per run", "weights": "int8", "op_types": list(op_types),
             "per_channel": per_channel, "reduce_range": reduce_range, "gemm_rewritten_as_matmul": gemms,
             "ops": _quantized_ops(path_out)}
-
-
-# The brief's name: the function documents that the result is QOperator, not QDQ.
-quantize_dynamic_qdq = quantize_dynamic_int8
 
 
 class _Batches:
@@ -637,92 +429,3 @@ def convert_fp16(path_in: Path, path_out: Path, keep_io_types: bool = True) -> d
     model = convert_float_to_float16(onnx.load(str(path_in)), keep_io_types=keep_io_types)
     onnx.save_model(model, str(path_out), save_as_external_data=True, location=Path(path_out).name + ".data")
     return {"format": "fp16 graph", "keep_io_types": keep_io_types}
-
-
-# -------------------------------------------------------------------------------------------- sessions
-
-GRAPH_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
-                "all": "ORT_ENABLE_ALL"}
-
-
-def make_session(path: Path, provider: str, graph_opt_level: str = "all", intra_op_threads: int = 0,
-                 inter_op_threads: int = 0):
-    """An InferenceSession on the CPU or CUDA provider; Unsupported if that provider cannot run here.
-
-    With inter_op_threads > 1 the session runs independent nodes in parallel (ORT_PARALLEL); otherwise
-    sequentially, where ORT ignores inter_op threads. CUDA sessions keep the CPU provider as fallback for
-    nodes CUDA lacks, and are refused if ORT silently fell back to CPU (e.g. CUDA libraries missing).
-    """
-    import onnxruntime as ort
-
-    if provider not in PROVIDERS:
-        raise ValueError(f"provider {provider!r}: use one of {sorted(PROVIDERS)}")
-    if graph_opt_level not in GRAPH_LEVELS:
-        raise ValueError(f"graph_opt_level {graph_opt_level!r}: use one of {list(GRAPH_LEVELS)}")
-    name = PROVIDERS[provider]
-    available = ort.get_available_providers()
-    if name not in available:
-        raise Unsupported(f"ONNX Runtime {ort.__version__} has no {name} here (installed providers: "
-                          f"{', '.join(available)}); install onnxruntime-gpu for CUDA")
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, GRAPH_LEVELS[graph_opt_level])
-    opts.intra_op_num_threads = intra_op_threads
-    opts.inter_op_num_threads = inter_op_threads
-    opts.execution_mode = (ort.ExecutionMode.ORT_PARALLEL if inter_op_threads > 1
-                           else ort.ExecutionMode.ORT_SEQUENTIAL)
-    providers = [name] if provider == "cpu" else [name, "CPUExecutionProvider"]
-    try:
-        session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
-    except Exception as exc:
-        if provider == "cuda" and "CUDA" in str(exc):
-            raise Unsupported(f"CUDAExecutionProvider failed to start: {str(exc)[:300]}") from exc
-        raise
-    if session.get_providers()[0] != name:
-        raise Unsupported(f"{name} is installed but the session fell back to {session.get_providers()} "
-                          "(CUDA/cuDNN libraries missing or incompatible)")
-    return session
-
-
-def run_fn(session: Any, inputs: dict[str, np.ndarray], provider: str) -> Callable[[], Any]:
-    """A zero-argument callable that runs one inference and returns when it is done.
-
-    Inputs the graph does not take are dropped. On CUDA the inputs are copied to the device once, here, and
-    IO binding keeps outputs on the device, so the timed call measures the model, not host transfers;
-    `synchronize_outputs` waits for the device to finish.
-    """
-    names = {i.name for i in session.get_inputs()}
-    feed = {k: np.ascontiguousarray(v) for k, v in inputs.items() if k in names}
-    missing = names - set(feed)
-    if missing:
-        raise ValueError(f"inputs missing for the ONNX graph: {sorted(missing)}")
-    if provider != "cuda":
-        return lambda: session.run(None, feed)
-    import onnxruntime as ort
-
-    binding = session.io_binding()
-    device_inputs = {k: ort.OrtValue.ortvalue_from_numpy(v, "cuda", 0) for k, v in feed.items()}
-    for name, value in device_inputs.items():
-        binding.bind_ortvalue_input(name, value)
-    for out in session.get_outputs():
-        binding.bind_output(out.name, "cuda", 0)
-
-    def run() -> None:
-        session.run_with_iobinding(binding)
-        binding.synchronize_outputs()
-
-    run.device_inputs = device_inputs  # keep the device buffers alive as long as the callable
-    run.binding = binding
-    return run
-
-
-def onnx_file_bytes(path: Path) -> int:
-    """Bytes of the model file plus every external-data file its tensors point to."""
-    import onnx
-    from onnx.external_data_helper import _get_all_tensors
-
-    path = Path(path)
-    model = onnx.load(str(path), load_external_data=False)
-    locations = {entry.value for t in _get_all_tensors(model)
-                 if t.data_location == onnx.TensorProto.EXTERNAL
-                 for entry in t.external_data if entry.key == "location"}
-    return path.stat().st_size + sum((path.parent / loc).stat().st_size for loc in locations)

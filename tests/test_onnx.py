@@ -14,7 +14,9 @@ transformers = pytest.importorskip("transformers")
 ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 
-from bench.backends import onnx_tools  # noqa: E402
+from bench import cache  # noqa: E402
+from bench.backends import onnx_export, ort_session  # noqa: E402
+from bench.variants import onnx_graph  # noqa: E402
 
 OUTPUT = {"bert": "last_hidden_state", "gpt2": "logits"}
 
@@ -47,8 +49,8 @@ def cosine(a, b):
 
 
 def run(path, feed):
-    session = onnx_tools.make_session(path, "cpu", "all", 1, 1)
-    return onnx_tools.run_fn(session, feed, "cpu")()[0]
+    session = ort_session.make_session(path, "cpu", "all", 1, 1)
+    return ort_session.run_fn(session, feed, "cpu")()[0]
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +61,7 @@ def exported(tmp_path_factory):
     for kind in ("bert", "gpt2"):
         model = tiny(kind)
         example = {k: torch.from_numpy(v) for k, v in make_feed(2, 16).items()}
-        path, hit = onnx_tools.cached_export(model, example, OUTPUT[kind], {"model": kind}, cache)
+        path, hit = onnx_export.cached_export(model, example, OUTPUT[kind], {"model": kind}, cache)
         assert not hit
         out[kind] = (model, path)
     return out
@@ -68,16 +70,16 @@ def exported(tmp_path_factory):
 @pytest.mark.parametrize("kind", ["bert", "gpt2"])
 def test_export_matches_torch_at_other_shapes(exported, kind):
     model, path = exported[kind]
-    info = onnx_tools.export_info(path)
+    info = onnx_export.export_info(path)
     assert info["exporter"] == "torchscript" and info["attn_implementation"] == "eager"
     assert info["max_abs_diff_vs_torch"] < 1e-4
     # the export left the model as it was: eval mode, its own attention implementation
     assert not model.training and model.config._attn_implementation == "sdpa"
-    session = onnx_tools.make_session(path, "cpu", "all", 1, 1)
+    session = ort_session.make_session(path, "cpu", "all", 1, 1)
     assert [i.name for i in session.get_inputs()] == ["input_ids", "attention_mask"]
     for batch, seq, pad in [(2, 16, 0), (3, 24, 5), (1, 7, 0)]:
         feed = make_feed(batch, seq, pad=pad)
-        got = onnx_tools.run_fn(session, feed, "cpu")()[0]
+        got = ort_session.run_fn(session, feed, "cpu")()[0]
         np.testing.assert_allclose(got, torch_out(model, kind, feed), atol=1e-4, rtol=1e-4)
 
 
@@ -87,9 +89,9 @@ def test_export_falls_back_to_dynamo(exported, tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("torchscript exporter gone")
 
-    monkeypatch.setattr(onnx_tools, "_export_torchscript", broken)
+    monkeypatch.setattr(onnx_export, "_export_torchscript", broken)
     example = {k: torch.from_numpy(v) for k, v in make_feed(2, 16).items()}
-    info = onnx_tools.export_onnx(model, example, "last_hidden_state", tmp_path / "m.onnx", 18)
+    info = onnx_export.export_onnx(model, example, "last_hidden_state", tmp_path / "m.onnx", 18)
     assert info["exporter"] == "dynamo" and "torchscript exporter gone" in info["fallback_from"]["torchscript"]
     feed = make_feed(3, 20, pad=4)
     np.testing.assert_allclose(run(tmp_path / "m.onnx", feed), torch_out(model, "bert", feed), atol=1e-4, rtol=1e-4)
@@ -99,20 +101,20 @@ def test_export_falls_back_to_dynamo(exported, tmp_path, monkeypatch):
 def test_export_cache_hit_miss_and_files(exported, tmp_path):
     model, _ = exported["bert"]
     example = {k: torch.from_numpy(v) for k, v in make_feed(2, 8).items()}
-    path, hit = onnx_tools.cached_export(model, example, "last_hidden_state", {"m": "a", "seq": 8}, tmp_path)
+    path, hit = onnx_export.cached_export(model, example, "last_hidden_state", {"m": "a", "seq": 8}, tmp_path)
     assert not hit and path.exists()
-    again, hit = onnx_tools.cached_export(model, example, "last_hidden_state", {"seq": 8, "m": "a"}, tmp_path)
+    again, hit = onnx_export.cached_export(model, example, "last_hidden_state", {"seq": 8, "m": "a"}, tmp_path)
     assert hit and again == path
-    other, hit = onnx_tools.cached_export(model, example, "last_hidden_state", {"m": "b", "seq": 8}, tmp_path)
+    other, hit = onnx_export.cached_export(model, example, "last_hidden_state", {"m": "b", "seq": 8}, tmp_path)
     assert not hit and other != path
-    opset, hit = onnx_tools.cached_export(model, example, "last_hidden_state", {"m": "a", "seq": 8}, tmp_path,
+    opset, hit = onnx_export.cached_export(model, example, "last_hidden_state", {"m": "a", "seq": 8}, tmp_path,
                                           opset=17)
     assert not hit and opset != path
     assert onnx.load(str(opset), load_external_data=False).opset_import[0].version == 17
     assert json.loads((path.parent / "key.json").read_text()) == {"m": "a", "seq": 8, "opset": 18}
     # weights live in one external-data file, counted by onnx_file_bytes; no temp folders left behind
     assert (path.parent / "model.onnx.data").exists()
-    assert onnx_tools.onnx_file_bytes(path) == path.stat().st_size + (path.parent / "model.onnx.data").stat().st_size
+    assert onnx_export.onnx_file_bytes(path) == path.stat().st_size + (path.parent / "model.onnx.data").stat().st_size
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
@@ -122,16 +124,16 @@ def test_build_once_leaves_nothing_on_failure(tmp_path):
         raise RuntimeError("crash mid-write")
 
     with pytest.raises(RuntimeError):
-        onnx_tools.build_once(tmp_path / "k", broken)
+        cache.build_once(tmp_path / "k", broken)
     assert list(tmp_path.iterdir()) == []
-    assert onnx_tools.build_once(tmp_path / "k", lambda folder: (folder / "x").write_text("ok")) is False
-    assert onnx_tools.build_once(tmp_path / "k", lambda folder: None) is True
+    assert cache.build_once(tmp_path / "k", lambda folder: (folder / "x").write_text("ok")) is False
+    assert cache.build_once(tmp_path / "k", lambda folder: None) is True
 
 
 def test_optimize_bert_fuses_attention(exported, tmp_path):
     model, path = exported["bert"]
     out = tmp_path / "opt.onnx"
-    info = onnx_tools.optimize_transformer(path, out, "bert", 2, 64, 1)
+    info = onnx_graph.optimize_transformer(path, out, "bert", 2, 64, 1)
     assert "fusion_error" not in info
     fused = {k.removeprefix("com.microsoft."): n for k, n in info["fused_ops"].items()}
     assert all(k.startswith("com.microsoft.") for k in info["fused_ops"])
@@ -145,31 +147,31 @@ def test_optimize_bert_fuses_attention(exported, tmp_path):
 def test_optimize_gpt2_and_llama_types(exported, tmp_path):
     model, path = exported["gpt2"]
     out = tmp_path / "opt.onnx"
-    info = onnx_tools.optimize_transformer(path, out, "gpt2", 2, 64, 1)
+    info = onnx_graph.optimize_transformer(path, out, "gpt2", 2, 64, 1)
     assert "fusion_error" not in info and info["fused_ops"].get("com.microsoft.SkipLayerNormalization", 0) > 0
     feed = make_feed(2, 12)
     np.testing.assert_allclose(run(out, feed), torch_out(model, "gpt2", feed), atol=1e-4, rtol=1e-4)
-    ort_type, note = onnx_tools.ort_model_type("llama")
+    ort_type, note = onnx_graph.ort_model_type("llama")
     assert ort_type == "gpt2" and "llama" in note
-    assert onnx_tools.ort_model_type("bert") == ("bert", None)
+    assert onnx_graph.ort_model_type("bert") == ("bert", None)
 
 
 def test_cpu_int8_settings():
-    assert onnx_tools.cpu_int8_settings({"avx2", "avx512f", "avx512_vnni"})["reduce_range"] is False
-    assert onnx_tools.cpu_int8_settings({"avx2", "amx_int8"})["reduce_range"] is False
-    no_vnni = onnx_tools.cpu_int8_settings({"sse4_2", "avx2", "avx512f"})
+    assert onnx_graph.cpu_int8_settings({"avx2", "avx512f", "avx512_vnni"})["reduce_range"] is False
+    assert onnx_graph.cpu_int8_settings({"avx2", "amx_int8"})["reduce_range"] is False
+    no_vnni = onnx_graph.cpu_int8_settings({"sse4_2", "avx2", "avx512f"})
     assert no_vnni["reduce_range"] is True and "saturat" in no_vnni["reason"]
-    assert onnx_tools.cpu_int8_settings({"asimd", "fp"})["reduce_range"] is False
-    assert onnx_tools.cpu_int8_settings(set())["per_channel"] is True
+    assert onnx_graph.cpu_int8_settings({"asimd", "fp"})["reduce_range"] is False
+    assert onnx_graph.cpu_int8_settings(set())["per_channel"] is True
 
 
 def test_fragile_matmuls_are_mlp_down_projections(exported):
     gpt2 = onnx.load(str(exported["gpt2"][1]))
-    assert onnx_tools._gemm_to_matmul(gpt2) == 8  # Conv1D projections: 4 per layer
-    assert len(onnx_tools.fragile_matmuls(gpt2)) == 2
+    assert onnx_graph._gemm_to_matmul(gpt2) == 8  # Conv1D projections: 4 per layer
+    assert len(onnx_graph.fragile_matmuls(gpt2)) == 2
     bert = onnx.load(str(exported["bert"][1]), load_external_data=False)
-    assert all("output/dense" in n and "attention" not in n for n in onnx_tools.fragile_matmuls(bert))
-    assert len(onnx_tools.fragile_matmuls(bert)) == 2
+    assert all("output/dense" in n and "attention" not in n for n in onnx_graph.fragile_matmuls(bert))
+    assert len(onnx_graph.fragile_matmuls(bert)) == 2
 
 
 @pytest.mark.parametrize("kind", ["bert", "gpt2"])
@@ -179,11 +181,11 @@ def test_quantizers_run_and_stay_close(exported, tmp_path, kind):
     ref = torch_out(model, kind, feed)
     calibration = [make_feed(1, 16, seed=10 + i) for i in range(3)]
     cases = {
-        "dynamic": lambda out: onnx_tools.quantize_dynamic_int8(path, out, True, False),
-        "static": lambda out: onnx_tools.quantize_static_int8(path, out, calibration, "MinMax", True, False),
-        "static-entropy": lambda out: onnx_tools.quantize_static_int8(
+        "dynamic": lambda out: onnx_graph.quantize_dynamic_int8(path, out, True, False),
+        "static": lambda out: onnx_graph.quantize_static_int8(path, out, calibration, "MinMax", True, False),
+        "static-entropy": lambda out: onnx_graph.quantize_static_int8(
             path, out, calibration, "Entropy", True, False, entropy_bins=256),
-        "int4": lambda out: onnx_tools.quantize_int4_weights(path, out, 32, True),
+        "int4": lambda out: onnx_graph.quantize_int4_weights(path, out, 32, True),
     }
     expected_ops = {"dynamic": "MatMulInteger", "static": "QuantizeLinear", "static-entropy": "QuantizeLinear",
                     "int4": "com.microsoft.MatMulNBits"}
@@ -196,16 +198,15 @@ def test_quantizers_run_and_stay_close(exported, tmp_path, kind):
         got = run(out, feed)
         assert got.shape == ref.shape and np.isfinite(got).all()
         assert cosine(got, ref) > 0.98, (kind, name, cosine(got, ref))
-    assert onnx_tools.quantize_dynamic_qdq is onnx_tools.quantize_dynamic_int8
-    assert "QOperator" in onnx_tools.quantize_dynamic_int8(path, tmp_path / "d2.onnx", True, True)["format"]
+    assert "QOperator" in onnx_graph.quantize_dynamic_int8(path, tmp_path / "d2.onnx", True, True)["format"]
 
 
 def test_static_int8_on_fused_graph_quantizes_activations(exported, tmp_path):
     """Contrib ops defeat plain shape inference; without symbolic shapes only weights would be quantized."""
     _, path = exported["bert"]
     fused = tmp_path / "opt.onnx"
-    onnx_tools.optimize_transformer(path, fused, "bert", 2, 64, 1)
-    info = onnx_tools.quantize_static_int8(fused, tmp_path / "q.onnx", [make_feed(1, 16, seed=5)], "MinMax", True,
+    onnx_graph.optimize_transformer(path, fused, "bert", 2, 64, 1)
+    info = onnx_graph.quantize_static_int8(fused, tmp_path / "q.onnx", [make_feed(1, 16, seed=5)], "MinMax", True,
                                            False)
     assert info["ops"].get("QuantizeLinear", 0) > 0 and len(info["nodes_excluded"]) == 2
     assert np.isfinite(run(tmp_path / "q.onnx", make_feed(2, 16))).all()
@@ -214,12 +215,12 @@ def test_static_int8_on_fused_graph_quantizes_activations(exported, tmp_path):
 def test_make_session_options_and_errors(exported, tmp_path):
     _, path = exported["bert"]
     with pytest.raises(ValueError):
-        onnx_tools.make_session(path, "cpu", "fastest", 1, 1)
-    session = onnx_tools.make_session(path, "cpu", "disable", 1, 2)
+        ort_session.make_session(path, "cpu", "fastest", 1, 1)
+    session = ort_session.make_session(path, "cpu", "disable", 1, 2)
     assert session.get_providers() == ["CPUExecutionProvider"]
     with pytest.raises(ValueError, match="missing"):
-        onnx_tools.run_fn(session, {"input_ids": make_feed(1, 4)["input_ids"]}, "cpu")
-    fn = onnx_tools.run_fn(session, {**make_feed(1, 4), "token_type_ids": np.zeros((1, 4), np.int64)}, "cpu")
+        ort_session.run_fn(session, {"input_ids": make_feed(1, 4)["input_ids"]}, "cpu")
+    fn = ort_session.run_fn(session, {**make_feed(1, 4), "token_type_ids": np.zeros((1, 4), np.int64)}, "cpu")
     assert fn()[0].shape == (1, 4, 64)  # inputs the graph does not take are dropped
 
 
@@ -227,7 +228,7 @@ def test_cuda_is_unsupported_without_the_provider(exported):
     if "CUDAExecutionProvider" in ort.get_available_providers():
         pytest.skip("CUDA provider present")
     with pytest.raises(Unsupported, match="CUDAExecutionProvider"):
-        onnx_tools.make_session(exported["bert"][1], "cuda", "all", 1, 1)
+        ort_session.make_session(exported["bert"][1], "cuda", "all", 1, 1)
 
 
 @pytest.mark.cuda
@@ -236,11 +237,11 @@ def test_cuda_run_fn_with_io_binding(exported):
         pytest.skip("no CUDA provider")
     model, path = exported["bert"]
     try:
-        session = onnx_tools.make_session(path, "cuda", "all", 1, 1)
+        session = ort_session.make_session(path, "cuda", "all", 1, 1)
     except Unsupported as exc:
         pytest.skip(str(exc))
     feed = make_feed(2, 16)
-    fn = onnx_tools.run_fn(session, feed, "cuda")
+    fn = ort_session.run_fn(session, feed, "cuda")
     fn()
     got = fn.binding.copy_outputs_to_cpu()[0]
     np.testing.assert_allclose(got, torch_out(model, "bert", feed), atol=1e-3, rtol=1e-3)

@@ -1,0 +1,18 @@
+"""`bench env`: this machine's description as JSON."""
+
+from __future__ import annotations
+
+import json
+
+from . import Command, commands
+
+
+@commands.register("env")
+class Env(Command):
+    help = "print this machine's description as JSON"
+
+    def __call__(self, args) -> int:
+        from ..hardware.machine import describe_machine
+
+        print(json.dumps(describe_machine(), indent=2))
+        return 0

@@ -1,0 +1,37 @@
+"""`bench report`: tables (markdown, CSV, HTML) from every runs.jsonl under one or more directories."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import Command, commands
+from ._common import console, find_peaks
+
+
+@commands.register("report")
+class Report(Command):
+    help = "build the report from one or more results directories (several machines are kept apart)"
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("dirs", nargs="+", metavar="DIR", help="directories holding runs.jsonl (searched recursively)")
+        parser.add_argument("--out", help="where to write report files (default: the first DIR)")
+        parser.add_argument("--peaks", help="peaks.json from `bench peak` (default: found beside the results)")
+        parser.add_argument("--price-per-hour", type=float,
+                            help="machine price in $/hour: adds $ per million inferences/tokens")
+
+    def __call__(self, args) -> int:
+        from ..records.store import load_many
+        from ..report.render import build_report
+
+        sources = [Path(d) for d in args.dirs]
+        records = load_many(sources)
+        first = sources[0]
+        out = Path(args.out) if args.out else (first if first.is_dir() else first.parent)
+        peaks: dict = {}
+        for src in sources:
+            for machine, found in find_peaks(records, src, args.peaks).items():
+                peaks.setdefault(machine, found)
+        summary, files = build_report(records, out, peaks, args.price_per_hour)
+        print(summary, flush=True)
+        console().print(f"report: {', '.join(str(f) for f in files)}")
+        return 0

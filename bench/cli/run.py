@@ -1,0 +1,69 @@
+"""`bench run`: expand a suite, run each point in isolation through an executor, print the summary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import ConfigError
+from . import Command, commands
+from ._common import DEFAULT_SUITE, console, find_peaks, load_plan
+
+
+@commands.register("run")
+class Run(Command):
+    help = "run a suite, each point in its own process, then print the tables"
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("suite", nargs="?", help=f"suite YAML or packaged suite name (default: {DEFAULT_SUITE})")
+        parser.add_argument("--out", help="output directory (default: results/<machine>/<suite>)")
+        parser.add_argument("--resume", action="store_true",
+                            help="skip points already recorded as ok by this harness version in --out")
+        parser.add_argument("--cache-dir", help="where exported models are cached (default: .cache/bench)")
+        parser.add_argument("--price-per-hour", type=float,
+                            help="machine price in $/hour: adds $ per million inferences/tokens")
+        parser.add_argument("--find-peak", action="store_true",
+                            help="server scenarios: also search for the highest rate that meets the latency bound")
+        parser.add_argument("--executor", default="local",
+                            help="where points run: local (default) or ray (a Ray cluster, see README)")
+        parser.add_argument("--address", default="auto", help="ray: the cluster address (default: auto, the running one)")
+
+    def __call__(self, args) -> int:
+        from ..executors import executors
+        from ..records.store import load_records
+        from ..report.render import build_report
+
+        path, plan = load_plan(args.suite)  # validation first: a bad suite writes nothing
+        if args.executor not in executors:
+            raise ConfigError("--executor", args.executor, f"unknown executor {args.executor!r}",
+                              f"use one of: {', '.join(executors.names())}")
+        executor_cls = executors.get(args.executor)
+        missing = executor_cls.missing()
+        if missing:
+            raise ConfigError("--executor", args.executor, missing, executor_cls.install or "see README.md")
+        if args.find_peak:
+            plan = plan.with_scenario_option("server", find_peak=True)
+        executor = executor_cls(address=args.address)
+        out = Path(args.out) if args.out else None
+        out_console = console()
+        out_console.print(f"suite {path}: {len(plan.points)} points, executor {args.executor}")
+        for label, reason in plan.skipped:
+            out_console.print(f"  [yellow]skipped[/yellow] {label}: {reason}")
+        cache = Path(args.cache_dir) if args.cache_dir else Path(".cache") / "bench"
+        from ..runner.suite import run_plan
+
+        folders = run_plan(plan, out, args.resume, out_console, cache, executor)
+        folders += [d for d in executor.resume_dirs(plan.suite.name, out)
+                    if d not in folders and (d / "runs.jsonl").exists()]
+        if not folders:
+            return 0
+        ids = {p.point_id for p in plan.points}
+        records = [r for folder in folders for r in load_records(folder) if r.point_id in ids]
+        report_dir = out or (folders[0] if len(folders) == 1 else folders[0].parents[1])
+        peaks: dict = {}
+        for folder in folders:
+            for machine, found in find_peaks(records, folder).items():
+                peaks.setdefault(machine, found)
+        summary, files = build_report(records, report_dir, peaks, args.price_per_hour)
+        print(summary, flush=True)
+        out_console.print(f"report: {', '.join(str(f) for f in files)}")
+        return 0

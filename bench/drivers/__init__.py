@@ -1,0 +1,41 @@
+"""Traffic generators. A driver issues queries and takes the time; it knows nothing of models, and the
+system under test (a Session, wrapped in plain callables by the scenario) knows nothing of timing.
+
+`bench` (ours, the default) and `loadgen` (MLPerf LoadGen, the generator MLPerf audits) implement the
+same three traffic patterns; a scenario's `driver` option picks one.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, ClassVar
+
+from ..measurement.server import BatchingPolicy
+from ..measurement.timing import LoopSettings, OfflineTiming, TimedSamples
+from ..registry import Registry
+
+OnToken = Callable[[int], None]
+
+
+class Driver:
+    install: ClassVar[str | None] = None  # the command that makes an unavailable driver available
+
+    @classmethod
+    def missing(cls) -> str | None:
+        """Why this driver cannot run here (a package not installed), or None."""
+        return None
+
+    def single_stream(self, issue: Callable[[], None], settings: LoopSettings) -> TimedSamples:
+        """One query at a time, the next issued when the last completes."""
+        raise NotImplementedError
+
+    def offline(self, issue_batch: Callable[[int], None], batch_size: int, settings: LoopSettings) -> OfflineTiming:
+        """Every sample issued at once; the system serves them in batches of at most `batch_size`."""
+        raise NotImplementedError
+
+    def server(self, serve: Callable[[int, OnToken], None], rate_qps: float, count: int, seed: int,
+               distribution: str, burstiness: float, policy: BatchingPolicy, deadline_s: float) -> list[dict]:
+        """Requests arriving at `rate_qps`; one dict per served request (measurement/server.py's fields)."""
+        raise NotImplementedError
+
+
+drivers: Registry[type[Driver]] = Registry("driver", "bench.drivers")

@@ -1,0 +1,21 @@
+"""Our own traffic generator: the timed loop, the offline batcher and the real-time server scheduler."""
+
+from __future__ import annotations
+
+from ..measurement.schedule import arrival_schedule
+from ..measurement.server import run_server
+from ..measurement.timing import offline_loop, time_loop
+from . import Driver, drivers
+
+
+@drivers.register("bench")
+class BenchDriver(Driver):
+    def single_stream(self, issue, settings):
+        return time_loop(issue, settings)
+
+    def offline(self, issue_batch, batch_size, settings):
+        return offline_loop(issue_batch, batch_size, settings)
+
+    def server(self, serve, rate_qps, count, seed, distribution, burstiness, policy, deadline_s):
+        schedule = arrival_schedule(rate_qps, count, seed, distribution, burstiness)
+        return run_server(schedule, serve, policy, deadline_s=deadline_s)

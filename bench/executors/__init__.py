@@ -1,0 +1,59 @@
+"""Executors decide where each isolated point runs: `local` (the default, one child process after another
+on this machine) or `ray` (every point on a node of its target kind, one point per node at a time).
+
+An executor yields one `Finished` per point, whatever happened to it; the suite runner turns each into a
+record on the driver's disk as it arrives.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Iterator
+
+from ..config import RunPoint
+from ..registry import Registry
+
+
+@dataclass
+class Finished:
+    point: RunPoint
+    outcome: dict  # the child's message: status, error, metrics, provenance, phases
+    machine: dict  # the description of the machine that ran it
+    started: datetime
+    wall_s: float
+    node: str | None = None
+    log_text: str | None = None  # the child's log, when it was written elsewhere (a remote node)
+
+
+class Executor:
+    install: ClassVar[str | None] = None  # the command that makes a missing executor available
+
+    def __init__(self, **options: Any):
+        self.options = options
+
+    @classmethod
+    def missing(cls) -> str | None:
+        """Why this executor cannot run here (a package not installed), or None."""
+        return None
+
+    def destination(self, suite: str, machine_id: str, out: Path | None) -> Path:
+        """Where a record made on `machine_id` is appended: `--out`, else results/<machine_id>/<suite>."""
+        return out or Path("results") / machine_id / suite
+
+    def resume_dirs(self, suite: str, out: Path | None) -> list[Path]:
+        """Where earlier records of this suite may be, for --resume."""
+        raise NotImplementedError
+
+    def machines(self, points: list[RunPoint]) -> dict[str | None, dict]:
+        """The machine description per target, where known before running (local: this machine)."""
+        return {}
+
+    def run(self, points: list[RunPoint], cache_dir: Path, log_dir: Path,
+            announce: Callable[[RunPoint], None]) -> Iterator[Finished]:
+        """Yield one Finished per point; call `announce(point)` when a point starts running."""
+        raise NotImplementedError
+
+
+executors: Registry[type[Executor]] = Registry("executor", "bench.executors")

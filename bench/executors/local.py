@@ -1,0 +1,32 @@
+"""The default executor: each point in a fresh spawned child on this machine, one after another."""
+
+from __future__ import annotations
+
+from ..records.build import now
+from ..runner.isolate import run_isolated
+from . import Executor, Finished, executors
+
+
+@executors.register("local")
+class Local(Executor):
+    def resume_dirs(self, suite, out):
+        from ..hardware.machine import describe_machine
+
+        return [self.destination(suite, describe_machine()["machine_id"], out)]
+
+    def machines(self, points):
+        from ..hardware.machine import describe_machine
+
+        return {None: describe_machine()}
+
+    def run(self, points, cache_dir, log_dir, announce):
+        from ..hardware.machine import describe_machine
+
+        machine = describe_machine()
+        for point in points:
+            announce(point)
+            started = now()
+            outcome = run_isolated(point.model_dump(mode="json"), str(cache_dir), str(log_dir / f"{point.point_id}.log"),
+                                   point.settings.timeout_s)
+            yield Finished(point=point, outcome=outcome, machine=machine, started=started,
+                           wall_s=outcome["child_wall_s"])

@@ -1,0 +1,58 @@
+"""How many bytes a model's weights occupy, whatever tensor types its transforms left behind."""
+
+from __future__ import annotations
+
+from typing import Any
+
+WEIGHT_BYTES_METHOD = ("unique storages of the state_dict tensors (quantized tensors: int data plus scales and "
+                       "zero points; tensor subclasses: their inner tensors; tied weights once)")
+
+
+def _tensor_bytes(obj: Any, seen: set) -> int:
+    import torch
+    from torch.utils._python_dispatch import is_traceable_wrapper_subclass
+
+    if isinstance(obj, (tuple, list)):
+        return sum(_tensor_bytes(o, seen) for o in obj)
+    if isinstance(obj, dict):
+        return sum(_tensor_bytes(o, seen) for o in obj.values())
+    if not isinstance(obj, torch.Tensor):
+        return 0
+    if is_traceable_wrapper_subclass(obj):  # torchao tensors: count what they hold, not the logical shape
+        names, _ = obj.__tensor_flatten__()
+        return sum(_tensor_bytes(getattr(obj, n), seen) for n in names)
+    total = 0
+    if obj.is_quantized:
+        if obj.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric,
+                             torch.per_channel_affine_float_qparams):
+            total += _tensor_bytes([obj.q_per_channel_scales(), obj.q_per_channel_zero_points()], seen)
+        else:
+            total += 8 + 8  # one double scale, one int64 zero point
+    storage = obj.untyped_storage()
+    key = (storage.data_ptr(), storage.nbytes(), obj.device.type)
+    if storage.data_ptr() == 0 or key in seen:
+        return total
+    seen.add(key)
+    return total + storage.nbytes()
+
+
+def weight_bytes(model: Any) -> int:
+    """Bytes the weights occupy: every state_dict tensor's storage once (see WEIGHT_BYTES_METHOD).
+
+    Correct for torchao tensor subclasses (inner tensors), torch.ao packed params (the int8 weight and
+    its scales, unpacked through the state dict), aten-packed int4/int8 buffers and tied weights. It is the
+    logical quantized size: kernel-private copies are not visible to it (measured by RSS here, oneDNN's
+    packed params hold about one int8 copy more than fbgemm's); peak RSS is the figure for those.
+    """
+    return _tensor_bytes(list(model.state_dict().values()), set())
+
+
+def serialized_bytes(model: Any) -> int:
+    """Bytes of `torch.save(model.state_dict())`: the on-disk size, a cross-check of weight_bytes."""
+    import io
+
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    return buf.tell()

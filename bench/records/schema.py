@@ -1,0 +1,313 @@
+"""The record of one run, as typed, immutable pydantic models (schema version 2).
+
+A scenario returns a `ScenarioResult`; trackers add `Memory`, `Energy`; the work accounting adds `Work`;
+the quality check adds `Quality`; the runner wraps them into a `Record` with the point's config, the
+machine, the harness version and the provenance. Records are written once and never changed (pyperf's
+rule); results/README.md is generated from these models (`python -m bench.records.docs`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..config import RunPoint
+
+SCHEMA_VERSION = 2
+Status = Literal["ok", "failed", "timeout", "unsupported"]
+
+
+class Frozen(BaseModel):
+    """Immutable, no unknown keys, and no NaN or infinity: strict JSON, and no figure that is not a number."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class Open(BaseModel):
+    """For descriptions whose keys depend on the source (a loader, a backend, a machine)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, allow_inf_nan=False)
+
+
+# --- what a scenario measures -----------------------------------------------------------------------
+
+class LatencySummary(Frozen):
+    """Percentiles and spread of per-query latencies, with pyperf-style warnings."""
+
+    count: int = Field(description="queries summarised")
+    mean_ms: float | None = None
+    stdev_ms: float | None = None
+    cv: float | None = Field(None, description="stdev / mean")
+    min_ms: float | None = None
+    max_ms: float | None = None
+    p50_ms: float | None = None
+    p90_ms: float | None = None
+    p95_ms: float | None = None
+    p99_ms: float | None = None
+    median_ci95_ms: tuple[float, float] | None = Field(
+        None, description="distribution-free 95% interval of the median (binomial order statistics)")
+    percentile_supported: dict[str, bool] = Field(
+        default_factory=dict, description="whether the count supports a p90 / p99 claim (measurement/validity.py)")
+    unstable: bool = Field(False, description="stdev at or above the suite's instability_cv of the mean")
+    warnings: list[str] = Field(default_factory=list, description="unstable, outliers, few samples")
+
+
+class Throughput(Frozen):
+    samples_per_s: float
+    tokens_per_s: float | None = None
+    basis: str = Field(description="how the rate was computed")
+    output_tokens_per_s: float | None = Field(None, description="generation: batch x new tokens / mean latency")
+    total_tokens_per_s: float | None = Field(None, description="generation: prompt tokens counted too")
+    requests_per_s: float | None = None
+    decode_tokens_per_s: float | None = Field(None, description="generation: batch / mean TPOT")
+
+
+class Loop(Frozen):
+    """How the timed window ran."""
+
+    driver: str = Field("bench", description="the traffic generator: `bench` (ours) or `loadgen` (MLPerf LoadGen)")
+    queries: int = Field(description="timed queries (offline: batches the system ran)")
+    samples: int | None = Field(None, description="samples issued (offline: all at once)")
+    wall_s: float = Field(description="first query issued to last completed")
+    warmup_iterations: int = 0
+    warmup_s: float | None = None
+    stopped_by_max_duration: bool = False
+    min_iterations: int
+    min_duration_s: float
+
+
+class Generation(Frozen):
+    """Per-request generation timing (vLLM / GenAI-Perf definitions)."""
+
+    ttft: LatencySummary
+    e2e: LatencySummary
+    tpot: LatencySummary | None = None
+    itl: LatencySummary | None = None
+    throughput: Throughput
+    new_tokens: int
+    prompt_tokens: int
+
+
+class Validity(Frozen):
+    """MLPerf-style validity with the early-stopping rule of measurement/validity.py."""
+
+    valid: bool
+    checks: dict[str, bool]
+    reasons: list[str]
+    percentile: float
+    confidence: float
+    tolerance: int = Field(description="queries over the bound the early-stopping rule tolerates")
+    conservative_percentile_s: float | None = None
+
+
+class ServerResult(Frozen):
+    target_qps: float
+    requests: int
+    scheduled_requests: int
+    duration_s: float
+    latency_ms: dict[str, float] = Field(description="p50/p90/p99 from the scheduled arrival")
+    queue_ms_p99: float
+    mean_batch_size: float
+    completed_samples_per_s: float
+    goodput_requests_per_s: float
+    good_fraction: float
+    bounds_ms: dict[str, float | None]
+    ttft_ms: dict[str, float] | None = None
+    validity: Validity
+
+
+class Batching(Frozen):
+    policy: Literal["single", "dynamic", "offline"]
+    max_batch_size: int
+    max_wait_ms: float | None = None
+
+
+class PeakProbe(Frozen):
+    rate_qps: float
+    meets_bound: bool
+    p99_ms: float
+    completed_samples_per_s: float
+    reasons: list[str]
+
+
+class PeakSearch(Frozen):
+    rate_qps: float | None
+    criterion: str
+    history: list[PeakProbe]
+
+
+class ScenarioResult(Frozen):
+    """What a scenario returns: timing only, never memory, energy or quality."""
+
+    latency: LatencySummary | None = None
+    throughput: Throughput | None = None
+    loop: Loop | None = None
+    sufficient: bool = Field(False, description="minimum queries and duration reached (server: the run is valid)")
+    samples_ms: list[float] = Field(default_factory=list, description="every per-query latency, for significance tests")
+    generation: Generation | None = None
+    server: ServerResult | None = None
+    batching: Batching | None = None
+    peak: PeakSearch | None = None
+
+
+# --- what the trackers and the accounting add --------------------------------------------------------
+
+class Memory(Frozen):
+    peak_rss_bytes: int | None = Field(None, description="the child's high-water mark during the scenario")
+    peak_rss_method: str = ""
+    parameter_bytes: int | None = Field(None, description="parameters and buffers in memory")
+    weight_bytes: int | None = None
+    weight_bytes_method: str | None = None
+    cuda_peak_allocated_bytes: int | None = None
+    cuda_peak_reserved_bytes: int | None = None
+
+
+class Energy(Frozen):
+    status: Literal["measured", "unavailable"]
+    source: str = ""
+    reason: str = ""
+    joules: float | None = None
+    avg_watts: float | None = None
+    joules_per_inference: float | None = None
+    joules_per_token: float | None = None
+    samples_per_s_per_watt: float | None = None
+    window: str | None = None
+
+
+class DecodeStep(Frozen):
+    flops: float
+    bytes: float
+    intensity: float
+    context: int
+    bytes_breakdown: dict[str, Any] = Field(default_factory=dict)
+
+
+class Work(Frozen):
+    """Analytic FLOPs and bytes of one query (hardware/work.py), for rooflines and projections."""
+
+    flops: float
+    bytes: float
+    intensity: float
+    flops_breakdown: dict[str, Any] = Field(default_factory=dict)
+    bytes_breakdown: dict[str, Any] = Field(default_factory=dict)
+    matmul_param_scale: float = 1.0
+    attention_head_scale: float = 1.0
+    precision: str = Field(description="the variant's float precision")
+    compute_precision: str = Field(description="the GEMM ceiling the point is judged against, declared by its transforms")
+    convention: str = ""
+    decode_step: DecodeStep | None = None
+
+
+class QualityBound(Frozen):
+    metric: str
+    min: float | None = None
+    max: float | None = None
+
+
+class Quality(Frozen):
+    """Against the fp32 PyTorch outputs of the same weights on the same real text."""
+
+    verdict: Literal["within bound", "breaks bound", "not meaningful (random weights)", "error"]
+    within_bound: bool | None = Field(None, description="null where the quality is not meaningful or failed")
+    meaningful: bool = True
+    note: str | None = None
+    bound: QualityBound | None = None
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    cosine_mean: float | None = None
+    cosine_min: float | None = None
+    perplexity: float | None = None
+    perplexity_fp32: float | None = None
+    perplexity_ratio: float | None = None
+    kl_divergence_mean: float | None = None
+    top1_agreement: float | None = None
+    reference_cache_hit: bool | None = Field(None, description="the fp32 reference came from the on-disk cache")
+    error: str | None = None
+
+
+class Metrics(ScenarioResult):
+    memory: Memory | None = None
+    energy: Energy | None = None
+    work: Work | None = None
+    quality: Quality | None = None
+
+
+# --- the record -------------------------------------------------------------------------------------
+
+class Harness(Frozen):
+    """Which harness made the record: resume and comparisons trust only records of the same one."""
+
+    version: str = Field(description="the bench package version")
+    commit: str | None = Field(None, description="git commit of the source tree, when it is a git checkout")
+    dirty: bool | None = Field(None, description="uncommitted changes in that checkout")
+    source_digest: str = Field(description="sha256 of the package's Python sources: exact even when dirty")
+
+    @property
+    def label(self) -> str:
+        commit = f"+{self.commit[:8]}" if self.commit else ""
+        return f"{self.version}{commit}{'-dirty' if self.dirty else ''} ({self.source_digest[:8]})"
+
+    def same_as(self, other: "Harness") -> bool:
+        return self.version == other.version and self.source_digest == other.source_digest
+
+
+class Machine(Open):
+    """The machine description (hardware/machine.py); `machine_id` names its results folder."""
+
+    machine_id: str
+
+
+class Provenance(Open):
+    """Where every input came from: weights real or random, text, transforms applied, backend details."""
+
+    weights: Literal["real", "random"]
+    inputs: dict[str, Any] | None = None
+    transforms: list[dict[str, Any]] = Field(default_factory=list)
+    backend: dict[str, Any] = Field(default_factory=dict)
+    threads: dict[str, int] | None = None
+
+
+class Phases(Frozen):
+    """Where a point's wall time went (seconds): everything but warm-up and the timed loop is overhead."""
+
+    start_s: float | None = Field(None, description="process start and imports, until the child runs the point")
+    load_s: float | None = Field(None, description="model loading or initialisation")
+    reference_s: float | None = Field(None, description="fp32 quality reference (computed or read from cache)")
+    transform_s: float | None = Field(None, description="transforms, precision, export and session creation")
+    scenario_s: float | None = Field(None, description="the scenario's whole window: warm-up and timed traffic")
+    warmup_s: float | None = None
+    timed_s: float | None = None
+    quality_s: float | None = Field(None, description="the variant's quality outputs, after the timed window")
+    overhead_s: float | None = Field(None, description="wall time minus the scenario's window (warm-up and timed loop)")
+    overhead_fraction: float | None = None
+
+
+class Record(Frozen):
+    """One isolated run of one point: written once, never changed."""
+
+    schema_version: Literal[2] = Field(SCHEMA_VERSION, description="bumped when a field changes meaning")
+    run_id: str = Field(description="unique id of this run")
+    session_id: str = Field(description="shared by the records of one `bench run`")
+    point_id: str = Field(description="sha256 (16 hex) of the resolved config minus the suite name")
+    status: Status = Field(description="a crash, an OOM kill and a timeout each become a record")
+    error: str | None = Field(None, description="why it was not ok")
+    started_at: datetime = Field(description="UTC")
+    wall_s: float = Field(description="wall time of the point, process start included")
+    harness: Harness = Field(description="the harness that made the record")
+    config: RunPoint = Field(description="the fully resolved point: model, backend, device, variant, scenario, shape, settings")
+    machine: Machine = Field(description="the machine that ran it, as `bench env` prints it")
+    node: str | None = Field(None, description="the cluster node (Ray node id or host) the point ran on")
+    provenance: Provenance = Field(description="weights real or random, inputs, transforms applied, backend details")
+    metrics: Metrics = Field(default_factory=Metrics, description="empty unless the status is ok")
+    phases: Phases | None = Field(None, description="where the wall time went")
+    log: str | None = Field(None, description="the child's stdout/stderr (a path, relative to runs.jsonl)")
+
+    @property
+    def machine_id(self) -> str:
+        return self.machine.machine_id
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """A point is identified within a machine: the same point on two machines is two rows."""
+        return self.machine_id, self.point_id

@@ -1,0 +1,131 @@
+"""Where records live: appended and fsynced to runs.jsonl, read back (migrating old versions), and the
+asv-style `machine.json` beside each machine's results.
+
+Layout: `results/<machine_id>/machine.json` and `results/<machine_id>/<suite>/runs.jsonl`. A report may
+read any tree holding several machines' folders; rows are keyed by (machine, point), never by point alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Iterable
+
+from pydantic import ValidationError
+
+from ..errors import ConfigError
+from .migrate import migrate
+from .schema import SCHEMA_VERSION, Harness, Record
+
+RUNS_FILE = "runs.jsonl"
+MACHINE_FILE = "machine.json"
+
+
+def append_record(out_dir: Path, record: Record) -> None:
+    """One line per record, flushed and fsynced: a crash loses at most the line being written."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    line = record.model_dump_json() + "\n"
+    with open(out_dir / RUNS_FILE, "a", encoding="utf-8") as fh:
+        fh.write(line)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def write_machine(machine_dir: Path, machine: dict) -> Path:
+    """`machine.json`, written once per machine folder (records stay self-describing regardless)."""
+    path = machine_dir / MACHINE_FILE
+    if not path.exists():
+        machine_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(machine, indent=2, sort_keys=True), encoding="utf-8")
+        tmp.replace(path)
+    return path
+
+
+def find_run_files(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path]
+    return sorted(path.rglob(RUNS_FILE))
+
+
+def parse_record(data: dict, where: str) -> Record:
+    """A record of any known schema version as the current model; one-line error otherwise."""
+    version = data.get("schema_version")
+    if version != SCHEMA_VERSION:
+        try:
+            data = migrate(data)
+        except ValueError as exc:
+            raise ConfigError(where, "schema_version", str(exc),
+                              f"read it with the bench version that wrote it, or upgrade bench (this one reads "
+                              f"schema versions 1 to {SCHEMA_VERSION})") from None
+    try:
+        return Record.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = ".".join(str(p) for p in err["loc"]) or "(record)"
+        raise ConfigError(where, key, f"not a valid record: {err['msg']}",
+                          "remove the line, or re-run the point to record it again") from None
+
+
+def load_records(path: Path) -> list[Record]:
+    """All records under a directory (or one runs.jsonl). A torn last line from a crash is skipped."""
+    records = []
+    for file in find_run_files(path):
+        with open(file, encoding="utf-8") as fh:
+            lines = fh.readlines()
+        for number, line in enumerate(lines, 1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                data = json.loads(line)
+            except json.JSONDecodeError:
+                if number == len(lines):
+                    continue  # the line a crash tore; everything before it is intact
+                raise ConfigError(f"{file}:{number}", "(line)", "not JSON",
+                                  "remove the damaged line; the other records are kept") from None
+            records.append(parse_record(data, f"{file}:{number}"))
+    return records
+
+
+def load_many(paths: Iterable[Path]) -> list[Record]:
+    """Records from several directories (`bench report DIR1 DIR2`), each path checked first."""
+    records: list[Record] = []
+    for path in paths:
+        path = Path(path)
+        if not path.exists():
+            raise ConfigError(str(path), "(path)", "no such results directory",
+                              "give a directory that holds runs.jsonl")
+        found = load_records(path)
+        if not found:
+            raise ConfigError(str(path), "(path)", "no runs.jsonl records found",
+                              "run `bench run` first, or check the path")
+        records.extend(found)
+    return records
+
+
+def latest_per_point(records: Iterable[Record]) -> list[Record]:
+    """The newest record of each (machine, point), in first-seen order: re-runs replace, never duplicate,
+    and the same point measured on two machines stays two rows."""
+    latest: dict[tuple[str, str], Record] = {}
+    for rec in records:
+        latest[rec.key] = rec
+    return list(latest.values())
+
+
+def resume_state(out_dir: Path, harness: Harness) -> tuple[set[str], set[str]]:
+    """(points done by this harness, points ok only under another harness version) in out_dir.
+
+    A point counts as done only when its ok record was made by the same harness; the caller says so
+    when it re-runs one recorded by another version.
+    """
+    runs = out_dir / RUNS_FILE
+    if not runs.exists():
+        return set(), set()
+    done, stale = set(), set()
+    for rec in load_records(runs):
+        if rec.status != "ok":
+            continue
+        (done if rec.harness.same_as(harness) else stale).add(rec.point_id)
+    return done, stale - done

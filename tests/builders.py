@@ -1,0 +1,46 @@
+"""Records built in tests: valid typed records with the numbers a test sets, nothing measured."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import numpy as np
+
+from bench.config import Defaults, ModelSpec, RunPoint, ScenarioSpec, TransformSpec, VariantSpec
+from bench.measurement.stats import summarize
+from bench.records.schema import Harness, Loop, Metrics, Record, Throughput
+
+HARNESS = Harness(version="0.0.test", commit=None, dirty=None, source_digest="test")
+
+
+def point(model: str = "m", backend: str = "pytorch", variant: str = "fp32", precision: str = "fp32",
+          transforms=(), batch: int = 8, seq: int = 128, device: str = "cpu", scenario: str = "single-stream",
+          teacher: str | None = None, weights: str = "real", task: str = "encoder", target: str | None = None,
+          options: dict | None = None) -> RunPoint:
+    return RunPoint(
+        suite="test", model=ModelSpec(name=model, source="random", id="bert-base-uncased", teacher=teacher),
+        task=task, weights=weights, backend=backend, device=device,
+        variant=VariantSpec(name=variant, precision=precision,
+                            transforms=[t if isinstance(t, TransformSpec) else TransformSpec(**t) for t in transforms]),
+        scenario=ScenarioSpec(name=scenario, options=options or {}), batch_size=batch, seq_len=seq,
+        settings=Defaults(), target=target)
+
+
+def record(point_id: str | None = None, machine: str = "test-machine", status: str = "ok", p50: float = 100.0,
+           tput: float | None = None, samples_ms=None, error: str | None = None, weights: str = "real",
+           metrics: dict | None = None, harness: Harness = HARNESS, session: str = "s", **point_kwargs) -> Record:
+    """A record of one point; `samples_ms` (or a tight spread around `p50`) gives its latency summary."""
+    cfg = point(weights=weights, **point_kwargs)
+    fields: dict = {}
+    if status == "ok":
+        samples = list(samples_ms) if samples_ms is not None else list(p50 * (1 + 0.001 * np.linspace(-1, 1, 64)))
+        rate = tput if tput is not None else cfg.batch_size / (np.mean(samples) / 1e3)
+        fields = {"latency": summarize(samples), "samples_ms": samples, "sufficient": True,
+                  "throughput": Throughput(samples_per_s=rate, tokens_per_s=rate * cfg.seq_len, basis="test"),
+                  "loop": Loop(queries=len(samples), wall_s=sum(samples) / 1e3, min_iterations=64, min_duration_s=0),
+                  "memory": {"peak_rss_bytes": 2**20 * 100, "parameter_bytes": 2**20 * 10}}
+    fields.update(metrics or {})
+    return Record(run_id=(point_id or cfg.point_id) + "-" + session, session_id=session,
+                  point_id=point_id or cfg.point_id, status=status, error=error,
+                  started_at=datetime(2026, 11, 23, tzinfo=timezone.utc), wall_s=1.0, harness=harness, config=cfg,
+                  machine={"machine_id": machine}, provenance={"weights": weights}, metrics=Metrics.model_validate(fields))
