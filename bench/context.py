@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 
 @dataclass
@@ -25,6 +25,8 @@ class RunContext:
     model_config: Any = None  # the transformers config: graph optimizers need head counts and sizes
     model_key: dict = field(default_factory=dict)  # identity of the model and its torch transforms (export cache)
     export_info: dict | None = None  # what the backend's export recorded (opset, cache hit)
+    # loads the untransformed fp32 model afresh (transforms change theirs in place): a teacher for recovery
+    load_original: Callable[[], Any] | None = None
 
     def calibration_batches(self, count: int) -> list[dict]:
         """`count` single-row batches of real text at the run's length, taken after the timed batch's windows."""

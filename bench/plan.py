@@ -17,7 +17,7 @@ from .backends import backends
 from .config import RunPoint, ScenarioSpec, Suite, VariantSpec
 from .drivers import drivers
 from .errors import ConfigError
-from .models import sources
+from .models import model_sources
 from .scenarios import ALIASES, RETIRED, scenarios
 from .variants import transforms
 from .variants.presets import PRESETS, resolve_variant
@@ -132,10 +132,10 @@ def build_plan(suite: Suite, file: str | Path) -> Plan:
                               f"use one of: {', '.join(backends.names())}")
     tasks: dict[str, tuple[str | None, str]] = {}
     for i, model in enumerate(suite.models):
-        if model.source not in sources:
+        if model.source not in model_sources:
             raise ConfigError(file, f"models[{i}].source", f"unknown model source {model.source!r}",
-                              f"use one of: {', '.join(sources.names())}")
-        source = sources.get(model.source)()
+                              f"use one of: {', '.join(model_sources.names())}")
+        source = model_sources.get(model.source)()
         problem = source.check(model)
         if problem:
             raise ConfigError(file, f"models[{i}].id", *problem)

@@ -70,3 +70,20 @@ def test_random_weights_mark_quality_not_meaningful():
     assert result.cosine_mean == pytest.approx(1)
     # numbers inside the bound, yet random weights: the verdict never reads "within bound"
     assert result.verdict == "not meaningful (random weights)" and result.within_bound is None
+
+
+def test_fused_lm_sums_match_the_separate_metrics():
+    rng = np.random.default_rng(3)
+    ref = rng.normal(size=(2, 9, 50)).astype(np.float32)
+    test = (ref + rng.normal(scale=0.3, size=ref.shape)).astype(np.float32)
+    labels = rng.integers(0, 50, size=(2, 9))
+    labels[1, :4] = -100
+    sums = metrics.lm_comparison_sums(ref, test, labels)
+    mask = metrics.prediction_mask(labels)
+    ref_total, count = metrics.nll_sum_and_count(ref, labels)
+    test_total, _ = metrics.nll_sum_and_count(test, labels)
+    assert sums["count"] == count == int(mask.sum())
+    assert sums["ref_nll"] == pytest.approx(ref_total) and sums["test_nll"] == pytest.approx(test_total)
+    assert sums["kl"] / count == pytest.approx(metrics.mean_kl_divergence(ref, test, mask))
+    assert sums["top1"] / count == pytest.approx(metrics.top1_agreement(ref, test, mask))
+    assert sums["kl"] > 0 and metrics.lm_comparison_sums(ref, ref, labels)["kl"] == 0.0

@@ -50,11 +50,26 @@ def _point(write_suite, **kw):
     return build_plan(load_suite(path), path).points[0]
 
 
+@pytest.mark.parametrize("start_method", ["forkserver", "spawn"])
 @pytest.mark.parametrize("target, words", [(faults.killed, "SIGKILL"), (faults.exits, "status 3")])
-def test_child_crash_becomes_failed_outcome(target, words, write_suite, tmp_path):
+def test_child_crash_becomes_failed_outcome(target, words, start_method, write_suite, tmp_path):
     point = _point(write_suite)
-    outcome = run_isolated(point.model_dump(mode="json"), str(tmp_path), None, 60, target=target)
+    outcome = run_isolated(point.model_dump(mode="json"), str(tmp_path), None, 60, target=target,
+                           start_method=start_method)
     assert outcome["status"] == "failed" and words in outcome["error"]
+
+
+def test_forked_and_spawned_points_give_the_same_kind_of_record(write_suite, tmp_path):
+    """The fork server changes how the process starts, not what it measures: both records are ok, carry
+    the same provenance keys, and say how they started."""
+    point = _point(write_suite)
+    outcomes = {m: run_isolated(point.model_dump(mode="json"), str(tmp_path), None, 120, start_method=m)
+                for m in ("forkserver", "spawn")}
+    assert all(o["status"] == "ok" for o in outcomes.values()), outcomes
+    assert {m: o["provenance"]["process"]["start_method"] for m, o in outcomes.items()} == {
+        "forkserver": "forkserver", "spawn": "spawn"}
+    assert outcomes["forkserver"]["provenance"].keys() == outcomes["spawn"]["provenance"].keys()
+    assert outcomes["forkserver"]["provenance"]["threads"] == outcomes["spawn"]["provenance"]["threads"]
 
 
 def test_child_timeout_is_killed_and_reported(write_suite, tmp_path):
@@ -69,9 +84,9 @@ def test_crash_in_one_point_does_not_stop_the_suite_and_resume_skips_ok(write_su
     out = tmp_path / "out"
     real = local_executor.run_isolated
 
-    def crash_batch_one(point_data, cache_dir, log_path, timeout_s):
+    def crash_batch_one(point_data, cache_dir, log_path, timeout_s, **kwargs):
         target = faults.killed if point_data["batch_size"] == 1 else None
-        return real(point_data, cache_dir, log_path, timeout_s, **({"target": target} if target else {}))
+        return real(point_data, cache_dir, log_path, timeout_s, **kwargs, **({"target": target} if target else {}))
 
     monkeypatch.setattr(local_executor, "run_isolated", crash_batch_one)
     assert main(["run", str(path), "--out", str(out)]) == 0

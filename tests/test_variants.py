@@ -221,3 +221,24 @@ def test_int8_dynamic_keeps_named_layers_float():
     assert all(type(layer.mlp.down_proj) is torch.nn.Linear for layer in model.model.layers)
     assert sum("down_proj" in n for n in info["kept_float"]) == 2 and "lm_head" in info["kept_float"]
     assert type(model.model.layers[0].mlp.up_proj) is not torch.nn.Linear
+
+
+def test_seeded_random_models_are_reproducible_and_tied():
+    from transformers import AutoModel, AutoModelForCausalLM, BertConfig, GPT2Config
+
+    from bench.models.sources import seeded_random_model
+
+    gpt2 = seeded_random_model(AutoModelForCausalLM, GPT2Config(n_layer=2, n_embd=32, n_head=2), seed=3)
+    again = seeded_random_model(AutoModelForCausalLM, GPT2Config(n_layer=2, n_embd=32, n_head=2), seed=3)
+    other = seeded_random_model(AutoModelForCausalLM, GPT2Config(n_layer=2, n_embd=32, n_head=2), seed=4)
+    assert all(torch.equal(a, b) for a, b in zip(gpt2.state_dict().values(), again.state_dict().values()))
+    assert not torch.equal(gpt2.transformer.h[0].mlp.c_fc.weight, other.transformer.h[0].mlp.c_fc.weight)
+    assert gpt2.lm_head.weight is gpt2.transformer.wte.weight
+    std = float(gpt2.transformer.h[0].attn.c_attn.weight.std())
+    assert 0.015 < std < 0.025  # initializer_range 0.02
+    assert torch.equal(gpt2.transformer.h[0].ln_1.weight, torch.ones(32))
+    bert = seeded_random_model(AutoModel, BertConfig(num_hidden_layers=1, hidden_size=32, num_attention_heads=2,
+                                                     intermediate_size=64), seed=0)
+    assert bert.embeddings.position_ids[0, :4].tolist() == [0, 1, 2, 3]  # buffers stay real
+    with torch.no_grad():
+        assert torch.isfinite(bert(input_ids=torch.arange(8)[None]).last_hidden_state).all()

@@ -26,6 +26,9 @@ class Run(Command):
         parser.add_argument("--executor", default="local",
                             help="where points run: local (default) or ray (a Ray cluster, see README)")
         parser.add_argument("--address", default="auto", help="ray: the cluster address (default: auto, the running one)")
+        parser.add_argument("--start-method", choices=["forkserver", "spawn"], default="forkserver",
+                            help="how each point's fresh process starts: forked from a server that imported torch "
+                                 "once (default), or a new interpreter")
 
     def __call__(self, args) -> int:
         from ..executors import executors
@@ -42,7 +45,7 @@ class Run(Command):
             raise ConfigError("--executor", args.executor, missing, executor_cls.install or "see README.md")
         if args.find_peak:
             plan = plan.with_scenario_option("server", find_peak=True)
-        executor = executor_cls(address=args.address)
+        executor = executor_cls(address=args.address, start_method=args.start_method)
         out = Path(args.out) if args.out else None
         out_console = console()
         out_console.print(f"suite {path}: {len(plan.points)} points, executor {args.executor}")

@@ -27,6 +27,6 @@ class Local(Executor):
             announce(point)
             started = now()
             outcome = run_isolated(point.model_dump(mode="json"), str(cache_dir), str(log_dir / f"{point.point_id}.log"),
-                                   point.settings.timeout_s)
+                                   point.settings.timeout_s, start_method=self.options.get("start_method", "forkserver"))
             yield Finished(point=point, outcome=outcome, machine=machine, started=started,
                            wall_s=outcome["child_wall_s"])

@@ -43,4 +43,4 @@ class Source:
         raise NotImplementedError
 
 
-sources: Registry[type[Source]] = Registry("model source", "bench.models")
+model_sources: Registry[type[Source]] = Registry("model source", "bench.models")

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ModelSpec
-from . import LoadedModel, Source, sources
+from . import LoadedModel, Source, model_sources
 
 CAUSAL_MODEL_TYPES = {"gpt2", "llama", "mistral", "qwen2", "gpt_neox", "opt", "phi", "gemma", "smollm3"}
 
@@ -61,7 +61,7 @@ PACKAGED = {
 }
 
 
-@sources.register("packaged")
+@model_sources.register("packaged")
 class Packaged(Source):
     def check(self, spec: ModelSpec):
         entry = PACKAGED.get(spec.id)
@@ -129,7 +129,7 @@ def stand_in_tokenizer() -> tuple[Any, str]:
     return transformers.AutoTokenizer.from_pretrained(root / "model"), "all-MiniLM-L6-v2 WordPiece (stand-in)"
 
 
-@sources.register("random")
+@model_sources.register("random")
 class RandomWeights(Source):
     weights = "random"
 
@@ -142,18 +142,52 @@ class RandomWeights(Source):
         return spec.task or RANDOM_TASKS.get(spec.id)
 
     def load(self, spec: ModelSpec, seed: int = 0) -> LoadedModel:
-        import torch
         import transformers
 
         config_class, fields = _architectures()[spec.id]
         config = getattr(transformers, config_class)(**{**fields, **spec.overrides})
         task = self.task(spec)
-        torch.manual_seed(seed)
-        model = auto_class(task).from_config(config, torch_dtype=torch.float32)
+        model = seeded_random_model(auto_class(task), config, seed)
         tok, tok_name = stand_in_tokenizer()
         return _finish(model, tok, task, "random", source=f"random:{spec.id}", seed=seed,
-                       overrides=spec.overrides, tokenizer_source=tok_name,
+                       overrides=spec.overrides, tokenizer_source=tok_name, init=RANDOM_INIT,
                        note="architecture-exact, random weights: valid for speed, meaningless for quality")
+
+
+RANDOM_INIT = ("seeded uniform(-a, a) with a = initializer_range * sqrt(3) (the same std as transformers' normal "
+               "init) for matrices, ones for norm weights, zeros for biases; ties restored")
+
+
+def seeded_random_model(model_class: Any, config: Any, seed: int) -> Any:
+    """The architecture with seeded random weights, built without transformers' per-module init.
+
+    Parameters are created empty (accelerate's init_empty_weights; buffers such as BERT's position ids stay
+    real) and filled once from one seeded generator: about half the time of transformers' initialisation
+    for GPT-2 124M, which a random-weight point paid on every run. Same seed, same weights.
+    """
+    import torch
+    from accelerate import init_empty_weights
+
+    with init_empty_weights(include_buffers=False):
+        model = model_class.from_config(config, torch_dtype=torch.float32)
+    bound = getattr(config, "initializer_range", 0.02) * 3 ** 0.5
+    generator = torch.Generator().manual_seed(seed)
+    made: dict[int, Any] = {}
+    with torch.no_grad():
+        for module in model.modules():
+            for name, param in list(module._parameters.items()):
+                if param is None:
+                    continue
+                if id(param) not in made:
+                    tensor = torch.empty(param.shape, dtype=torch.float32)
+                    if param.dim() == 1:
+                        tensor.fill_(1.0 if name == "weight" else 0.0)
+                    else:
+                        tensor.uniform_(-bound, bound, generator=generator)
+                    made[id(param)] = torch.nn.Parameter(tensor, requires_grad=False)
+                module._parameters[name] = made[id(param)]
+    model.tie_weights()
+    return model
 
 
 # --- hub / local / gguf: transformers loading, trust_remote_code off, safetensors preferred --------
@@ -169,7 +203,7 @@ def _load_pretrained(where: str, spec: ModelSpec, **kw) -> LoadedModel:
     return _finish(model, tok, task, "real", source=f"{spec.source}:{spec.id}", tokenizer_source="the model's own")
 
 
-@sources.register("hub")
+@model_sources.register("hub")
 class Hub(Source):
     """A Hugging Face hub id; needs network access or a populated local cache."""
 
@@ -177,7 +211,7 @@ class Hub(Source):
         return _load_pretrained(spec.id, spec, use_safetensors=None)
 
 
-@sources.register("local")
+@model_sources.register("local")
 class Local(Source):
     def check(self, spec: ModelSpec):
         if not Path(spec.id).is_dir():
@@ -188,7 +222,7 @@ class Local(Source):
         return _load_pretrained(spec.id, spec)
 
 
-@sources.register("gguf")
+@model_sources.register("gguf")
 class Gguf(Source):
     """A GGUF file, dequantized to fp32 by transformers (needs the gguf package)."""
 

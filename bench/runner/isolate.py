@@ -1,4 +1,10 @@
-"""Run one point in a fresh spawned process with a timeout, without distorting it.
+"""Run one point in a fresh process with a timeout, without distorting it.
+
+Each point gets its own process, started one of two ways:
+- `forkserver` (default): forked from a server process that imported torch, transformers and the harness
+  once (runner/preload.py), so a point does not pay 2-3 s of imports. The server imports nothing that
+  starts a thread and runs no model; the child is still a new process with its own memory.
+- `spawn`: a new interpreter per point, for comparison with the above.
 
 The parent blocks in the kernel (`multiprocessing.connection.wait`, i.e. poll/select) on the child's
 pipe and exit sentinel. It never spins: on a 2-core machine a busy-waiting parent steals a core and
@@ -7,15 +13,22 @@ doubles the child's latencies (a well-known peer's launcher does exactly that).
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
+import os
 import signal
 import time
+from multiprocessing import forkserver
 from multiprocessing.connection import wait
-from typing import Callable
+from typing import Callable, Iterator, Literal
 
 from .child import child_main
 
 KILL_GRACE_S = 5.0
+StartMethod = Literal["forkserver", "spawn"]
+PRELOAD = "bench.runner.preload"
+# the fork server's environment: numpy's OpenBLAS starts its worker threads at import unless told not to
+SERVER_ENV = {"OPENBLAS_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 
 def _describe_exit(code: int | None) -> str:
@@ -28,13 +41,36 @@ def _describe_exit(code: int | None) -> str:
     return f"child exited with status {code} before reporting a result"
 
 
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _context(method: StartMethod):
+    ctx = mp.get_context(method)
+    if method == "forkserver":
+        ctx.set_forkserver_preload([PRELOAD])
+        with _environment(SERVER_ENV):  # the server keeps the environment it starts with
+            forkserver.ensure_running()
+    return ctx
+
+
 def run_isolated(point_data: dict, cache_dir: str, log_path: str | None, timeout_s: float,
-                 target: Callable = child_main) -> dict:
+                 target: Callable = child_main, start_method: StartMethod = "forkserver") -> dict:
     """Return the child's outcome dict, or a `failed`/`timeout` outcome written by the parent.
 
     `target` is the child's entry point; tests replace it to inject crashes and hangs.
     """
-    ctx = mp.get_context("spawn")
+    ctx = _context(start_method)
     receiver, sender = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=target, args=(point_data, cache_dir, log_path, sender, time.time()), daemon=True)
     start = time.monotonic()
@@ -62,4 +98,7 @@ def run_isolated(point_data: dict, cache_dir: str, log_path: str | None, timeout
     if outcome is None:
         outcome = {"status": "failed", "error": _describe_exit(proc.exitcode)}
     outcome["child_wall_s"] = time.monotonic() - start
+    if outcome["status"] == "ok":
+        outcome["provenance"]["process"] = {"start_method": start_method,
+                                            "preloaded": PRELOAD if start_method == "forkserver" else None}
     return outcome

@@ -5,9 +5,9 @@ from __future__ import annotations
 from ..config import TransformSpec, VariantSpec
 
 
-def _v(name: str, backend: str | None = None, precision: str = "fp32", mode: str = "cast",
+def _v(name: str, backend: str | None = None, precision: str = "fp32", precision_mode: str = "cast",
        transforms: tuple = (), **backend_options) -> VariantSpec:
-    return VariantSpec(name=name, backend=backend, precision=precision, precision_mode=mode,
+    return VariantSpec(name=name, backend=backend, precision=precision, precision_mode=precision_mode,
                        transforms=[TransformSpec(name=t, options=o) for t, o in transforms],
                        backend_options=backend_options)
 
@@ -15,9 +15,9 @@ def _v(name: str, backend: str | None = None, precision: str = "fp32", mode: str
 PRESETS: dict[str, VariantSpec] = {v.name: v for v in [
     _v("fp32"),
     _v("bf16", precision="bf16"),
-    _v("bf16-autocast", precision="bf16", mode="autocast"),
+    _v("bf16-autocast", precision="bf16", precision_mode="autocast"),
     _v("fp16", precision="fp16"),
-    _v("fp16-autocast", precision="fp16", mode="autocast"),
+    _v("fp16-autocast", precision="fp16", precision_mode="autocast"),
     _v("tf32", backend="pytorch", transforms=(("tf32", {}),)),
     _v("torch-int8-dynamic", backend="pytorch", transforms=(("int8-dynamic", {}),)),
     _v("torch-int8-dynamic-float-down", backend="pytorch",
@@ -42,6 +42,11 @@ PRESETS: dict[str, VariantSpec] = {v.name: v for v in [
     _v("pruned-ffn50-int8", backend="pytorch",
        transforms=(("prune-structured", {"ffn_fraction": 0.5, "method": "activation"}), ("int8-dynamic", {}))),
     _v("sparse-2to4-fp16", backend="pytorch", precision="fp16", transforms=(("sparse-2to4", {}),)),
+    # torch.compile (inductor, freezing on CPU): compile time is recorded apart from the measurement
+    _v("compile", backend="torch-compile"),
+    _v("compile-bf16", backend="torch-compile", precision="bf16"),
+    _v("compile-int8", backend="torch-compile", transforms=(("int8-dynamic", {"api": "torchao"}),)),
+    _v("compile-max-autotune-bf16", backend="torch-compile", precision="bf16", mode="max-autotune"),
 ]}
 
 

@@ -21,19 +21,23 @@ class Int8Dynamic(Transform):
     class Options(_LinearOptions):
         per_channel: bool = Field(False, description="per-channel weight scales: more accurate, slower kernels here")
         skip_modules: list[str] = Field(default_factory=list, description="keep layers whose name contains these in float")
+        api: Literal["torch.ao", "torchao"] = Field(
+            "torch.ao", description="torch.ao: the fast eager kernels; torchao: tensor subclasses torch.compile lowers")
 
     def apply(self, model, options, ctx):
         from . import torch_quant
 
         if ctx.device != "cpu":
             raise Unsupported("int8-dynamic uses CPU int8 kernels; on CUDA use weight-only or ORT variants")
-        return torch_quant.dynamic_int8(model, options.skip_lm_head, options.per_channel, tuple(options.skip_modules))
+        return torch_quant.dynamic_int8(model, options.skip_lm_head, options.per_channel, tuple(options.skip_modules),
+                                        api=options.api, cpu_flags=ctx.cpu_flags)
 
     def compute_precision(self, options, precision):
         return "int8"
 
     def describe(self, options):
-        return "int8 dynamic" + (", per-channel" if options.per_channel else "") + \
+        return "int8 dynamic" + (" (torchao)" if options.api == "torchao" else "") + \
+            (", per-channel" if options.per_channel else "") + \
             (f", {'/'.join(options.skip_modules)} in float" if options.skip_modules else "")
 
 
