@@ -20,6 +20,7 @@ import tempfile
 from pathlib import Path
 
 from bench.config import Suite
+from bench.errors import ConfigError
 from bench.hardware.machine import describe_machine
 from bench.plan import build_plan
 from bench.runner.isolate import run_isolated
@@ -81,8 +82,11 @@ def main() -> None:
         if getattr(args, key) is None:
             setattr(args, key, tiny if args.tiny else full)
 
-    points = {(p.scenario.name, p.scenario.options["driver"]): p
-              for p in build_plan(Suite.model_validate(suite(args)), "<loadgen_vs_bench>").points}
+    try:
+        plan = build_plan(Suite.model_validate(suite(args)), "<loadgen_vs_bench>")
+    except ConfigError as exc:  # e.g. LoadGen not installed: the message carries the install command
+        raise SystemExit(f"error: {exc}") from None
+    points = {(p.scenario.name, p.scenario.options["driver"]): p for p in plan.points}
     p = next(iter(points.values()))
     label = f"{p.model.name} · {p.backend} · {p.device} · {p.variant.name} · b{p.batch_size} s{p.seq_len}"
     print(f"{label}: server {args.rate:g} req/s, {args.batching} batching up to {args.batch} "

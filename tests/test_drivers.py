@@ -109,11 +109,17 @@ def test_server_generation_reports_first_token(name):
 
 
 @pytest.mark.parametrize("name", DRIVERS)
-def test_overloaded_server_stops_serving_at_the_deadline(name):
+@pytest.mark.parametrize("tokens", [0, 3])
+def test_overloaded_server_stops_serving_at_the_deadline(name, tokens):
+    def serve(n, on_token):  # 20 ms a request, streaming `tokens` tokens
+        time.sleep(5 * SERVICE_S)
+        for i in range(tokens):
+            on_token(i)
+
     # 200 requests/s into 20 ms services: after 0.1 s most requests are still waiting
-    records = drivers.get(name)().server(lambda n, on_token: time.sleep(5 * SERVICE_S), 200.0, 40, 3, "poisson",
-                                         1.0, BatchingPolicy("single"), deadline_s=0.1)
+    records = drivers.get(name)().server(serve, 200.0, 40, 3, "poisson", 1.0, BatchingPolicy("single"), deadline_s=0.1)
     assert 0 < len(records) < 40
+    assert all((r["ttft_s"] is not None) == bool(tokens) for r in records)
 
 
 @needs_loadgen

@@ -165,8 +165,9 @@ def _ignore_samples(_samples) -> None:
     """The query sample library's load/unload: the system under test holds its inputs already."""
 
 
-def _run_test(lg, test_settings, issue_query: Callable) -> LoadGenLog:
-    """One LoadGen test with its logs in a temporary directory, never the working directory."""
+def _run_test(lg, test_settings, issue_query: Callable, failure: _FirstFailure) -> LoadGenLog:
+    """One LoadGen test with its logs in a temporary directory, never the working directory; what the system
+    under test raised comes first."""
     with tempfile.TemporaryDirectory(prefix="bench-loadgen-") as logdir:
         log_settings = lg.LogSettings()
         log_settings.log_output.outdir = logdir
@@ -179,6 +180,7 @@ def _run_test(lg, test_settings, issue_query: Callable) -> LoadGenLog:
         finally:
             lg.DestroyQSL(qsl)
             lg.DestroySUT(sut)
+        failure.raise_if_any()
         samples = read_trace(os.path.join(logdir, "mlperf_log_trace.json"))
         results, errors = read_detail(os.path.join(logdir, "mlperf_log_detail.txt"))
     check_trace_against_summary(samples, results)
@@ -266,9 +268,9 @@ class _ServerWorker:
                     self._first_token(batch)
 
             # overloaded past the deadline: the rest go unserved (LoadGen still needs every sample completed)
-            ok = time.perf_counter() - self.started_s <= self.deadline_s
+            past_deadline = time.perf_counter() - self.started_s > self.deadline_s
             began = time.perf_counter()
-            ok = ok and self.failure.serve(self.serve, len(batch), on_token)
+            ok = not past_deadline and self.failure.serve(self.serve, len(batch), on_token)
             service_s = time.perf_counter() - began
             if not ok:  # unserved samples are dropped from the records; LoadGen's token bookkeeping stays whole
                 if self.token_mode and not tokens:
@@ -312,8 +314,7 @@ class LoadGenDriver(Driver):
 
         for run in range(_SIZING_RUNS):
             with gc_paused():
-                log = _run_test(lg, test, issue_query)
-            failure.raise_if_any()
+                log = _run_test(lg, test, issue_query, failure)
             if not log.too_short or run == _SIZING_RUNS - 1:
                 break
             warm_count, warm_ns = warm_count + len(log.samples), warm_ns + log.wall_ns
@@ -350,8 +351,7 @@ class LoadGenDriver(Driver):
         for run in range(_SIZING_RUNS):
             sizes.clear()
             with gc_paused():
-                log = _run_test(lg, test, issue_query)
-            failure.raise_if_any()
+                log = _run_test(lg, test, issue_query, failure)
             if not log.too_short or run == _SIZING_RUNS - 1:
                 break
             warm_count, warm_ns = warm_count + len(sizes), warm_ns + log.wall_ns
@@ -382,11 +382,10 @@ class LoadGenDriver(Driver):
         test.use_token_latencies = worker.token_mode
         worker.thread.start()
         try:
-            log = _run_test(lg, test, worker.issue_query)
+            log = _run_test(lg, test, worker.issue_query, worker.failure)
         finally:
             worker.queue.put(None)
             worker.thread.join()
-        worker.failure.raise_if_any()
         if len(log.samples) != count or worker.received != count:
             raise RuntimeError(f"LoadGen issued {worker.received} and traced {len(log.samples)} of {count} queries")
         origin = log.samples[0].scheduled_ns
