@@ -5,8 +5,9 @@ from __future__ import annotations
 import gc
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 
 @dataclass
@@ -41,6 +42,19 @@ def warm_up(fn: Callable[[], object], iterations: int, seconds: float) -> tuple[
         fn()
         count += 1
     return count, time.perf_counter_ns() - start
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """The garbage collector off for a timed window, so a collection of the harness's garbage is not charged
+    to the model (as `timeit` does); restored to what it was."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def time_loop(fn: Callable[[], object], settings: LoopSettings) -> TimedSamples:

@@ -1,0 +1,223 @@
+"""Both traffic drivers (ours and MLPerf LoadGen) on the three patterns, against fake systems under test.
+
+No timing assertions about the machine: the fakes sleep a fixed service time, and the checks rely only on a
+sleep lasting at least as long as asked. The LoadGen cases skip cleanly when mlperf_loadgen is absent.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from bench.cli import main
+from bench.config import load_suite
+from bench.drivers import drivers
+from bench.drivers.loadgen import LoadGenDriver, LoadGenSample, check_trace_against_summary
+from bench.errors import ConfigError, Unsupported
+from bench.measurement.server import BatchingPolicy
+from bench.measurement.timing import LoopSettings
+from bench.plan import build_plan
+from bench.records.store import load_records
+
+from conftest import TINY_BERT, TINY_GPT2, tiny_suite
+
+needs_loadgen = pytest.mark.skipif(LoadGenDriver.missing() is not None,
+                                   reason=f"{LoadGenDriver.missing()}; {LoadGenDriver.install}")
+DRIVERS = ["bench", pytest.param("loadgen", marks=needs_loadgen)]
+SERVICE_S = 0.004
+SERVICE_NS = SERVICE_S * 1e9
+SETTINGS = LoopSettings(warmup_iterations=2, warmup_s=0.0, min_iterations=12, min_duration_s=0.05)
+
+
+@pytest.mark.parametrize("name", DRIVERS)
+def test_single_stream_times_every_query(name):
+    calls: list[int] = []
+
+    def issue():
+        calls.append(1)
+        time.sleep(SERVICE_S)
+
+    timed = drivers.get(name)().single_stream(issue, SETTINGS)
+    assert timed.count >= SETTINGS.min_iterations and timed.warmup_iterations >= 1
+    assert len(calls) == timed.warmup_iterations + timed.count  # one call per timed query, nothing extra
+    assert all(ns >= SERVICE_NS for ns in timed.samples_ns)
+    assert timed.wall_ns >= sum(timed.samples_ns)  # one at a time
+    assert timed.wall_ns >= SETTINGS.min_duration_s * 1e9 and not timed.stopped_by_max_duration
+
+
+@pytest.mark.parametrize("name", DRIVERS)
+def test_offline_serves_every_sample_in_bounded_batches(name):
+    sizes: list[int] = []
+
+    def issue_batch(n):
+        sizes.append(n)
+        time.sleep(SERVICE_S)
+
+    timed = drivers.get(name)().offline(issue_batch, 4, SETTINGS)
+    assert timed.batch_sizes == sizes[timed.warmup_iterations:]  # what the system ran is what was timed
+    assert all(1 <= n <= 4 for n in timed.batch_sizes)
+    assert timed.served == timed.samples >= SETTINGS.min_iterations * 4
+    assert len(timed.batch_sizes) >= SETTINGS.min_iterations and not timed.stopped_by_max_duration
+    gaps = [b - a for a, b in zip([0, *timed.completions_ns], timed.completions_ns)]
+    assert all(g >= SERVICE_NS for g in gaps)  # batches run one after another, each at least one service
+    assert len(timed.sample_latencies_ns()) == timed.samples
+
+
+@pytest.mark.parametrize("name", DRIVERS)
+def test_server_single_serves_each_request_alone(name):
+    records = drivers.get(name)().server(lambda n, on_token: time.sleep(SERVICE_S), 50.0, 20, 3, "poisson", 1.0,
+                                         BatchingPolicy("single"), deadline_s=30.0)
+    assert len(records) == 20 and all(r["batch_size"] == 1 for r in records)
+    scheduled = [r["scheduled_s"] for r in records]
+    assert scheduled == sorted(scheduled)
+    for r in records:
+        assert r["latency_s"] >= SERVICE_S and r["ttft_s"] is None
+        assert r["done_s"] - r["start_s"] >= SERVICE_S and r["queue_s"] >= -1e-3
+        assert r["latency_s"] == pytest.approx(r["done_s"] - r["scheduled_s"], abs=1e-6)
+
+
+@pytest.mark.parametrize("name", DRIVERS)
+def test_server_dynamic_batching_forms_batches_under_load(name):
+    sizes: list[int] = []
+
+    def serve(n, on_token):
+        sizes.append(n)
+        time.sleep(5 * SERVICE_S)
+
+    # 400 requests/s into 20 ms batches: several arrive during each batch
+    records = drivers.get(name)().server(serve, 400.0, 40, 3, "poisson", 1.0,
+                                         BatchingPolicy("dynamic", max_batch_size=4, max_wait_s=0.002), deadline_s=30.0)
+    assert len(records) == 40 and all(r["latency_s"] >= 5 * SERVICE_S for r in records)
+    batch_sizes = [r["batch_size"] for r in records]
+    assert all(1 <= b <= 4 for b in batch_sizes) and max(batch_sizes) > 1
+    assert all(batch_sizes.count(b) % b == 0 for b in set(batch_sizes))  # a batch of b holds b requests
+    assert max(sizes) == max(batch_sizes)
+
+
+@pytest.mark.parametrize("name", DRIVERS)
+def test_server_generation_reports_first_token(name):
+    def serve(n, on_token):
+        for i in range(3):
+            time.sleep(SERVICE_S)
+            on_token(i)
+
+    records = drivers.get(name)().server(serve, 40.0, 12, 3, "poisson", 1.0, BatchingPolicy("single"), deadline_s=30.0)
+    assert len(records) == 12
+    for r in records:
+        assert r["ttft_s"] is not None and SERVICE_S <= r["ttft_s"] <= r["latency_s"] - 2 * SERVICE_S + 1e-3
+
+
+@pytest.mark.parametrize("name", DRIVERS)
+@pytest.mark.parametrize("tokens", [0, 3])
+def test_overloaded_server_stops_serving_at_the_deadline(name, tokens):
+    def serve(n, on_token):  # 20 ms a request, streaming `tokens` tokens
+        time.sleep(5 * SERVICE_S)
+        for i in range(tokens):
+            on_token(i)
+
+    # 200 requests/s into 20 ms services: after 0.1 s most requests are still waiting
+    records = drivers.get(name)().server(serve, 200.0, 40, 3, "poisson", 1.0, BatchingPolicy("single"), deadline_s=0.1)
+    assert 0 < len(records) < 40
+    assert all((r["ttft_s"] is not None) == bool(tokens) for r in records)
+
+
+@needs_loadgen
+def test_loadgen_refuses_gamma_arrivals():
+    with pytest.raises(Unsupported, match="Poisson"):
+        LoadGenDriver().server(lambda n, on_token: None, 10.0, 5, 0, "gamma", 0.5, BatchingPolicy(), 10.0)
+
+
+@needs_loadgen
+@pytest.mark.parametrize("pattern", ["single_stream", "offline", "server"])
+def test_loadgen_raises_what_the_system_raised_and_leaves_no_logs(pattern, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # LoadGen writes its logs to the working directory unless told otherwise
+    calls: list[int] = []
+
+    def fails_after_two(*args):  # the warm-up (or the server's probe and first batch) pass, then it fails
+        calls.append(1)
+        if len(calls) > 2:
+            raise Unsupported("no kernel for this")
+        time.sleep(SERVICE_S)
+
+    driver = LoadGenDriver()
+    with pytest.raises(Unsupported, match="no kernel"):
+        if pattern == "single_stream":
+            driver.single_stream(fails_after_two, SETTINGS)
+        elif pattern == "offline":
+            driver.offline(fails_after_two, 4, SETTINGS)
+        else:
+            driver.server(fails_after_two, 100.0, 10, 0, "poisson", 1.0, BatchingPolicy(), 10.0)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_trace_reading_is_checked_against_loadgens_summary():
+    samples = [LoadGenSample(0, 5_000_000), LoadGenSample(10, 7_000_000)]
+    check_trace_against_summary(samples, {"result_min_latency_ns": 5_000_000, "result_max_latency_ns": 7_000_000})
+    with pytest.raises(RuntimeError, match="result_max_latency_ns"):
+        check_trace_against_summary(samples, {"result_min_latency_ns": 5_000_000, "result_max_latency_ns": 8_000_000})
+
+
+def test_plan_refuses_loadgen_when_missing_with_the_install_command(write_suite, monkeypatch, capsys):
+    monkeypatch.setattr(LoadGenDriver, "missing", classmethod(lambda cls: "mlperf_loadgen is not installed"))
+    path = write_suite(tiny_suite(scenarios=[{"name": "offline", "options": {"driver": "loadgen"}}]))
+    with pytest.raises(ConfigError) as info:
+        build_plan(load_suite(path), path)
+    assert info.value.key == "scenarios[0].options.driver" and info.value.fix == LoadGenDriver.install
+    assert main(["plan", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and 'pip install -e ".[loadgen]"' in err and "mlperf_loadgen" in err
+
+
+@needs_loadgen
+def test_suite_runs_the_three_patterns_through_loadgen(write_suite, tmp_path):
+    loadgen = {"driver": "loadgen"}
+    path = write_suite(tiny_suite(
+        models=[TINY_BERT], quality={"enabled": False},
+        scenarios=[{"name": "single-stream", "options": loadgen}, {"name": "offline", "options": loadgen},
+                   {"name": "server", "options": {**loadgen, "rate_qps": 40, "batching": "dynamic",
+                                                  "latency_bound_ms": 500}}],
+        defaults={"warmup_iterations": 1, "warmup_s": 0, "min_iterations": 8, "min_duration_s": 0.2,
+                  "intra_op_threads": 1, "timeout_s": 120}))
+    out = tmp_path / "out"
+    assert main(["run", str(path), "--out", str(out)]) == 0
+    recs = {r.config.scenario.name: r for r in load_records(out)}
+    assert set(recs) == {"single-stream", "offline", "server"}
+    assert all(r.status == "ok" for r in recs.values()), [r.error for r in recs.values()]
+    assert all(r.config.scenario.options["driver"] == "loadgen" for r in recs.values())
+    for name in ("single-stream", "offline"):
+        m = recs[name].metrics
+        assert m.loop.driver == "loadgen" and m.loop.queries >= 8 and m.loop.wall_s >= 0.2
+        assert m.throughput.samples_per_s > 0 and 0 < m.latency.p50_ms <= m.latency.p99_ms
+    assert recs["offline"].metrics.loop.samples >= 8 * 2
+    s = recs["server"].metrics.server
+    assert s.requests == s.scheduled_requests >= 8 and 0 < s.latency_ms["p50"] <= s.latency_ms["p99"]
+    assert s.completed_samples_per_s > 0 and 1 <= s.mean_batch_size <= 2
+
+
+@pytest.mark.parametrize("name", DRIVERS)
+def test_a_slow_first_call_does_not_cut_single_stream_short(name):
+    calls: list[int] = []
+
+    def issue():  # the first call pays a one-off cost ten times the steady service time
+        calls.append(1)
+        time.sleep(10 * SERVICE_S if len(calls) == 1 else SERVICE_S)
+
+    settings = LoopSettings(warmup_iterations=1, warmup_s=0.0, min_iterations=5, min_duration_s=0.3)
+    timed = drivers.get(name)().single_stream(issue, settings)
+    assert timed.wall_ns >= 0.3e9 and timed.count >= 5
+    assert len(calls) == timed.warmup_iterations + timed.count  # a discarded sizing run is counted as warm-up
+
+
+@needs_loadgen
+def test_a_slow_first_batch_does_not_cut_loadgen_offline_short():
+    calls: list[int] = []
+
+    def issue_batch(n):
+        calls.append(n)
+        time.sleep(10 * SERVICE_S if len(calls) == 1 else SERVICE_S)
+
+    settings = LoopSettings(warmup_iterations=1, warmup_s=0.0, min_iterations=5, min_duration_s=0.3)
+    timed = LoadGenDriver().offline(issue_batch, 4, settings)
+    assert timed.wall_ns >= 0.3e9 and timed.served == timed.samples
+    assert len(calls) == timed.warmup_iterations + len(timed.batch_sizes)
