@@ -90,3 +90,18 @@ def test_offline_issues_everything_at_once_and_batches_it():
     assert timed.completions_ns == sorted(timed.completions_ns)
     latencies = timed.sample_latencies_ns()
     assert len(latencies) == 20 and latencies[:4] == [timed.completions_ns[0]] * 4
+
+
+def test_offline_sizes_its_sample_set_from_the_fastest_warm_up_batch():
+    """A slow first call (lazy initialisation) must not shrink the set below the minimum duration."""
+    import time
+
+    calls = []
+
+    def batch(n):
+        calls.append(n)
+        time.sleep(0.2 if len(calls) == 1 else 0.01)
+
+    timed = offline_loop(batch, 2, LoopSettings(warmup_iterations=2, warmup_s=0, min_iterations=1,
+                                                min_duration_s=0.1))
+    assert timed.wall_ns >= 0.1e9  # the mean warm-up (0.105 s) would have sized one batch: 0.01 s

@@ -68,9 +68,7 @@ def time_loop(fn: Callable[[], object], settings: LoopSettings) -> TimedSamples:
     append = samples.append
     clock = time.perf_counter_ns
     min_ns, max_ns = settings.min_duration_s * 1e9, settings.max_duration_s * 1e9
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with gc_paused():
         first = clock()
         end = first
         while True:
@@ -85,9 +83,6 @@ def time_loop(fn: Callable[[], object], settings: LoopSettings) -> TimedSamples:
             if elapsed >= max_ns:
                 stopped = True
                 break
-    finally:
-        if gc_was_enabled:
-            gc.enable()
     return TimedSamples(samples, end - first, warm_count, warm_ns, stopped)
 
 
@@ -117,21 +112,28 @@ class OfflineTiming:
 
 def offline_loop(issue_batch: Callable[[int], object], batch_size: int, settings: LoopSettings) -> OfflineTiming:
     """MLPerf's offline pattern: size the sample set from the warm-up so it fills the minimum duration (and
-    the minimum count of batches), issue it all at once, and let the system serve it in full batches."""
-    warm_count, warm_ns = warm_up(lambda: issue_batch(batch_size), settings.warmup_iterations, settings.warmup_s)
-    per_batch_ns = warm_ns / warm_count if warm_count else 0.0
+    the minimum count of batches), issue it all at once, and let the system serve it in full batches.
+
+    The size comes from the fastest warm-up batch, not the mean: a slow first call (lazy initialisation)
+    would otherwise make the set too small to fill the minimum duration.
+    """
+    clock = time.perf_counter_ns
+    warm_times: list[int] = []
+    warm_start = clock()
+    while len(warm_times) < settings.warmup_iterations or clock() - warm_start < settings.warmup_s * 1e9:
+        t0 = clock()
+        issue_batch(batch_size)
+        warm_times.append(clock() - t0)
+    warm_ns = clock() - warm_start
     batches = settings.min_iterations
-    if per_batch_ns > 0:
-        batches = max(batches, math.ceil(settings.min_duration_s * 1e9 / per_batch_ns))
+    if warm_times and min(warm_times) > 0:
+        batches = max(batches, math.ceil(settings.min_duration_s * 1e9 / min(warm_times)))
     samples = batches * batch_size
     sizes: list[int] = []
     completions: list[int] = []
-    clock = time.perf_counter_ns
     max_ns = settings.max_duration_s * 1e9
     stopped = False
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with gc_paused():
         start = clock()
         remaining = samples
         while remaining > 0:
@@ -143,7 +145,4 @@ def offline_loop(issue_batch: Callable[[int], object], batch_size: int, settings
             if remaining and completions[-1] >= max_ns:
                 stopped = True
                 break
-    finally:
-        if gc_was_enabled:
-            gc.enable()
-    return OfflineTiming(samples, sizes, completions, warm_count, warm_ns, stopped)
+    return OfflineTiming(samples, sizes, completions, len(warm_times), warm_ns, stopped)

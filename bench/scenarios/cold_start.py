@@ -8,12 +8,12 @@ state and how many queries it took to get there.
 
 from __future__ import annotations
 
-import gc
 import time
 
 from pydantic import Field
 
 from ..measurement.stats import summarize
+from ..measurement.timing import gc_paused
 from ..records.schema import Loop, ScenarioResult, Throughput
 from ..variants import NoOptions
 from . import Scenario, scenarios
@@ -30,16 +30,11 @@ class ColdStart(Scenario):
     def run(self, session, workload, settings, options) -> ScenarioResult:
         clock = time.perf_counter_ns
         samples: list[int] = []
-        gc_was_enabled = gc.isenabled()
-        gc.disable()
-        try:
+        with gc_paused():
             for _ in range(options.queries):
                 start = clock()
                 session.run()
                 samples.append(clock() - start)
-        finally:
-            if gc_was_enabled:
-                gc.enable()
         samples_ms = [ns / 1e6 for ns in samples]
         wall_s = sum(samples) / 1e9
         return ScenarioResult(

@@ -14,7 +14,7 @@ from pydantic import Field
 from ..measurement.server import BatchingPolicy, find_peak_rate, summarize_server
 from ..measurement.stats import summarize
 from ..measurement.validity import check_validity
-from ..records.schema import Batching, PeakProbe, PeakSearch, ScenarioResult, ServerResult, Throughput
+from ..records.schema import Batching, Loop, PeakProbe, PeakSearch, ScenarioResult, ServerResult, Throughput
 from . import DriverOptions, Scenario, driver_for, scenarios
 
 
@@ -91,6 +91,9 @@ class Server(Scenario):
                                   basis="completed requests / (last completion - first scheduled arrival)"),
             batching=Batching(policy=policy.kind, max_batch_size=policy.max_batch_size,
                               max_wait_ms=options.max_wait_ms),
+            loop=Loop(driver=options.driver, queries=result.requests, wall_s=result.duration_s,
+                      warmup_iterations=max(1, settings.warmup_iterations), min_iterations=settings.min_iterations,
+                      min_duration_s=settings.min_duration_s),
             sufficient=result.validity.valid,
             samples_ms=[round(v, 4) for v in latencies_ms],
             peak=peak,
