@@ -2,7 +2,8 @@
 FP16/BF16 and INT8 throughput, memory, bandwidth, host interface, chip-to-chip link, process node, TDP.
 
 Every figure comes from bench/hardware/chips/*.yaml with its source and date (`bench chips --sources`); a
-figure that is not the vendor's own is marked with THIRD_PARTY.
+figure that is not the vendor's own is marked with THIRD_PARTY. In a report the table stands beside the
+claims section, as the evidence its catalog verdicts rest on, and only where that section is shown.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ..hardware.catalog import Chip, Figure, load_catalog
+from . import section
 
 THIRD_PARTY = "†"
 LEGEND = f"{THIRD_PARTY} third-party figure (press, analysts): not the vendor's own; empty: no sourced figure"
@@ -83,3 +85,13 @@ def sources_table(chips: list[Chip] | None = None) -> pd.DataFrame:
                          "source": item.source, "note": item.note or ""})
     return pd.DataFrame(rows)
 
+
+@section("chips", "Chips side by side (the catalog behind the claims)", order=95,
+         note=f"Dense throughput; INT8 sparse where the vendor prints it; the FP16 column shows BF16 where only that "
+              f"is quoted; BW: memory bandwidth; link: chip-to-chip (NVLink, Infinity Fabric, HCCS, MLU-Link, BLink); "
+              f"node: as marketed. {LEGEND}. Sources and dates: `bench chips --sources`.")
+def chips_beside_claims(df: pd.DataFrame) -> pd.DataFrame | None:
+    """Shown where the claims section is: a report on records alone does not need the catalog."""
+    from .claims import claims_shown
+
+    return chips_table() if claims_shown(df) else None
