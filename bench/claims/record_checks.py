@@ -15,7 +15,7 @@ NO_RECORDS = "no records given (pass results directories)"
 
 
 def _point(row) -> str:
-    return f"{row['variant']} on {row['model']} b{row['batch']} s{row['seq']}"
+    return f"{row['variant']} ({row['backend']}) on {row['model']} b{row['batch']} s{row['seq']}"
 
 
 def _machine(machine: str, ev: Evidence) -> str:
@@ -90,8 +90,8 @@ def inference_cost_cut(p: CostCutParams, ev: Evidence) -> Assessment:
         lines.append(f"{_machine(machine, ev)}: {technique}: best {cut:.0%}{beyond} ({best['point']}, "
                      f"{best['speedup']:.2f}x); {len(within)} within the bound, {left_out} left out")
     reason = (f"inference analog of a training-cost claim: cost cut = 1 - 1/speedup at the same shape and machine "
-              f"(against fp32 PyTorch; distillation: against the teacher); a technique holds on a machine where its "
-              f"best point within the quality bound cuts at least {p.low:.0%}")
+              "(against fp32 PyTorch, so a change of backend counts too; distillation: against the teacher); a "
+              f"technique holds on a machine where its best point within the quality bound cuts at least {p.low:.0%}")
     return Assessment(from_parts(parts), reason, records="; ".join(lines))
 
 
