@@ -225,7 +225,8 @@ def test_catalog_dense_is_stored_as_dense():
 
 
 def test_catalog_rejects_unsourced_unknown_and_wrong_units(tmp_path):
-    base = {"name": "x", "vendor": "y", "kind": "gpu"}
+    base = {"name": "x", "vendor": "y", "kind": "gpu", "country": "US"}
+    Chip.model_validate(base)  # the base is valid: each case below fails for its own reason
     with pytest.raises(ValueError):  # no source, no date
         Chip.model_validate({**base, "fp32": {"value": 1, "unit": "TFLOPS"}})
     with pytest.raises(ValueError):  # unknown field
