@@ -164,7 +164,7 @@ def test_structured_pruning_equals_masked_original(name, model_type):
 
 @pytest.mark.parametrize("family", [f for f in families.FAMILIES if f.pruning is None], ids=lambda f: f.name)
 def test_families_without_a_layout_refuse_structured_pruning_with_the_reason(family):
-    model = tiny_model(sorted(family.model_types)[0])
+    model = tiny_model(min(family.model_types))
     with pytest.raises(Unsupported, match=family.pruning_refusal.split(":")[0]):
         prune_structured.structured_prune(model)
 

@@ -97,6 +97,8 @@ class PruningLayout:
 
 @dataclass(frozen=True)
 class Family:
+    """Architectures that share one module layout, and what the harness needs to know about them."""
+
     name: str
     model_types: frozenset[str]
     causal: bool

@@ -45,7 +45,6 @@ from ..models.families import Family, family_of
 from . import NoOptions, Transform, transforms
 from .sparsity import count_params, is_linear_like
 
-
 # --------------------------------------------------------------------------- layout of a model
 
 
