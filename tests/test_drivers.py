@@ -20,7 +20,7 @@ from bench.measurement.timing import LoopSettings
 from bench.plan import build_plan
 from bench.records.store import load_records
 
-from conftest import TINY_BERT, TINY_GPT2, tiny_suite
+from conftest import TINY_BERT, tiny_suite
 
 needs_loadgen = pytest.mark.skipif(LoadGenDriver.missing() is not None,
                                    reason=f"{LoadGenDriver.missing()}; {LoadGenDriver.install}")

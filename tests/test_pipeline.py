@@ -37,7 +37,7 @@ def test_sparse_2to4_runs_after_the_precision_stage(monkeypatch, tmp_path):
     import torch
 
     from bench.backends import backends
-    from bench.variants import pruning as sparse_2to4
+    from bench.variants import sparse_2to4
     from bench.variants.pipeline import prepare
 
     seen = {}

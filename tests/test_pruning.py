@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from bench.errors import Unsupported  # noqa: E402
-from bench.variants import pruning  # noqa: E402
+from bench.variants import prune_structured, prune_unstructured, sparse_2to4, sparse_csr, sparsity  # noqa: E402
 
 # Larger init than the default 0.02 so that every head and neuron visibly moves the output: the
 # equivalence tests would be weak if removing units changed the output by less than atol anyway.
@@ -60,7 +60,7 @@ def blocks(model, family):
 
 def mask_units(model, family, heads: dict, ffn: dict, head_dim=16):
     """Zero, in the unpruned model, exactly what pruning removes: the output-projection inputs of
-    the heads and the up/gate rows plus down columns of the FFN neurons (independent of pruning.py)."""
+    the heads and the up/gate rows plus down columns of the FFN neurons (independent of prune_structured.py)."""
     with torch.no_grad():
         for i, block in enumerate(blocks(model, family)):
             dims = [h * head_dim + j for h in heads.get(i, []) for j in range(head_dim)]
@@ -89,7 +89,7 @@ def mask_units(model, family, heads: dict, ffn: dict, head_dim=16):
 @pytest.mark.parametrize("scope", ["layer", "global"])
 def test_magnitude_prune_hits_target_and_is_permanent(family, scope):
     model = make(family)
-    model, info = pruning.magnitude_prune(model, 0.6, scope=scope)
+    model, info = prune_unstructured.magnitude_prune(model, 0.6, scope=scope)
     assert info["target_sparsity"] == 0.6
     per = info["per_layer"]
     assert per and info["pruned_tensors"] == len(per)
@@ -104,7 +104,7 @@ def test_magnitude_prune_hits_target_and_is_permanent(family, scope):
     assert abs(info["achieved_sparsity"] - 0.6) < 1e-3
     assert info["achieved_sparsity_all_linear"] <= info["achieved_sparsity"] + 1e-9
     # permanent: plain parameters, no masks or pruning hooks left
-    report = pruning.sparsity_report(model)
+    report = sparsity.sparsity_report(model)
     assert report["pruning_reparametrizations"] == []
     assert not any(k.endswith(("weight_orig", "weight_mask")) for k in model.state_dict())
     assert all(not m._forward_pre_hooks for m in model.modules())
@@ -117,7 +117,7 @@ def test_magnitude_prune_hits_target_and_is_permanent(family, scope):
 
 def test_magnitude_prune_include_filter():
     model = make("bert")
-    model, info = pruning.magnitude_prune(model, 0.5, scope="layer", include=lambda n, m: "intermediate" in n)
+    model, info = prune_unstructured.magnitude_prune(model, 0.5, scope="layer", include=lambda n, m: "intermediate" in n)
     assert set(info["per_layer"]) == {"encoder.layer.0.intermediate.dense", "encoder.layer.1.intermediate.dense"}
     assert (model.encoder.layer[0].attention.self.query.weight != 0).all()
 
@@ -127,21 +127,21 @@ def test_magnitude_prune_include_filter():
 
 @pytest.mark.parametrize("family", ["bert", "gpt2"])
 def test_sparse_csr_path_matches_dense(family):
-    model, _ = pruning.magnitude_prune(make(family), 0.7, scope="layer")
+    model, _ = prune_unstructured.magnitude_prune(make(family), 0.7, scope="layer")
     ref = run(model, family)
-    sparse, info = pruning.sparse_linear(copy.deepcopy(model), min_sparsity=0.5)
+    sparse, info = sparse_csr.sparse_linear(copy.deepcopy(model), min_sparsity=0.5)
     assert info["replaced"] == {"bert": 13, "gpt2": 8}[family]  # BERT: 6 per layer + pooler
     assert abs(info["replaced_sparsity"] - 0.7) < 1e-3
     kinds = {type(m).__name__ for m in sparse.modules()}
     assert "SparseLinear" in kinds
     torch.testing.assert_close(run(sparse, family), ref, atol=1e-5, rtol=1e-5)
-    report = pruning.sparsity_report(sparse)
+    report = sparsity.sparsity_report(sparse)
     assert any(s.get("format") == "csr" for s in report["per_layer"].values())
 
 
 def test_sparse_csr_skips_dense_layers():
     model = make("bert")
-    _, info = pruning.sparse_linear(model, min_sparsity=0.5)
+    _, info = sparse_csr.sparse_linear(model, min_sparsity=0.5)
     assert info["replaced"] == 0 and info["skipped"]
 
 
@@ -164,7 +164,7 @@ def test_structured_prune_equals_masked_original(family, kwargs):
     original = copy.deepcopy(model)
     if kwargs.get("method") == "activation":  # numpy batches, as bench.models.inputs.make_inputs gives
         kwargs = dict(kwargs, calibration_batches=[{k: v.numpy() for k, v in inputs(family).items()}])
-    pruned, info = pruning.structured_prune(model, head_fraction=0.5, ffn_fraction=0.5, **kwargs)
+    pruned, info = prune_structured.structured_prune(model, head_fraction=0.5, ffn_fraction=0.5, **kwargs)
 
     assert info["params_after"] < info["params_before"]
     # block matmul weights: halving heads and FFN halves them, except GQA "within" keeps all of k/v
@@ -204,7 +204,7 @@ def test_structured_prune_equals_masked_original(family, kwargs):
 
 
 def test_llama_pruned_config_rebuilds_same_shapes():
-    model, _ = pruning.structured_prune(make("llama"), head_fraction=0.5, ffn_fraction=0.5)
+    model, _ = prune_structured.structured_prune(make("llama"), head_fraction=0.5, ffn_fraction=0.5)
     cfg = model.config
     assert cfg.intermediate_size == 64 and cfg.num_attention_heads == 2 and cfg.num_key_value_heads == 1
     assert cfg.head_dim == 16 and cfg.pruned_layout["intermediate_size"] == [64, 64]
@@ -216,7 +216,7 @@ def test_llama_pruned_config_rebuilds_same_shapes():
 def test_prune_heads_per_layer_sizes_and_generation():
     model = make("llama")
     original = copy.deepcopy(model)
-    model, info = pruning.prune_heads(model, {0: [0, 1]})  # layer 0 loses KV group 0; layer 1 untouched
+    model, info = prune_structured.prune_heads(model, {0: [0, 1]})  # layer 0 loses KV group 0; layer 1 untouched
     assert info["heads"][0]["kv_heads_after"] == 1 and info["heads"][0]["kv_removed"] == [0]
     assert model.config.pruned_layout["num_attention_heads"] == [2, 4]
     assert model.config.num_attention_heads == 4  # not uniform: global field unchanged
@@ -230,16 +230,16 @@ def test_prune_heads_per_layer_sizes_and_generation():
 
 def test_prune_heads_rejects_uneven_gqa_and_empty_layers():
     with pytest.raises(ValueError, match="same number"):
-        pruning.prune_heads(make("llama"), {0: [0]})
+        prune_structured.prune_heads(make("llama"), {0: [0]})
     with pytest.raises(ValueError, match="every head"):
-        pruning.prune_heads(make("bert"), {0: [0, 1, 2, 3]})
+        prune_structured.prune_heads(make("bert"), {0: [0, 1, 2, 3]})
     with pytest.raises(ValueError, match="every FFN"):
-        pruning.prune_ffn_neurons(make("gpt2"), neurons_to_keep={0: []})
+        prune_structured.prune_ffn_neurons(make("gpt2"), neurons_to_keep={0: []})
 
 
 def test_prune_ffn_neurons_keep_and_prune_agree():
-    a, ia = pruning.prune_ffn_neurons(make("gpt2"), neurons_to_prune={1: list(range(0, 256, 2))})
-    b, ib = pruning.prune_ffn_neurons(make("gpt2"), neurons_to_keep={1: list(range(1, 256, 2))})
+    a, ia = prune_structured.prune_ffn_neurons(make("gpt2"), neurons_to_prune={1: list(range(0, 256, 2))})
+    b, ib = prune_structured.prune_ffn_neurons(make("gpt2"), neurons_to_keep={1: list(range(1, 256, 2))})
     assert ia["ffn"][1]["after"] == ib["ffn"][1]["after"] == 128
     torch.testing.assert_close(run(a, "gpt2"), run(b, "gpt2"))
     assert a.config.pruned_layout["intermediate_size"] == [256, 128]
@@ -248,18 +248,18 @@ def test_prune_ffn_neurons_keep_and_prune_agree():
 @pytest.mark.parametrize("family", ["bert", "gpt2", "llama"])
 def test_rank_functions(family):
     model = make(family)
-    heads = pruning.rank_heads(model)
-    ffn = pruning.rank_ffn_neurons(model, method="activation", calibration_batches=[inputs(family)])
+    heads = prune_structured.rank_heads(model)
+    ffn = prune_structured.rank_ffn_neurons(model, method="activation", calibration_batches=[inputs(family)])
     assert sorted(heads) == [0, 1] and all(len(v) == 4 for v in heads.values())
     width = 256 if family == "gpt2" else 128
     assert all(len(v) == width and min(v) >= 0 for v in ffn.values())
     with pytest.raises(ValueError):
-        pruning.rank_heads(model, method="activation")
+        prune_structured.rank_heads(model, method="activation")
 
 
 def test_unsupported_architecture():
     with pytest.raises(Unsupported):
-        pruning.structured_prune(torch.nn.Sequential(torch.nn.Linear(4, 4)))
+        prune_structured.structured_prune(torch.nn.Sequential(torch.nn.Linear(4, 4)))
 
 
 # --------------------------------------------------------------------------- composition with int8
@@ -267,7 +267,7 @@ def test_unsupported_architecture():
 
 @pytest.mark.parametrize("family", ["bert", "llama"])
 def test_structured_then_dynamic_int8(family):
-    model, _ = pruning.structured_prune(make(family), head_fraction=0.5, ffn_fraction=0.5)
+    model, _ = prune_structured.structured_prune(make(family), head_fraction=0.5, ffn_fraction=0.5)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         q = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
@@ -280,7 +280,7 @@ def test_structured_then_dynamic_int8(family):
 
 def test_two_four_mask():
     w = torch.randn(8, 16)
-    m = pruning.two_four_mask(w)
+    m = sparse_2to4.two_four_mask(w)
     assert (m.reshape(8, 4, 4).sum(-1) == 2).all()
     kept_min = w.abs().masked_fill(~m, float("inf")).reshape(8, 4, 4).min(-1).values
     dropped_max = w.abs().masked_fill(m, -1).reshape(8, 4, 4).max(-1).values
@@ -289,7 +289,7 @@ def test_two_four_mask():
 
 def test_semi_structured_unsupported_on_cpu():
     with pytest.raises(Unsupported, match="CUDA"):
-        pruning.semi_structured_2to4(make("bert"), "cpu")
+        sparse_2to4.semi_structured_2to4(make("bert"), "cpu")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available() or torch.cuda.get_device_capability() < (8, 0),
@@ -300,8 +300,8 @@ def test_semi_structured_cuda():
                                   intermediate_size=256, vocab_size=1000)
     model = transformers.BertModel(cfg).eval()
     with pytest.raises(Unsupported, match="float16"):
-        pruning.semi_structured_2to4(copy.deepcopy(model), "cuda")  # fp32 is refused unless a cast is asked for
-    model, info = pruning.semi_structured_2to4(model, "cuda", dtype=torch.float16)
+        sparse_2to4.semi_structured_2to4(copy.deepcopy(model), "cuda")  # fp32 is refused unless a cast is asked for
+    model, info = sparse_2to4.semi_structured_2to4(model, "cuda", dtype=torch.float16)
     assert info["layers"] and info["dtype"] == "float16"
     ids = torch.randint(0, 1000, (4, 32), device="cuda")
     with torch.no_grad():

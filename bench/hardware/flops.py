@@ -24,60 +24,19 @@ once per prefill when `kv_cache=True`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-from ..errors import Unsupported
+from ..models.families import Dims, family_of
 
 CONVENTION = ("2 FLOPs per multiply-add; matmuls only (projections, MLP, QK^T and PV, LM head); attention "
               "over the {attention} seq x seq matrix; embeddings, norms, softmax, activations excluded")
 BYTES_CONVENTION = ("lower bound: weights once, activations written+read once per layer, attention "
                     "probabilities once when materialized, KV cache read once per decode step")
 
-# model types whose MLP is gated (gate, up and down projections: three matmuls)
-GATED_MLP = {"llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "phi3", "olmo", "olmo2",
-             "granite", "cohere", "smollm3"}
-
-
-@dataclass(frozen=True)
-class Dims:
-    hidden: int
-    layers: int
-    heads: int
-    kv_heads: int
-    head_dim: int
-    intermediate: int
-    vocab: int
-    gated_mlp: bool
-
-    @property
-    def q_dim(self) -> int:
-        """Width of the attention (queries and context): heads x head_dim (== hidden for GPT-2/BERT/Llama)."""
-        return self.heads * self.head_dim
-
-    @property
-    def kv_dim(self) -> int:
-        return self.kv_heads * self.head_dim
-
 
 def dims(config: Any) -> Dims:
-    """The dimensions that decide the work, read from a transformers config (GPT-2, BERT, Llama families)."""
-    def g(*names, default=None):
-        return next((getattr(config, n) for n in names if getattr(config, n, None) is not None), default)
-
-    if g("num_local_experts", "num_experts", "n_routed_experts"):
-        raise Unsupported(f"{getattr(config, 'model_type', '?')}: mixture-of-experts FLOP accounting is not implemented")
-    hidden = g("hidden_size", "n_embd", "d_model")
-    heads = g("num_attention_heads", "n_head")
-    layers = g("num_hidden_layers", "n_layer")
-    vocab = g("vocab_size")
-    if not all(isinstance(v, int) and v > 0 for v in (hidden, heads, layers, vocab)):
-        raise Unsupported(f"config {type(config).__name__} lacks hidden size, heads, layers or vocab size")
-    head_dim = g("head_dim", default=None) or hidden // heads
-    model_type = getattr(config, "model_type", "") or ""
-    return Dims(hidden=hidden, layers=layers, heads=heads, kv_heads=g("num_key_value_heads", default=heads),
-                head_dim=head_dim, intermediate=g("intermediate_size", "n_inner", default=None) or 4 * hidden,
-                vocab=vocab, gated_mlp=model_type in GATED_MLP)
+    """The dimensions that decide the work, read from a transformers config by its model family."""
+    return family_of(config).dims(config)
 
 
 def matmul_params_per_layer(d: Dims) -> int:

@@ -8,18 +8,7 @@ from typing import Any
 
 from ..config import ModelSpec
 from . import LoadedModel, Source, model_sources
-
-CAUSAL_MODEL_TYPES = {"gpt2", "llama", "mistral", "qwen2", "gpt_neox", "opt", "phi", "gemma", "smollm3"}
-
-
-def infer_task(config: Any) -> str:
-    """Decoder architectures are causal LMs; everything else is served as an encoder."""
-    archs = getattr(config, "architectures", None) or []
-    if any(a.endswith(("LMHeadModel", "ForCausalLM")) for a in archs):
-        return "causal-lm"
-    if getattr(config, "model_type", None) in CAUSAL_MODEL_TYPES:
-        return "causal-lm"
-    return "encoder"
+from .families import family_of
 
 
 def auto_class(task: str):
@@ -95,22 +84,18 @@ class Packaged(Source):
 
 # --- random: architecture-exact models from a config; valid for speed, meaningless for quality -----
 
-def _architectures() -> dict[str, tuple[str, dict]]:
-    return {
-        "gpt2": ("GPT2Config", {}),  # GPT-2 124M
-        "distilgpt2": ("GPT2Config", {"n_layer": 6}),
-        "bert-base-uncased": ("BertConfig", {}),
-        "minilm-l6": ("BertConfig", {"hidden_size": 384, "num_hidden_layers": 6, "num_attention_heads": 12,
-                                     "intermediate_size": 1536}),
-        "smollm2-135m": ("LlamaConfig", {"hidden_size": 576, "num_hidden_layers": 30, "num_attention_heads": 9,
-                                         "num_key_value_heads": 3, "intermediate_size": 1536,
-                                         "vocab_size": 49152, "tie_word_embeddings": True,
-                                         "max_position_embeddings": 8192, "rope_theta": 100000.0}),
-    }
-
-
-RANDOM_TASKS = {"gpt2": "causal-lm", "distilgpt2": "causal-lm", "smollm2-135m": "causal-lm",
-                "bert-base-uncased": "encoder", "minilm-l6": "encoder"}
+# name -> (config.model_type, config fields); the task is the family's
+ARCHITECTURES: dict[str, tuple[str, dict]] = {
+    "gpt2": ("gpt2", {}),  # GPT-2 124M
+    "distilgpt2": ("gpt2", {"n_layer": 6}),
+    "bert-base-uncased": ("bert", {}),
+    "minilm-l6": ("bert", {"hidden_size": 384, "num_hidden_layers": 6, "num_attention_heads": 12,
+                           "intermediate_size": 1536}),
+    "smollm2-135m": ("llama", {"hidden_size": 576, "num_hidden_layers": 30, "num_attention_heads": 9,
+                               "num_key_value_heads": 3, "intermediate_size": 1536, "vocab_size": 49152,
+                               "tie_word_embeddings": True, "max_position_embeddings": 8192,
+                               "rope_theta": 100000.0}),
+}
 
 
 def stand_in_tokenizer() -> tuple[Any, str]:
@@ -134,18 +119,19 @@ class RandomWeights(Source):
     weights = "random"
 
     def check(self, spec: ModelSpec):
-        if spec.id not in RANDOM_TASKS:
-            return f"unknown architecture {spec.id!r}", f"use one of: {', '.join(sorted(RANDOM_TASKS))}"
+        if spec.id not in ARCHITECTURES:
+            return f"unknown architecture {spec.id!r}", f"use one of: {', '.join(sorted(ARCHITECTURES))}"
         return None
 
     def task(self, spec: ModelSpec):
-        return spec.task or RANDOM_TASKS.get(spec.id)
+        arch = ARCHITECTURES.get(spec.id)
+        return spec.task or (family_of(arch[0]).task if arch else None)
 
     def load(self, spec: ModelSpec, seed: int = 0) -> LoadedModel:
         import transformers
 
-        config_class, fields = _architectures()[spec.id]
-        config = getattr(transformers, config_class)(**{**fields, **spec.overrides})
+        model_type, fields = ARCHITECTURES[spec.id]
+        config = transformers.AutoConfig.for_model(model_type, **{**fields, **spec.overrides})
         task = self.task(spec)
         model = seeded_random_model(auto_class(task), config, seed)
         tok, tok_name = stand_in_tokenizer()
@@ -197,7 +183,7 @@ def _load_pretrained(where: str, spec: ModelSpec, **kw) -> LoadedModel:
 
     common = dict(trust_remote_code=False, revision=spec.revision, **kw)
     config = transformers.AutoConfig.from_pretrained(where, **common)
-    task = spec.task or infer_task(config)
+    task = spec.task or family_of(config).task
     tok = transformers.AutoTokenizer.from_pretrained(where, **common)
     model = auto_class(task).from_pretrained(where, torch_dtype="float32", **common)
     return _finish(model, tok, task, "real", source=f"{spec.source}:{spec.id}", tokenizer_source="the model's own")

@@ -1,7 +1,8 @@
 """ONNX graph rewriting for the graph-stage transforms: ORT's transformer fusions, int8 (dynamic and
 static), int4 weights (MatMulNBits) and fp16. Each function reads one model file and writes another.
 
-* Optimizer model types. ORT 1.32's optimize_model knows bert, gpt2, phi, qwen3, t5, ... but not llama;
+* Optimizer model types (each architecture's is its family's, bench/models/families.py). ORT 1.32's
+  optimize_model knows bert, gpt2, phi, qwen3, t5, ... but not llama;
   Llama-class graphs go through the gpt2 optimizer, which fuses only RMSNorm (SimplifiedLayerNormalization /
   SkipSimplifiedLayerNormalization). ORT's attention fusion for Llama lives in its own exporter
   (onnxruntime.transformers.models.llama, KV cache + GroupQueryAttention), which this harness does not use.
@@ -26,13 +27,7 @@ from typing import Any
 
 import numpy as np
 
-
-# ORT optimize_model types for config.model_type values; Llama-class decoders have no type of their own.
-# ORT optimize_model types for config.model_type values; Llama-class decoders have no type of their own.
-BERT_CLASS = {"bert", "roberta", "xlm-roberta", "camembert", "electra", "distilbert", "mpnet", "ernie"}
-
-
-LLAMA_CLASS = {"llama", "mistral", "qwen2", "smollm", "smollm2", "smollm3", "gemma", "gemma2", "granite"}
+from ..models.families import family_of
 
 
 def _op_counts(model_proto: Any) -> collections.Counter:
@@ -41,18 +36,11 @@ def _op_counts(model_proto: Any) -> collections.Counter:
 
 
 def ort_model_type(model_type: str) -> tuple[str, str | None]:
-    """optimize_model's model_type for a transformers config.model_type, and a note when it is a stand-in."""
-    from onnxruntime.transformers.optimizer import MODEL_TYPES
-
-    model_type = (model_type or "bert").lower()
-    if model_type in BERT_CLASS:
-        return "bert", None
-    if model_type in LLAMA_CLASS:
-        return "gpt2", (f"ORT {_ort_version()} optimize_model has no llama type; the gpt2 optimizer fuses RMSNorm "
-                        "only (attention fusion for Llama needs ORT's own llama exporter with KV cache)")
-    if model_type in MODEL_TYPES:
-        return model_type, None
-    return "bert", f"model_type {model_type!r} unknown to optimize_model; used the bert optimizer"
+    """optimize_model's model_type for a transformers config.model_type (its family's), and a note when it is a
+    stand-in or leaves fusions out."""
+    family = family_of(model_type)
+    note = family.ort_note and f"ORT {_ort_version()}, {family.name} family: {family.ort_note}"
+    return family.ort_model_type, note
 
 
 def _ort_version() -> str:

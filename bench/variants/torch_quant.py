@@ -44,6 +44,7 @@ import warnings
 from typing import Any, Iterable
 
 from ..errors import Unsupported
+from ..models.families import conv1d_to_linear
 from .precision import BF16_FLAGS, resolve_flags
 
 LM_HEAD_NAMES = ("lm_head",)
@@ -52,25 +53,6 @@ INT4_GROUP_SIZES = (32, 64, 128)
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-
-def conv1d_to_linear(model: Any) -> int:
-    """Replace GPT-2's Conv1D (a transposed Linear) with nn.Linear so Linear quantizers see it."""
-    import torch
-    from transformers.pytorch_utils import Conv1D
-
-    replaced = 0
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if isinstance(child, Conv1D):
-                in_f, out_f = child.weight.shape
-                lin = torch.nn.Linear(in_f, out_f, bias=True, dtype=child.weight.dtype, device=child.weight.device)
-                with torch.no_grad():
-                    lin.weight.copy_(child.weight.t())
-                    lin.bias.copy_(child.bias)
-                setattr(parent, name, lin)
-                replaced += 1
-    return replaced
-
 
 def _linear_names(model: Any, skip_lm_head: bool, skip_modules: tuple[str, ...] = ()) -> tuple[list[str], list[str]]:
     """Linear layers to quantize and those kept in float (the LM head, and names containing `skip_modules`)."""
