@@ -149,6 +149,20 @@ class _Ffn:
             self.parent.intermediate_size = len(keep)
 
 
+def block_list(model: Any) -> tuple[Family, Any]:
+    """A model's family and its transformer blocks: the first ModuleList whose blocks have the family's layout."""
+    import torch
+
+    family = family_of(model)
+    if family.pruning is None:
+        raise Unsupported(f"structured pruning does not support the {family.name} family: {family.pruning_refusal}")
+    paths = family.pruning.paths()
+    for _, module in model.named_modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) > 0 and _has_paths(module[0], paths):
+            return family, module
+    raise Unsupported(f"{type(model).__name__} ({family.name} family) has no blocks with {', '.join(paths)}")
+
+
 @dataclass
 class _Blocks:
     """A model's family and transformer blocks (the first ModuleList whose blocks have the family's layout)."""
@@ -159,17 +173,9 @@ class _Blocks:
 
     @classmethod
     def of(cls, model: Any) -> _Blocks:
-        import torch
-
-        family = family_of(model)
-        if family.pruning is None:
-            raise Unsupported(f"structured pruning does not support the {family.name} family: {family.pruning_refusal}")
-        paths = family.pruning.paths()
-        for _, module in model.named_modules():
-            if isinstance(module, torch.nn.ModuleList) and len(module) > 0 and _has_paths(module[0], paths):
-                # head_dim never changes by pruning: the config's (or hidden / heads) stays right
-                return cls(family, list(module), family.dims(model.config).head_dim)
-        raise Unsupported(f"{type(model).__name__} ({family.name} family) has no blocks with {', '.join(paths)}")
+        family, blocks = block_list(model)
+        # head_dim never changes by pruning: the config's (or hidden / heads) stays right
+        return cls(family, list(blocks), family.dims(model.config).head_dim)
 
     def heads(self, i: int) -> _Heads:
         return _Heads(self.family, self.blocks[i], self.head_dim)
