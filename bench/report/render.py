@@ -26,10 +26,26 @@ def _fmt(value, column: str):
     return value
 
 
+def _interval(shown: str, low, high, sig) -> str:
+    """A ratio as published: `1.52x [1.47, 1.58]`, with `n.s.` or `untested` where the test says so."""
+    if not shown:
+        return shown
+    mark = f" {sig}" if sig in ("n.s.", "untested") else ""
+    has_interval = isinstance(low, float) and not (math.isnan(low) or math.isnan(high))
+    return shown + mark + (f" [{low:.2f}, {high:.2f}]" if has_interval else "")
+
+
 def display(table: pd.DataFrame) -> pd.DataFrame:
+    """Formatted for reading; a ratio's `_ci_low`, `_ci_high` and `_sig` columns (kept apart in the CSV)
+    are folded into the ratio's cell."""
     out = table.copy()
     for col in out.columns:
         out[col] = [_fmt(v, col) for v in out[col]]
+    for col in [c for c in table.columns if f"{c}_ci_low" in table]:
+        parts = [f"{col}_ci_low", f"{col}_ci_high", f"{col}_sig"]
+        sig = table[parts[2]] if parts[2] in table else [""] * len(table)
+        out[col] = [_interval(v, lo, hi, s) for v, lo, hi, s in zip(out[col], table[parts[0]], table[parts[1]], sig)]
+        out = out.drop(columns=[c for c in parts if c in out])
     return out
 
 
