@@ -19,6 +19,9 @@ class Run(Command):
         parser.add_argument("--resume", action="store_true",
                             help="skip points already recorded as ok by this harness version in --out")
         parser.add_argument("--cache-dir", help="where exported models are cached (default: .cache/bench)")
+        parser.add_argument("--repeat", type=int, default=1, metavar="N",
+                            help="run each point N times, each in its own process (round robin), so comparisons "
+                                 "can test between processes (default: 1)")
         parser.add_argument("--price-per-hour", type=float,
                             help="machine price in $/hour: adds $ per million inferences/tokens")
         parser.add_argument("--find-peak", action="store_true",
@@ -33,6 +36,8 @@ class Run(Command):
         from ..report.render import build_report
 
         path, plan = load_plan(args.suite)  # validation first: a bad suite writes nothing
+        if args.repeat < 1:
+            raise ConfigError("--repeat", str(args.repeat), "must be 1 or more", "use --repeat 3 (or leave it out)")
         if args.executor not in executors:
             raise ConfigError("--executor", args.executor, f"unknown executor {args.executor!r}",
                               f"use one of: {', '.join(executors.names())}")
@@ -51,7 +56,7 @@ class Run(Command):
         cache = Path(args.cache_dir) if args.cache_dir else Path(".cache") / "bench"
         from ..runner.suite import run_plan
 
-        folders = run_plan(plan, out, args.resume, out_console, cache, executor)
+        folders = run_plan(plan, out, args.resume, out_console, cache, executor, repeat=args.repeat)
         folders += [d for d in executor.resume_dirs(plan.suite.name, out)
                     if d not in folders and (d / "runs.jsonl").exists()]
         if not folders:
