@@ -50,14 +50,15 @@ def display(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def build_report(records: list[dict], out_dir: Path, peaks: dict | None = None,
-                 price_per_hour: float | None = None) -> tuple[str, list[Path]]:
+                 prices: dict[str, float] | None = None) -> tuple[str, list[Path]]:
     """Return the markdown text and the files written (report.md, one CSV per section, report.html, plots).
 
-    `peaks` maps machine_id to measured ceilings (`bench peak`); `price_per_hour` adds cost columns.
+    `peaks` maps machine_id to measured ceilings (`bench peak`); `prices` maps machine_id to $/hour and adds
+    cost columns for those machines.
     """
     df = records_frame(records)
     df.attrs["peaks"] = peaks or {}
-    df.attrs["price_per_hour"] = price_per_hour
+    df.attrs["prices"] = prices or {}
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     md_parts, html_parts = ["# Benchmark report\n"], ["<html><head><meta charset='utf-8'><title>Benchmark report</title>"
