@@ -245,7 +245,8 @@ def test_fail_on_regression_exit_codes(tmp_path, capsys):
     _side(tmp_path / "b", "m", {"x": 110.0, "y": 100.0})
     a, b = str(tmp_path / "a"), str(tmp_path / "b")
     assert main(["compare", a, b, "--fail-on-regression", "5"]) == 1
-    assert "regression" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "regression" in printed and "+10." in printed and "within process only" in printed
     assert main(["compare", a, b, "--fail-on-regression", "15"]) == 0  # 10% slower is under the gate
     assert main(["compare", b, a, "--fail-on-regression", "5"]) == 0  # faster passes
     assert main(["compare", a, str(tmp_path / "missing"), "--fail-on-regression", "5"]) == 2

@@ -187,5 +187,6 @@ class Compare(Command):
             change = "" if row["verdict"] != "slower" else (
                 f"{(row['time_ratio'] - 1) * 100:+.1f}% [{(row['time_ratio_ci_low'] - 1) * 100:+.1f}%, "
                 f"{(row['time_ratio_ci_high'] - 1) * 100:+.1f}%]")
-            out.print(f"[red]regression[/red] {_label(row, _varying(table))}: {change or row['verdict']}")
+            caveat = " (within process only: may be noise between processes)" if row["test"] == "within process only" else ""
+            out.print(f"[red]regression[/red] {_label(row, _varying(table))}: {change or row['verdict']}{caveat}")
         return GATE_FAILED
