@@ -174,7 +174,7 @@ def test_efficiency_and_projection_from_work_and_peaks(tmp_path, saved_figures):
         "work": {"flops": 10e9, "bytes": 1e9, "intensity": 10.0, "precision": "fp32", "compute_precision": "fp32"},
         "energy": {"status": "unavailable", "reason": "no RAPL"}})
     peaks = {"test-machine": {"devices": {"cpu": {"gemm": {"fp32": {"value": 200e9}}, "bandwidth": {"value": 20e9}}}}}
-    md, files = build_report([rec], tmp_path, peaks=peaks, price_per_hour=3.6)
+    md, files = build_report([rec], tmp_path, peaks=peaks, prices={"test-machine": 3.6})
     import pandas as pd
 
     eff = pd.read_csv(tmp_path / "efficiency.csv").iloc[0]

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from . import Command, commands
 from ._common import console, find_peaks
+from ._prices import add_price_arguments, read_prices
 
 
 @commands.register("report")
@@ -16,13 +17,13 @@ class Report(Command):
         parser.add_argument("dirs", nargs="+", metavar="DIR", help="directories holding runs.jsonl (searched recursively)")
         parser.add_argument("--out", help="where to write report files (default: the first DIR)")
         parser.add_argument("--peaks", help="peaks.json from `bench peak` (default: found beside the results)")
-        parser.add_argument("--price-per-hour", type=float,
-                            help="machine price in $/hour: adds $ per million inferences/tokens")
+        add_price_arguments(parser)
 
     def __call__(self, args) -> int:
         from ..records.store import load_many
         from ..report.render import build_report
 
+        prices = read_prices(args)
         sources = [Path(d) for d in args.dirs]
         records = load_many(sources)
         first = sources[0]
@@ -31,7 +32,7 @@ class Report(Command):
         for src in sources:
             for machine, found in find_peaks(records, src, args.peaks).items():
                 peaks.setdefault(machine, found)
-        summary, files = build_report(records, out, peaks, args.price_per_hour)
+        summary, files = build_report(records, out, peaks, prices.for_machines({r.machine_id for r in records}))
         print(summary, flush=True)
         console().print(f"report: {', '.join(str(f) for f in files)}")
         return 0

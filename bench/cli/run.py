@@ -7,6 +7,7 @@ from pathlib import Path
 from ..errors import ConfigError
 from . import Command, commands
 from ._common import DEFAULT_SUITE, console, find_peaks, load_plan
+from ._prices import add_price_arguments, read_prices
 
 
 @commands.register("run")
@@ -19,8 +20,10 @@ class Run(Command):
         parser.add_argument("--resume", action="store_true",
                             help="skip points already recorded as ok by this harness version in --out")
         parser.add_argument("--cache-dir", help="where exported models are cached (default: .cache/bench)")
-        parser.add_argument("--price-per-hour", type=float,
-                            help="machine price in $/hour: adds $ per million inferences/tokens")
+        parser.add_argument("--repeat", type=int, default=1, metavar="N",
+                            help="run each point N times, each in its own process (round robin), so comparisons "
+                                 "can test between processes (default: 1)")
+        add_price_arguments(parser)
         parser.add_argument("--find-peak", action="store_true",
                             help="server scenarios: also search for the highest rate that meets the latency bound")
         parser.add_argument("--executor", default="local",
@@ -36,6 +39,9 @@ class Run(Command):
         from ..report.render import build_report
 
         path, plan = load_plan(args.suite)  # validation first: a bad suite writes nothing
+        prices = read_prices(args)
+        if args.repeat < 1:
+            raise ConfigError("--repeat", str(args.repeat), "must be 1 or more", "use --repeat 3 (or leave it out)")
         if args.executor not in executors:
             raise ConfigError("--executor", args.executor, f"unknown executor {args.executor!r}",
                               f"use one of: {', '.join(executors.names())}")
@@ -54,7 +60,7 @@ class Run(Command):
         cache = Path(args.cache_dir) if args.cache_dir else Path(".cache") / "bench"
         from ..runner.suite import run_plan
 
-        folders = run_plan(plan, out, args.resume, out_console, cache, executor)
+        folders = run_plan(plan, out, args.resume, out_console, cache, executor, repeat=args.repeat)
         folders += [d for d in executor.resume_dirs(plan.suite.name, out)
                     if d not in folders and (d / "runs.jsonl").exists()]
         if not folders:
@@ -66,7 +72,7 @@ class Run(Command):
         for folder in folders:
             for machine, found in find_peaks(records, folder).items():
                 peaks.setdefault(machine, found)
-        summary, files = build_report(records, report_dir, peaks, args.price_per_hour)
+        summary, files = build_report(records, report_dir, peaks, prices.for_machines({r.machine_id for r in records}))
         print(summary, flush=True)
         out_console.print(f"report: {', '.join(str(f) for f in files)}")
         return 0

@@ -5,15 +5,16 @@ from __future__ import annotations
 import pandas as pd
 
 from . import drop_single_machine, section
+from .frame import SIGNIFICANCE, with_interval
 
 
 @section("comparison", "Comparison (speedup against the fp32 PyTorch point of the same shape)", order=10,
          note="speedup = baseline p50 / p50; throughput ratio = samples/s / baseline samples/s. "
-              "Rows flagged `random weights` are valid for speed only.")
+              "Rows flagged `random weights` are valid for speed only. " + SIGNIFICANCE)
 def comparison(df: pd.DataFrame) -> pd.DataFrame:
     cols = ["machine", "target", "model", "weights", "backend", "device", "variant", "scenario", "batch", "seq", "status",
-            "p50_ms", "p90_ms", "p99_ms", "cv", "n", "samples_per_s", "tokens_per_s", "speedup_p50",
-            "throughput_ratio", "peak_rss_mb", "flags", "error"]
+            "p50_ms", "p90_ms", "p99_ms", "cv", "n", "samples_per_s", "tokens_per_s",
+            *with_interval("speedup_p50", "throughput_ratio"), "processes", "peak_rss_mb", "flags", "error"]
     out = df[cols].copy()
     # Columns with nothing in them (no failures, no flags) only widen a pasted table.
     out = out.drop(columns=[c for c in ("flags", "error", "target") if not out[c].astype(bool).any()])

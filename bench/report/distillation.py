@@ -6,7 +6,9 @@ import math
 
 import pandas as pd
 
+from ..compare.stats import compare
 from . import drop_single_machine, section
+from .frame import SIGNIFICANCE
 
 MATCH = ["machine", "device", "scenario", "batch", "seq", "backend", "variant"]
 
@@ -21,7 +23,7 @@ def _quality(student, teacher) -> tuple[str, float]:
 
 @section("distillation", "Distillation: students against their teachers", order=40,
          note="speed ratio = teacher p50 / student p50 at the same shape, backend and variant; size ratio = "
-              "student / teacher bytes. Quality needs real weights on both sides.")
+              "student / teacher bytes. Quality needs real weights on both sides. " + SIGNIFICANCE)
 def distillation(df: pd.DataFrame) -> pd.DataFrame | None:
     students = df[df["teacher"].notna()]
     if students.empty:
@@ -32,12 +34,16 @@ def distillation(df: pd.DataFrame) -> pd.DataFrame | None:
         t = match.iloc[-1] if not match.empty else None
         ok = t is not None and s["status"] == "ok" and t["status"] == "ok"
         basis, value = _quality(s, t) if ok else ("", math.nan)
+        cmp = compare(t["runs"], s["runs"]) if ok else None
+        speed, low, high = cmp.speedup() if cmp else (t["p50_ms"] / s["p50_ms"] if ok else math.nan, math.nan, math.nan)
         rows.append({
             "machine": s["machine"], "student": s["model"], "student_weights": s["weights"], "teacher": s["teacher"],
             "teacher_weights": t["weights"] if t is not None else "", "device": s["device"], "batch": s["batch"],
             "seq": s["seq"], "variant": s["variant"],
             "student_p50_ms": s["p50_ms"], "teacher_p50_ms": t["p50_ms"] if t is not None else math.nan,
-            "speed_ratio": t["p50_ms"] / s["p50_ms"] if ok else math.nan,
+            "speed_ratio": speed, "speed_ratio_ci_low": low, "speed_ratio_ci_high": high,
+            "speed_ratio_sig": cmp.verdict if cmp else ("untested" if ok else ""),
+            "processes": cmp.processes if cmp else "",
             "size_ratio": s["size_bytes"] / t["size_bytes"] if ok and t["size_bytes"] else math.nan,
             "quality_basis": basis if t is not None else "teacher not measured at this shape",
             "quality_ratio": value,

@@ -46,9 +46,9 @@ def _ceilings(peaks: dict, device: str, precision: str) -> tuple[float | None, f
 
 def efficiency_rows(df: pd.DataFrame) -> list[dict]:
     rows = []
-    price = df.attrs.get("price_per_hour")
     for _, row in df[df["status"] == "ok"].iterrows():
         rec = row["record"]
+        price = df.attrs.get("prices", {}).get(row["machine"])
         peaks = df.attrs.get("peaks", {}).get(row["machine"], {})
         precision = rec.metrics.work.compute_precision if rec.metrics.work else rec.config.variant.precision
         energy = rec.metrics.energy
@@ -69,7 +69,7 @@ def efficiency_rows(df: pd.DataFrame) -> list[dict]:
                 item["bound"] = "no measured peaks (run `bench peak`)"
             item["energy"] = energy.status if energy else "unavailable"
             item["j_per_inference"] = energy.joules_per_inference if energy else None
-            if price:
+            if price is not None:
                 item["usd_per_m_inferences"] = cost_per_million(price, item["items_per_s"])
                 item["usd_per_m_tokens"] = cost_per_million(price, item["tokens_per_s"])
             item["_flops"], item["_bytes"], item["_seconds"] = ph["flops"], ph["bytes"], ph["seconds"]

@@ -3,6 +3,11 @@ measured on the same machine.
 
 A report over several machines keeps every machine's rows: the same point on two machines is two rows,
 and a speedup is never a ratio across machines (that is the hardware section's job).
+
+Where a point was run in several processes (`bench run --repeat N`), its row stands for all of them: p50 is
+the mean of the processes' medians and samples/s the mean of their rates (the centres bench/compare/stats.py
+tests), `processes` says how many, and every speedup carries its 95% interval and verdict (`*_ci_low`,
+`*_ci_high`, `*_sig`) from that one rule.
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ import math
 
 import pandas as pd
 
+from ..compare.pairs import group, processes, runs
+from ..compare.stats import compare
 from ..records.schema import Record
 from ..records.store import latest_per_point
 
@@ -39,9 +46,11 @@ def is_baseline(rec: Record) -> bool:
 
 def records_frame(records: list[Record]) -> pd.DataFrame:
     rows = []
+    by_point = group(records, lambda r: r.key)
     for rec in latest_per_point(records):
         cfg, m = rec.config, rec.metrics
-        lat, thr, mem, qual = m.latency, m.throughput, m.memory, m.quality
+        lat, mem, qual = m.latency, m.memory, m.quality
+        procs = processes(rec, by_point[rec.key])
         rows.append({
             "point_id": rec.point_id,
             "machine": rec.machine_id,
@@ -58,14 +67,14 @@ def records_frame(records: list[Record]) -> pd.DataFrame:
             "batch": cfg.batch_size,
             "seq": cfg.seq_len,
             "status": rec.status,
-            "p50_ms": lat.p50_ms if lat else None,
+            "p50_ms": _centre(rec, procs, lambda m: m.latency.p50_ms if m.latency else None),
             "p90_ms": lat.p90_ms if lat else None,
             "p99_ms": lat.p99_ms if lat else None,
             "mean_ms": lat.mean_ms if lat else None,
             "cv": lat.cv if lat else None,
             "n": lat.count if lat else None,
-            "samples_per_s": thr.samples_per_s if thr else None,
-            "tokens_per_s": thr.tokens_per_s if thr else None,
+            "samples_per_s": _centre(rec, procs, lambda m: m.throughput.samples_per_s if m.throughput else None),
+            "tokens_per_s": _centre(rec, procs, lambda m: m.throughput.tokens_per_s if m.throughput else None),
             "peak_rss_mb": mem.peak_rss_bytes / 2**20 if mem and mem.peak_rss_bytes else None,
             "params_mb": mem.parameter_bytes / 2**20 if mem and mem.parameter_bytes else None,
             "size_bytes": rec.provenance.backend.get("model_file_bytes")
@@ -84,6 +93,9 @@ def records_frame(records: list[Record]) -> pd.DataFrame:
             "flags": "; ".join(_flags(rec)),
             "error": (rec.error or "").strip().split("\n")[0],
             "record": rec,
+            "runs": runs(procs),
+            "processes": len(procs),
+            "closed_loop": m.server is None,
         })
     df = pd.DataFrame(rows)
     if df.empty:
@@ -91,27 +103,68 @@ def records_frame(records: list[Record]) -> pd.DataFrame:
     return attach_baseline(df)
 
 
+def _centre(rec: Record, procs: list[Record], get) -> float | None:
+    """A figure of the point: the mean over its processes where there are several, else the newest record's."""
+    values = [get(p.metrics) for p in procs] if len(procs) > 1 else [get(rec.metrics)]
+    return None if any(v is None for v in values) else sum(values) / len(values)
+
+
+def _put(columns: dict, name: str, value=math.nan, low=math.nan, high=math.nan, sig: str = "") -> None:
+    for suffix, item in (("", value), ("_ci_low", low), ("_ci_high", high), ("_sig", sig)):
+        columns[name + suffix].append(item)
+
+
+RATIOS = {"speedup_p50": "median", "throughput_ratio": "rate"}
+SIGNIFICANCE = ("Ratios carry their 95% interval; `n.s.` = not significant (p >= 0.05, the interval holds 1, or "
+                "less than 2% from 1). `processes` = processes behind the row v behind what it is measured against: "
+                "with one on either side the test sees only the noise within a process, while separate processes "
+                "of one point differ by several % (`bench run --repeat 3` or more tests between processes). "
+                "The rule: bench/compare/stats.py.")
+
+
+def with_interval(*names: str) -> list[str]:
+    """A ratio's columns: the value, its 95% interval and its verdict (folded into one cell for reading)."""
+    return [f"{n}{s}" for n in names for s in ("", "_ci_low", "_ci_high", "_sig")]
+
+
 def attach_baseline(df: pd.DataFrame) -> pd.DataFrame:
-    """speedup = baseline p50 / p50 (latency) and throughput / baseline throughput, per shape and machine."""
+    """speedup = baseline p50 / p50 (latency) and throughput / baseline throughput, per shape and machine,
+    each with its 95% interval and verdict (`untested` where a side has no samples or the rate is set by
+    the arrivals, not the system); the baseline row itself is marked `baseline`."""
     base = df[df["is_baseline"] & (df["status"] == "ok")]
     base = base.drop_duplicates(SHAPE, keep="last").set_index(SHAPE)
-    speedups, tput_ratios, size_ratios, baseline_ids = [], [], [], []
+    columns: dict[str, list] = {f"{n}{s}": [] for n in RATIOS for s in ("", "_ci_low", "_ci_high", "_sig")}
+    size_ratios, baseline_ids, pairs = [], [], []
     for _, row in df.iterrows():
         key = tuple(row[k] for k in SHAPE)
-        if row["status"] != "ok" or key not in base.index:
-            speedups.append(math.nan)
-            tput_ratios.append(math.nan)
-            size_ratios.append(math.nan)
-            baseline_ids.append(None)
+        b = base.loc[key] if row["status"] == "ok" and key in base.index else None
+        size_ratios.append(row["size_bytes"] / b["size_bytes"] if b is not None and row["size_bytes"]
+                           and b["size_bytes"] else math.nan)
+        baseline_ids.append(None if b is None else b["point_id"])
+        compared = b is not None and b["point_id"] != row["point_id"]
+        pairs.append(f"{row['processes']} v {b['processes']}" if compared
+                     else str(row["processes"]) if row["status"] == "ok" else "")
+        if b is None:
+            for name in RATIOS:
+                _put(columns, name)
             continue
-        b = base.loc[key]
-        size_ratios.append(row["size_bytes"] / b["size_bytes"] if row["size_bytes"] and b["size_bytes"] else math.nan)
-        speedups.append(b["p50_ms"] / row["p50_ms"] if row["p50_ms"] else math.nan)
-        tput_ratios.append(row["samples_per_s"] / b["samples_per_s"] if b["samples_per_s"] else math.nan)
-        baseline_ids.append(b["point_id"])
+        if not compared:
+            for name in RATIOS:
+                _put(columns, name, 1.0, sig="baseline")
+            continue
+        estimates = {"speedup_p50": b["p50_ms"] / row["p50_ms"] if row["p50_ms"] else math.nan,
+                     "throughput_ratio": row["samples_per_s"] / b["samples_per_s"] if b["samples_per_s"] else math.nan}
+        for name, statistic in RATIOS.items():
+            testable = statistic == "median" or (row["closed_loop"] and b["closed_loop"])
+            cmp = compare(b["runs"], row["runs"], statistic) if testable else None
+            if cmp is not None:
+                _put(columns, name, *cmp.speedup(), sig=cmp.verdict)
+            else:
+                _put(columns, name, estimates[name], sig="" if math.isnan(estimates[name]) else "untested")
     df = df.copy()
-    df["speedup_p50"] = speedups
-    df["throughput_ratio"] = tput_ratios
+    for name, values in columns.items():
+        df[name] = values
     df["size_ratio"] = size_ratios
     df["baseline_point"] = baseline_ids
+    df["processes"] = pairs
     return df

@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import drop_single_machine, section
+from .frame import SIGNIFICANCE, with_interval
 
 def _structure(rec) -> str:
     """Each transform's own description, with what a pruning transform achieved where it says so."""
@@ -75,14 +76,15 @@ def _pareto(df: pd.DataFrame, out_dir: Path) -> list[Path]:
          plot=lambda df, out: _pareto(_pruned_models(df), out),
          note="Unstructured sparsity keeps dense tensors, so dense kernels do the same work: a speed ratio near 1.0 "
               "is the expected, honest result. Structured pruning removes heads and FFN neurons and yields a smaller "
-              "dense model. Quality is against the unpruned fp32 model on the same text.")
+              "dense model. Quality is against the unpruned fp32 model on the same text. " + SIGNIFICANCE)
 def pruning_table(df: pd.DataFrame) -> pd.DataFrame | None:
     rows = _pruned_models(df)
     if rows.empty:
         return None
     out = rows.copy()
     out["structure"] = [_structure(r) for r in out["record"]]
-    cols = ["machine", "model", "weights", "backend", "variant", "batch", "seq", "status", "structure", "p50_ms", "speedup_p50",
-            "size_ratio", "cosine_mean", "ppl_ratio", "kl_mean", "top1_agree"]
+    cols = ["machine", "model", "weights", "backend", "variant", "batch", "seq", "status", "structure", "p50_ms",
+            *with_interval("speedup_p50"), "processes", "size_ratio", "cosine_mean", "ppl_ratio", "kl_mean",
+            "top1_agree"]
     out = drop_single_machine(out[cols])
     return out.drop(columns=[c for c in ("cosine_mean", "ppl_ratio", "kl_mean", "top1_agree") if out[c].isna().all()])

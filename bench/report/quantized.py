@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from . import drop_single_machine, section
+from .frame import SIGNIFICANCE, with_interval
 
 
 def _verdict(row) -> str:
@@ -17,7 +18,7 @@ def _verdict(row) -> str:
     if verdict == "error":
         return "quality failed"
     if verdict == "breaks bound":
-        faster = bool(row["speedup_p50"] > 1.0)  # NaN (no baseline) compares False
+        faster = row["speedup_p50_sig"] == "faster"  # a claim only where the difference is significant
         return "FASTER BUT BREAKS QUALITY BOUND" if faster else "breaks quality bound"
     return verdict
 
@@ -26,7 +27,8 @@ def _verdict(row) -> str:
          note="Quality is measured against the fp32 PyTorch outputs of the same weights on the same text, outside "
               "the timed window. Bounds: encoders cosine_mean >= cosine_min, decoders perplexity ratio <= "
               "ppl_ratio_max (suite `quality`). Size is the exported file on disk (ONNX) or the weights in memory "
-              "(PyTorch). Random-weight rows: quality describes numerical drift only.")
+              "(PyTorch), exact rather than sampled. Random-weight rows: quality describes numerical drift only. "
+              + SIGNIFICANCE)
 def quantized(df: pd.DataFrame) -> pd.DataFrame | None:
     if "cosine_mean" not in df or df[["cosine_mean", "ppl_ratio", "quality_error"]].isna().all().all():
         return None
@@ -35,8 +37,8 @@ def quantized(df: pd.DataFrame) -> pd.DataFrame | None:
     out["weights"] = [w if m is not False else f"{w} (quality not meaningful)"
                       for w, m in zip(out["weights"], out["quality_meaningful"])]
     cols = ["machine", "model", "weights", "device", "scenario", "batch", "seq", "backend", "variant", "status", "p50_ms",
-            "samples_per_s", "speedup_p50", "size_ratio", "cosine_mean", "cosine_min", "perplexity", "ppl_ratio",
-            "kl_mean", "top1_agree", "verdict"]
+            "samples_per_s", *with_interval("speedup_p50"), "processes", "size_ratio", "cosine_mean", "cosine_min",
+            "perplexity", "ppl_ratio", "kl_mean", "top1_agree", "verdict"]
     out = drop_single_machine(out[cols])
     out = out.drop(columns=[c for c in ("cosine_mean", "cosine_min", "perplexity", "ppl_ratio", "kl_mean", "top1_agree")
                             if out[c].isna().all()])

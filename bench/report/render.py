@@ -26,22 +26,39 @@ def _fmt(value, column: str):
     return value
 
 
+def _interval(shown: str, low, high, sig) -> str:
+    """A ratio as published: `1.52x [1.47, 1.58]`, with `n.s.` or `untested` where the test says so."""
+    if not shown:
+        return shown
+    mark = f" {sig}" if sig in ("n.s.", "untested") else ""
+    has_interval = isinstance(low, float) and not (math.isnan(low) or math.isnan(high))
+    return shown + mark + (f" [{low:.2f}, {high:.2f}]" if has_interval else "")
+
+
 def display(table: pd.DataFrame) -> pd.DataFrame:
+    """Formatted for reading; a ratio's `_ci_low`, `_ci_high` and `_sig` columns (kept apart in the CSV)
+    are folded into the ratio's cell."""
     out = table.copy()
     for col in out.columns:
         out[col] = [_fmt(v, col) for v in out[col]]
+    for col in [c for c in table.columns if f"{c}_ci_low" in table]:
+        parts = [f"{col}_ci_low", f"{col}_ci_high", f"{col}_sig"]
+        sig = table[parts[2]] if parts[2] in table else [""] * len(table)
+        out[col] = [_interval(v, lo, hi, s) for v, lo, hi, s in zip(out[col], table[parts[0]], table[parts[1]], sig)]
+        out = out.drop(columns=[c for c in parts if c in out])
     return out
 
 
 def build_report(records: list[dict], out_dir: Path, peaks: dict | None = None,
-                 price_per_hour: float | None = None) -> tuple[str, list[Path]]:
+                 prices: dict[str, float] | None = None) -> tuple[str, list[Path]]:
     """Return the markdown text and the files written (report.md, one CSV per section, report.html, plots).
 
-    `peaks` maps machine_id to measured ceilings (`bench peak`); `price_per_hour` adds cost columns.
+    `peaks` maps machine_id to measured ceilings (`bench peak`); `prices` maps machine_id to $/hour and adds
+    cost columns for those machines.
     """
     df = records_frame(records)
     df.attrs["peaks"] = peaks or {}
-    df.attrs["price_per_hour"] = price_per_hour
+    df.attrs["prices"] = prices or {}
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     md_parts, html_parts = ["# Benchmark report\n"], ["<html><head><meta charset='utf-8'><title>Benchmark report</title>"

@@ -7,6 +7,7 @@ says where (`--out`, or results/<machine_id>/<suite>).
 from __future__ import annotations
 
 import time
+from collections import Counter
 from pathlib import Path
 
 from rich.console import Console
@@ -16,7 +17,7 @@ from ..plan import Plan
 from ..records.build import make_record, new_id
 from ..records.harness import current_harness
 from ..records.schema import Record
-from ..records.store import append_record, resume_state, write_machine
+from ..records.store import RUNS_FILE, append_record, load_records, resume_state, write_machine
 
 
 def _headline(record: Record) -> str:
@@ -34,20 +35,29 @@ def _headline(record: Record) -> str:
     return "[green]ok[/green] " + ", ".join(parts) + (f" [yellow]({'; '.join(flags)})[/yellow]" if flags else "")
 
 
-def _resume(plan: Plan, executor: Executor, out: Path | None, console: Console) -> list:
-    """The points still to run: a point is skipped only when this same harness version recorded it ok;
+def _rounds(points: list, repeat: int, done: Counter) -> list:
+    """Each point `repeat` times less the ok runs it has, round robin (every point once, then again), so a
+    point's processes are spread over the suite's duration rather than run back to back."""
+    return [p for r in range(repeat) for p in points if done[p.point_id] + r < repeat]
+
+
+def _resume(plan: Plan, executor: Executor, out: Path | None, console: Console, repeat: int) -> list:
+    """The runs still to make: a point is done when this same harness version recorded it ok `repeat` times;
     points recorded by another version are re-run, and the runner says so."""
     harness = current_harness()
-    done: set[str] = set()
+    done: Counter = Counter()
     stale: set[str] = set()
     for folder in executor.resume_dirs(plan.suite.name, out):
-        d, s = resume_state(folder, harness)
-        done |= d
-        stale |= s
-    todo = [p for p in plan.points if p.point_id not in done]
+        stale |= resume_state(folder, harness)[1]
+        if (folder / RUNS_FILE).exists():
+            done.update(r.point_id for r in load_records(folder / RUNS_FILE)
+                        if r.status == "ok" and r.harness.same_as(harness))
+    todo = _rounds(plan.points, repeat, done)
+    finished = sum(1 for p in plan.points if done[p.point_id] >= repeat)
     if done:
-        console.print(f"resume: {len(plan.points) - len(todo)} of {len(plan.points)} points already ok")
-    rerun = [p for p in todo if p.point_id in stale]
+        times = f" {repeat} times" if repeat > 1 else ""
+        console.print(f"resume: {finished} of {len(plan.points)} points already ok{times}")
+    rerun = {p.point_id for p in todo if p.point_id in stale}
     if rerun:
         console.print(f"resume: re-running {len(rerun)} point(s) recorded by another harness version "
                       f"(this one is {harness.label})")
@@ -55,10 +65,10 @@ def _resume(plan: Plan, executor: Executor, out: Path | None, console: Console) 
 
 
 def run_plan(plan: Plan, out: Path | None, resume: bool, console: Console, cache_dir: Path,
-             executor: Executor) -> list[Path]:
-    """Each point becomes exactly one appended record, whatever happens to its child. Returns the
-    folders records were written to."""
-    todo = _resume(plan, executor, out, console) if resume else list(plan.points)
+             executor: Executor, repeat: int = 1) -> list[Path]:
+    """Each run of a point (`repeat` per point, each its own process) becomes exactly one appended record,
+    whatever happens to its child. Returns the folders records were written to."""
+    todo = _resume(plan, executor, out, console, repeat) if resume else _rounds(plan.points, repeat, Counter())
     session_id = new_id()
     suite_start = time.monotonic()
     records: list[Record] = []
