@@ -25,6 +25,7 @@ class Finished:
     wall_s: float
     node: str | None = None
     log_text: str | None = None  # the child's log, when it was written elsewhere (a remote node)
+    log_name: str | None = None  # the file a local child wrote its log to, inside the log folder
 
 
 class Executor:

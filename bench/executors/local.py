@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..records.build import now
+from ..records.build import new_id, now
 from ..runner.isolate import run_isolated
 from . import Executor, Finished, executors
 
@@ -26,7 +26,8 @@ class Local(Executor):
         for point in points:
             announce(point)
             started = now()
-            outcome = run_isolated(point.model_dump(mode="json"), str(cache_dir), str(log_dir / f"{point.point_id}.log"),
+            log_name = f"{point.point_id}-{new_id()[:6]}.log"  # one file per run: repeats keep their own logs
+            outcome = run_isolated(point.model_dump(mode="json"), str(cache_dir), str(log_dir / log_name),
                                    point.settings.timeout_s, start_method=self.options.get("start_method", "forkserver"))
             yield Finished(point=point, outcome=outcome, machine=machine, started=started,
-                           wall_s=outcome["child_wall_s"])
+                           wall_s=outcome["child_wall_s"], log_name=log_name)

@@ -93,7 +93,7 @@ def run_plan(plan: Plan, out: Path | None, resume: bool, console: Console, cache
             folders.append(folder)
             if folder.parent.name == finished.machine["machine_id"]:
                 write_machine(folder.parent, finished.machine)
-        log = f"logs/{finished.point.point_id}.log"
+        log = f"logs/{finished.log_name or f'{finished.point.point_id}-{new_id()[:6]}.log'}"
         if finished.log_text is not None:
             (folder / "logs").mkdir(parents=True, exist_ok=True)
             (folder / log).write_text(finished.log_text, encoding="utf-8")
