@@ -16,8 +16,9 @@ from bench.models.sources import stand_in_tokenizer
 from bench.models.text import reference_text
 from bench.quality.evaluate import quality_inputs
 from bench.records.store import load_records
+from bench.models.inputs import held_out_windows
 from bench.variants import recovery, transforms
-from bench.variants.pruning import structured_prune
+from bench.variants.prune_structured import structured_prune
 
 from conftest import TINY_BERT, TINY_GPT2, tiny_suite
 
@@ -85,7 +86,7 @@ def loss_on(student, teacher, task: str, windows) -> float:
 def test_distillation_lowers_the_loss_and_leaves_an_inference_model(family, tmp_path):
     teacher = Teacher(original(family))
     ctx = context(family, teacher, tmp_path)
-    windows, _ = recovery.training_windows(ctx.tokenizer, ctx.task, 1000, FAST["seq_len"])
+    windows, _ = held_out_windows(ctx.tokenizer, ctx.task, 1000, FAST["seq_len"])
     fixed = windows[-8:]  # held back by no one, but the same before and after
     student = pruned(teacher.model)
     before = loss_on(student, teacher.model, ctx.task, fixed)

@@ -24,7 +24,6 @@ from pydantic import Field
 from ..cache import build_once, cache_key
 from . import NoOptions, Transform, transforms
 
-TRAIN_FROM = 0.5  # training windows come from this fraction of the reference text onwards
 # A step of 8 x 128 tokens costs SmolLM2-135M about 7x what it costs MiniLM, so the budget is per task. On 2 CPU
 # cores shared with other work (load average 4.8) MiniLM's 60 steps took 195 s and lifted its embedding cosine at
 # 50% FFN removed from 0.71 to 0.92; SmolLM2 took about 28 s a step in a 3-step probe (load 3-4).
@@ -91,35 +90,15 @@ def recover(model: Any, ctx: Any, options: Any) -> dict:
     """Distil `ctx.load_original()` into `model` in place; return what was done (data, losses, time)."""
     started = time.perf_counter()
     teacher = ctx.load_original()
-    windows, training_text = training_windows(ctx.tokenizer, ctx.task, ctx.model_config.vocab_size, options.seq_len)
+    from ..models.inputs import held_out_windows
+
+    windows, training_text = held_out_windows(ctx.tokenizer, ctx.task, ctx.model_config.vocab_size, options.seq_len)
     evaluation_text = evaluated_text(ctx.tokenizer, ctx.task, ctx.batch_size, ctx.seq_len, training_text["chars"][0])
     load_1m = os.getloadavg()[0]
     figures = distill(model, teacher, windows, ctx.task, options, ctx.seed)
     return {"teacher": "the fp32 original (same weights, untransformed)", "options": options.model_dump(),
             **figures, "wall_s": time.perf_counter() - started, "load_average_1m_at_start": load_1m,
             "training_text": training_text, "evaluation_text": evaluation_text}
-
-
-def training_windows(tokenizer: Any, task: str, vocab_size: int, seq_len: int) -> tuple[Any, dict]:
-    """Every whole `seq_len`-token window of the reference text from TRAIN_FROM on, [CLS]/[SEP]-wrapped for
-    encoders as the timed inputs are."""
-    import torch
-
-    from ..models.text import reference_text
-
-    text = reference_text()
-    start = int(len(text) * TRAIN_FROM)
-    ids = tokenizer(text[start:], add_special_tokens=False)["input_ids"]
-    cls, sep = getattr(tokenizer, "cls_token_id", None), getattr(tokenizer, "sep_token_id", None)
-    specials = task == "encoder" and cls is not None and sep is not None
-    body = seq_len - 2 if specials else seq_len
-    count = len(ids) // body
-    rows = torch.tensor(ids[:count * body], dtype=torch.int64).view(count, body)
-    if specials:
-        rows = torch.cat([torch.full((count, 1), cls), rows, torch.full((count, 1), sep)], dim=1)
-    wrapped = bool((rows >= vocab_size).any())
-    return rows % vocab_size, {"text": "pydoc_data.topics (stdlib)", "chars": [start, len(text)],
-                               "windows": count, "seq_len": seq_len, "ids_wrapped_to_vocab": wrapped}
 
 
 def evaluated_text(tokenizer: Any, task: str, batch_size: int, seq_len: int, training_start: int) -> dict:
