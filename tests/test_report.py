@@ -219,3 +219,49 @@ def test_results_readme_schema_is_generated_from_the_models():
     from bench.records import docs
 
     assert docs.generated_part() == docs.schema_markdown().strip(), "run: python -m bench.records.docs --write"
+
+
+def test_pareto_plot_shows_every_variant_and_the_front(tmp_path, saved_figures):
+    from conftest import figure_points, figure_texts
+
+    from bench.report.pruning import _pareto, _pruned_models
+
+    prune = [{"name": "prune-structured", "options": {}}]
+    recs = [record("a", p50=100.0, metrics={"quality": {"verdict": "within bound", "cosine_mean": 1.0}}),
+            record("b", variant="pruned", transforms=prune, p50=60.0,
+                   metrics={"quality": {"verdict": "breaks bound", "cosine_mean": 0.9}}),
+            record("c", variant="bf16", precision="bf16", p50=50.0,
+                   metrics={"quality": {"verdict": "within bound", "cosine_mean": 0.999}})]
+    df = records_frame(recs)
+    (path,) = _pareto(_pruned_models(df), tmp_path)
+    (fig, saved), = saved_figures
+    assert saved == path
+    points = sorted(figure_points(fig))  # each variant once, plus the front's dashed line (no markers)
+    np.testing.assert_allclose(sorted({p for p in points}), [(50.0, 0.999), (60.0, 0.9), (100.0, 1.0)], rtol=1e-3)
+    front = next(line for line in fig.axes[0].get_lines() if line.get_linestyle() == "--")
+    np.testing.assert_allclose(front.get_xdata(), [50.0, 100.0], rtol=1e-3)  # the pruned point is dominated
+    assert "pytorch/pruned b8" in figure_texts(fig)
+
+
+def test_throughput_latency_curve_plots_each_server_run(tmp_path, saved_figures):
+    from conftest import figure_texts
+
+    from bench.report.serving import _curve
+
+    def server(rate, done, p99):
+        validity = {"valid": True, "checks": {}, "reasons": [], "percentile": 0.99, "confidence": 0.99,
+                    "tolerance": 1}
+        return {"server": {"target_qps": rate, "requests": 100, "scheduled_requests": 100, "duration_s": 10.0,
+                           "latency_ms": {"p50": p99 / 2, "p90": p99 * 0.9, "p99": p99}, "queue_ms_p99": 1.0,
+                           "mean_batch_size": 1.0, "completed_samples_per_s": done, "goodput_requests_per_s": done,
+                           "good_fraction": 1.0, "bounds_ms": {"latency": 130.0}, "validity": validity},
+                "batching": {"policy": "single", "max_batch_size": 1}}
+
+    recs = [record("x", scenario="server", options={"rate_qps": 10}, metrics=server(10.0, 9.8, 40.0)),
+            record("y", scenario="server", variant="bf16", precision="bf16", options={"rate_qps": 20},
+                   metrics=server(20.0, 19.5, 25.0))]
+    (path,) = _curve(records_frame(recs), tmp_path)
+    (fig, _), = saved_figures
+    lines = {line.get_label(): list(zip(line.get_xdata(), line.get_ydata())) for line in fig.axes[0].get_lines()}
+    assert lines == {"m pytorch/fp32 (single)": [(9.8, 40.0)], "m pytorch/bf16 (single)": [(19.5, 25.0)]}
+    assert "completed samples/s" in figure_texts(fig)
