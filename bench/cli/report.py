@@ -1,4 +1,5 @@
-"""`bench report`: tables (markdown, CSV, HTML) from every runs.jsonl under one or more directories."""
+"""`bench report`: the page, the tables (markdown, CSV) and the plots from every runs.jsonl under one or more
+directories; the terminal gets the narrow summary."""
 
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ class Report(Command):
 
     def __call__(self, args) -> int:
         from ..records.store import load_many
-        from ..report.render import build_report
+        from ..report.render import report_frame, write_report
+        from ..report.summary import print_summary
 
         prices = read_prices(args)
         sources = [Path(d) for d in args.dirs]
@@ -32,7 +34,9 @@ class Report(Command):
         for src in sources:
             for machine, found in find_peaks(records, src, args.peaks).items():
                 peaks.setdefault(machine, found)
-        summary, files = build_report(records, out, peaks, prices.for_machines({r.machine_id for r in records}))
-        print(summary, flush=True)
-        console().print(f"report: {', '.join(str(f) for f in files)}")
+        df = report_frame(records, peaks, prices.for_machines({r.machine_id for r in records}))
+        _, files = write_report(df, out)
+        out_console = console()
+        print_summary(out_console, df)
+        out_console.print(f"report: {', '.join(str(f) for f in files)}")
         return 0
