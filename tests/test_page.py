@@ -168,12 +168,13 @@ def test_terminal_summary_fits_120_columns(tmp_path):
     from rich.console import Console
 
     out = io.StringIO()
-    print_summary(Console(file=out, width=300), records_frame(suite_records()))
+    print_summary(Console(file=out, width=300), records_frame(suite_records()), [tmp_path / "report.html"])
     printed = out.getvalue()
     assert max(len(line) for line in printed.splitlines()) <= 120
     assert "Best variant per model" in printed and "| enc" not in printed
     assert re.search(r"enc \(single-stream b8 s128\):\s+bf16: 2\.0\dx faster than fp32", printed)
     assert "random weights" in printed and "BREAKS" in printed
+    assert f"report: {tmp_path / 'report.html'} (open it in a browser)" in printed
 
 
 def _browser() -> str | None:

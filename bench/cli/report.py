@@ -36,7 +36,5 @@ class Report(Command):
                 peaks.setdefault(machine, found)
         df = report_frame(records, peaks, prices.for_machines({r.machine_id for r in records}))
         _, files = write_report(df, out)
-        out_console = console()
-        print_summary(out_console, df)
-        out_console.print(f"report: {', '.join(str(f) for f in files)}")
+        print_summary(console(), df, files)
         return 0

@@ -76,6 +76,5 @@ class Run(Command):
                 peaks.setdefault(machine, found)
         df = report_frame(records, peaks, prices.for_machines({r.machine_id for r in records}))
         _, files = write_report(df, report_dir)
-        print_summary(out_console, df)
-        out_console.print(f"report: {', '.join(str(f) for f in files)}")
+        print_summary(out_console, df, files)
         return 0

@@ -10,6 +10,7 @@ and ranks on speed alone; where no variant meets the bound it says so and keeps 
 from __future__ import annotations
 
 import math
+from collections import Counter
 from pathlib import Path
 from textwrap import shorten
 
@@ -355,22 +356,32 @@ def _quality_short(row) -> str:
     return "error" if state == "error" else ""
 
 
-def print_summary(console, df: pd.DataFrame) -> None:
-    """Every point in a table that fits 120 columns, then the answer per model; the wide tables are in the files."""
-    from rich import box
+def print_summary(console, df: pd.DataFrame, files: list[Path]) -> None:
+    """Every point in a table that fits 120 columns, the answer per model, and where the files are (the wide
+    tables, the page and the plots)."""
     from rich.console import Console
-    from rich.table import Table
     from rich.text import Text
-
-    from .render import ratio_cell
 
     # a pipe or a CI log gets the full 120 columns, a narrower terminal its own width
     width = min(console.width, TERMINAL_WIDTH) if console.is_terminal else TERMINAL_WIDTH
     console = Console(file=console.file, width=width, highlight=False, force_terminal=console.is_terminal,
                       no_color=console.no_color)
-    if df.empty:
-        console.print("No records found.")
-        return
+    if not df.empty:
+        _print_points(console, df)
+    page = next((f for f in files if f.suffix == ".html"), None)
+    counts = Counter(f.suffix for f in files)
+    console.print(Text(f"report: {page} (open it in a browser); beside it report.md, {counts['.csv']} CSV, "
+                       f"{counts['.png']} PNG"))
+
+
+def _print_points(console, df: pd.DataFrame) -> None:
+    """The points (compact columns), then the answer per model and shape."""
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    from .render import ratio_cell
+
     machines, devices = df["machine"].nunique() > 1, df["device"].nunique() > 1
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
     for column in (["machine"] if machines else []) + ["model", "variant", "shape", "p50 ms", "vs fp32 [95% CI]",
