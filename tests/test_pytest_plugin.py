@@ -21,6 +21,16 @@ SPEC = {"models": [TINY_BERT], "variants": ["bf16"], "batch_sizes": [2], "seq_le
         "defaults": {**FAST_DEFAULTS, "min_iterations": 7, "warmup_iterations": 2}}
 
 
+@pytest.fixture(scope="module")
+def planned(tmp_path_factory):
+    """The points the tests expect, planned before `pytester` snapshots sys.modules: the registries' modules
+    imported by planning must outlive the snapshot's restore, or a later import registers them twice."""
+    suite = tmp_path_factory.mktemp("suite") / "suite.yaml"
+    suite.write_text(yaml.safe_dump(tiny_suite(models=[TINY_BERT], variants=["fp32", "bf16"])))
+    inline = build_plan(Suite.model_validate({"name": "pytest", **SPEC}), "spec").points[0]
+    return inline, suite, build_plan(load_suite(suite), suite).points
+
+
 def run_tests(pytester, source: str, *args: str):
     """Run a test file that uses the plugin in a fresh interpreter (torch cannot be imported twice into one), the
     plugin loaded with -p as in a checkout whose entry point is not installed."""
@@ -31,7 +41,7 @@ def run_tests(pytester, source: str, *args: str):
     return result, (json.loads(out.read_text())["benchmarks"] if out.exists() else [])
 
 
-def test_an_inline_point_is_timed_with_its_provenance(pytester):
+def test_an_inline_point_is_timed_with_its_provenance(planned, pytester):
     result, benches = run_tests(pytester, f"""
         def test_tiny_bert_bf16(bench_point):
             point = bench_point(spec={SPEC!r})
@@ -39,7 +49,7 @@ def test_an_inline_point_is_timed_with_its_provenance(pytester):
     """)
     result.assert_outcomes(passed=1)
     (bench,) = benches
-    point = build_plan(Suite.model_validate({"name": "pytest", **SPEC}), "spec").points[0]
+    point = planned[0]
     assert bench["name"] == "test_tiny_bert_bf16" and bench["stats"]["iterations"] == 1
     assert bench["stats"]["rounds"] == 7 and len(bench["stats"]["data"]) == 7  # min_iterations; min_duration 0
     assert 0 < bench["stats"]["min"] <= bench["stats"]["median"] < 1.0
@@ -49,10 +59,8 @@ def test_an_inline_point_is_timed_with_its_provenance(pytester):
     assert "quality" in extra and extra["process"].startswith("the pytest process")
 
 
-def test_a_point_of_a_suite_file_by_label(pytester, tmp_path):
-    suite = tmp_path / "suite.yaml"
-    suite.write_text(yaml.safe_dump(tiny_suite(models=[TINY_BERT], variants=["fp32", "bf16"])))
-    points = build_plan(load_suite(suite), suite).points
+def test_a_point_of_a_suite_file_by_label(planned, pytester):
+    _, suite, points = planned
     fp32 = next(p for p in points if p.variant.name == "fp32")
     result, benches = run_tests(pytester, f"""
         import pytest

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from pathlib import Path
-from textwrap import shorten
+from textwrap import fill, shorten
 
 import numpy as np
 import pandas as pd
@@ -29,6 +29,7 @@ NO_BASELINE = "no fp32 baseline"
 ONLY_BASELINE = "only the baseline measured"
 ALL_FAILED = "every point failed"
 TERMINAL_WIDTH = 120
+TICK_WIDTH = 36  # characters per line of a chart's row label (a server scenario's options run long)
 BEST_COLUMNS = [*SHAPE, "weights", "answer", "variant", "backend", "p50_ms", "baseline_p50_ms",
                 *with_interval("speedup_p50"), "processes", "size_ratio", "quality", "flags", "excluded"]
 COLOURS = {"baseline": "#1f5f9e", "within": "#2e7d32", "breaks": "#c62828", "error": "#ef6c00",
@@ -154,7 +155,8 @@ def headline(row) -> str:
     size = f", {row['size_ratio']:.2f}x the size" if pd.notna(row["size_ratio"]) else ""
     if answer in (RANDOM, UNMEASURED):
         why = "quality is not meaningful with random weights" if answer == RANDOM else "quality was not measured"
-        return f"{row['variant']}: {speed}{size}. Speed only: {why}.{flags}"
+        lead = "" if row["speedup_p50_sig"] == "faster" else "No variant is significantly faster than fp32; closest: "
+        return f"{lead}{row['variant']}: {speed}{size}. Speed only: {why}.{flags}"
     lead = "No variant is significantly faster than fp32 within the quality bound; closest: " \
         if answer == NONE_FASTER else ""
     excluded = f" Faster but over the bound: {row['excluded']}." if row["excluded"] else ""
@@ -229,8 +231,8 @@ def _latency_chart(df: pd.DataFrame, out_dir: Path) -> list[Path]:
                 r["speedup_p50"], r["speedup_p50_ci_low"], r["speedup_p50_ci_high"], r["speedup_p50_sig"])
             ax.annotate(note + ("" if interval else " (too few queries for an interval)"), (end, yi),
                         xytext=(4, 0), textcoords="offset points", va="center", fontsize=7)
-        ax.set_yticks(y, [f"{r['variant']} · {shape_label(r)}" if shapes else r["variant"] for _, r in rows.iterrows()],
-                      fontsize=8)
+        ax.set_yticks(y, [fill(f"{r['variant']} · {shape_label(r)}" if shapes else r["variant"], TICK_WIDTH)
+                          for _, r in rows.iterrows()], fontsize=8)
         ax.invert_yaxis()
         ax.set_xlim(0, float((p50 + high).max()) * 1.45)
         ax.set_xlabel("p50 latency (ms); whiskers: 95% interval of the median")
@@ -318,7 +320,7 @@ def _machines_chart(df: pd.DataFrame, out_dir: Path) -> list[Path]:
                         xytext=(4, 0), textcoords="offset points", fontsize=7, va="center")
         ax.set_xlim(0, float(np.nanmax(p50)) * 1.5)
         ax.set_yticks(y + height * (len(groups) - 1) / 2,
-                      [f"{r['backend']}/{r['variant']} · {r['scenario']} b{r['batch']} s{r['seq']}"
+                      [fill(f"{r['backend']}/{r['variant']} · {shape_label(r)}", TICK_WIDTH)
                        for _, r in rows.iterrows()], fontsize=8)
         ax.invert_yaxis()
         ax.set_xlabel("p50 latency (ms, measured; lower is better)")
