@@ -17,7 +17,7 @@ from builders import record
 
 from bench.report.frame import records_frame
 from bench.report.render import build_report
-from bench.report.summary import NONE_FASTER, NOTHING_MEETS, RANDOM, WITHIN, best_variants, print_summary
+from bench.report.summary import NONE_FASTER, NOTHING_MEETS, RANDOM, WITHIN, best_variants, headline, print_summary
 
 BOUND = {"metric": "cosine_mean", "min": 0.99}
 
@@ -99,6 +99,16 @@ def test_best_variant_per_model_says_what_quality_allows():
     assert best.loc["dec", "flags"] == "insufficient sample"  # random weights are the answer, not a flag
     assert best.loc["strict", "answer"] == NOTHING_MEETS and best.loc["strict", "variant"] == "fp32"
     assert best.loc["same", "answer"] == NONE_FASTER and best.loc["same", "speedup_p50_sig"] == "n.s."
+
+
+def test_speed_only_says_when_no_variant_is_faster():
+    """A significantly slower variant is the closest, never the winner."""
+    recs = [record(model="slow", weights="random", samples_ms=samples(50, 10), metrics=DRIFT),
+            record(model="slow", weights="random", variant="bf16", precision="bf16", samples_ms=samples(80, 11),
+                   metrics=DRIFT)]
+    (row,) = best_variants(records_frame(recs)).to_dict("records")
+    assert row["answer"] == RANDOM and row["speedup_p50_sig"] == "slower"
+    assert headline(row).startswith("No variant is significantly faster than fp32; closest: bf16: 0.6")
 
 
 def test_page_opens_with_the_answer_and_embeds_everything(tmp_path):
