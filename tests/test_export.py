@@ -23,6 +23,7 @@ pytest_benchmark = pytest.importorskip("pytest_benchmark")
 
 QUALITY = {"verdict": "within bound", "within_bound": True, "cosine_mean": 0.9995,
            "bound": {"metric": "cosine_mean", "min": 0.99}}
+WORK = {"flops": 10e9, "bytes": 1e9, "intensity": 10.0, "precision": "fp32", "compute_precision": "fp32"}
 HARNESS = Harness(version="0.0.test", commit="c0ffee" * 6 + "abcd", dirty=True, source_digest="test")
 
 
@@ -47,7 +48,8 @@ def test_statistics_are_pytest_benchmarks(n):
 def results(tmp_path, machine: str = "box-a") -> tuple:
     """fp32 and bf16 of one shape (bf16 run in two processes), and a failed int8."""
     folder = tmp_path / "results" / machine / "suite"
-    recs = [record(machine=machine, samples_ms=samples(100, 1), harness=HARNESS, metrics={"quality": QUALITY}),
+    recs = [record(machine=machine, samples_ms=samples(100, 1), harness=HARNESS, metrics={"quality": QUALITY,
+                                                                                         "work": WORK}),
             record(machine=machine, variant="bf16", precision="bf16", samples_ms=samples(50, 2), session="s1",
                    harness=HARNESS, metrics={"quality": QUALITY}),
             record(machine=machine, variant="bf16", precision="bf16", samples_ms=samples(52, 3), session="s2",
@@ -84,6 +86,9 @@ def test_export_is_read_by_pytest_benchmarks_loader_and_compare(tmp_path, capsys
     assert extra["speedup_p50_ci95"][0] < extra["speedup_p50"] < extra["speedup_p50_ci95"][1]
     assert extra["quality"]["cosine_mean"] == 0.9995 and extra["memory"]["parameter_bytes"] == 2**20 * 10
     assert extra["samples_per_s"] > 0 and extra["harness"] == HARNESS.label and extra["weights"] == "real"
+    (forward,) = loaded[fp32.point_id]["extra_info"]["efficiency"]  # the report's roofline figures of the point
+    p50_s = statistics.median(fp32.metrics.samples_ms) / 1e3
+    assert forward["phase"] == "forward" and forward["achieved_gflops"] == pytest.approx(10 / p50_s)
 
     table = tmp_path / "compare"
     run = subprocess.run([sys.executable, "-m", "pytest_benchmark", "compare", str(out), "--columns=median,ops,rounds",
