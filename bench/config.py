@@ -116,6 +116,20 @@ class Exclusion(Strict):
     scenario: str | None = None
     batch_size: int | None = None
     seq_len: int | None = None
+    target: str | None = None
+
+
+SLOT_RESOURCE = "bench_slot"  # one per cluster node: a point holds its node's slot, so points never share a node
+
+
+def check_target(target: str) -> str:
+    """A node kind: a Ray resource name (`h100`) or a node label `key=value` (`ray.io/accelerator-type=H100`)."""
+    name, eq, value = target.partition("=")
+    if not name or (eq and not value) or "=" in value or any(c.isspace() for c in target):
+        raise ValueError(f"target {target!r} is neither a resource name nor one key=value label")
+    if target == SLOT_RESOURCE:
+        raise ValueError(f"{SLOT_RESOURCE!r} is on every node; leave `targets` out to run on any node")
+    return target
 
 
 class Suite(Strict):
@@ -131,6 +145,9 @@ class Suite(Strict):
     defaults: Defaults = Field(default_factory=Defaults)
     quality: QualitySettings = Field(default_factory=QualitySettings)
     exclude: list[Exclusion] = Field(default_factory=list)
+    targets: list[str] | None = Field(None, min_length=1,
+                                      description="cluster node kinds (Ray resources or key=value labels); "
+                                                  "every point runs once on each")
 
     @model_validator(mode="before")
     @classmethod
@@ -154,6 +171,17 @@ class Suite(Strict):
             if v <= 0:
                 raise ValueError(f"must be a positive integer, got {v}")
         return values
+
+    @field_validator("targets")
+    @classmethod
+    def _valid_targets(cls, targets: list[str] | None) -> list[str] | None:
+        if targets is not None:
+            for target in targets:
+                check_target(target)
+            dupes = sorted({t for t in targets if targets.count(t) > 1})
+            if dupes:
+                raise ValueError(f"targets must be unique; repeated: {', '.join(dupes)}")
+        return targets
 
     @field_validator("models")
     @classmethod

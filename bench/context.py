@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
+
 
 @dataclass
 class RunContext:
@@ -29,8 +31,12 @@ class RunContext:
     load_original: Callable[[], Any] | None = None
 
     def calibration_batches(self, count: int) -> list[dict]:
-        """`count` single-row batches of real text at the run's length, taken after the timed batch's windows."""
-        from .models.inputs import make_inputs
+        """`count` single-row batches of real text at the run's length, from the held-out half of the text:
+        calibration never sees the windows the timed inputs or the quality check read."""
+        from .models.inputs import held_out_windows
 
-        return [make_inputs(self.tokenizer, self.task, 1, self.seq_len, self.model_config.vocab_size,
-                            offset_windows=self.batch_size + i)[0] for i in range(count)]
+        rows, _ = held_out_windows(self.tokenizer, self.task, self.model_config.vocab_size, self.seq_len)
+        if count > len(rows):
+            raise ValueError(f"{count} calibration windows asked for; the held-out text has {len(rows)}")
+        return [{"input_ids": row[None].numpy(), "attention_mask": np.ones((1, self.seq_len), dtype=np.int64)}
+                for row in rows[:count]]

@@ -116,7 +116,7 @@ def _resolve_scenarios(suite: Suite, file: str) -> list[ScenarioSpec]:
 def _excluded(suite: Suite, point: RunPoint) -> bool:
     values = {"model": point.model.name, "backend": point.backend, "device": point.device,
               "variant": point.variant.name, "scenario": point.scenario.name,
-              "batch_size": point.batch_size, "seq_len": point.seq_len}
+              "batch_size": point.batch_size, "seq_len": point.seq_len, "target": point.target}
     for rule in suite.exclude:
         given = rule.model_dump(exclude_none=True)
         if given and all(values[k] == v for k, v in given.items()):
@@ -144,14 +144,15 @@ def build_plan(suite: Suite, file: str | Path) -> Plan:
     scenario_specs = _resolve_scenarios(suite, file)
 
     points, skipped = [], []
-    for model, variant, device, scenario, batch, seq in itertools.product(
-            suite.models, variants, suite.devices, scenario_specs, suite.batch_sizes, suite.seq_lens):
+    for model, variant, device, scenario, batch, seq, target in itertools.product(
+            suite.models, variants, suite.devices, scenario_specs, suite.batch_sizes, suite.seq_lens,
+            suite.targets or [None]):
         task, weights = tasks[model.name]
         for backend in ([variant.backend] if variant.backend else suite.backends):
             point = RunPoint(suite=suite.name or "suite", model=model, task=task, weights=weights,
                              backend=backend, device=device, variant=variant, scenario=scenario,
                              batch_size=batch, seq_len=seq, settings=suite.defaults,
-                             quality=suite.quality)
+                             quality=suite.quality, target=target)
             if _excluded(suite, point):
                 continue
             options_model = backends.get(backend).Options

@@ -23,8 +23,9 @@ import contextlib
 import json
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -53,6 +54,17 @@ def _wrapper(model: Any, output_name: str, input_names: list[str]):
 
 
 @contextlib.contextmanager
+def evaluating(model: Any):
+    """Eval mode for the duration, then the model's own training flag again."""
+    was_training = getattr(model, "training", False)
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+@contextlib.contextmanager
 def _attention(model: Any, implementation: str | None):
     """Temporarily switch a transformers model's attention implementation (eager exports as plain ops)."""
     config = getattr(model, "config", None)
@@ -71,21 +83,34 @@ def _attention(model: Any, implementation: str | None):
             model.set_attn_implementation(before)
 
 
-def _export_torchscript(model, args, names, output_name, raw: Path, opset: int) -> None:
+@dataclass
+class GraphSpec:
+    """One graph to export: `module` takes `args` positionally; `axes` names each input's and output's dynamic
+    axes (one name is one dimension across tensors) and `bounds` gives the dynamo exporter each name's range."""
+
+    module: Any
+    args: tuple
+    input_names: list[str]
+    output_names: list[str]
+    axes: dict[str, dict[int, str]]
+    bounds: dict[str, tuple[int, int]]
+
+
+def _export_torchscript(spec: GraphSpec, raw: Path, opset: int) -> None:
     import torch
 
-    axes = {n: {0: "batch", 1: "seq"} for n in [*names, output_name]}
-    torch.onnx.export(_wrapper(model, output_name, names), args, str(raw), input_names=names,
-                      output_names=[output_name], opset_version=opset, dynamo=False, dynamic_axes=axes)
+    torch.onnx.export(spec.module, spec.args, str(raw), input_names=spec.input_names,
+                      output_names=spec.output_names, opset_version=opset, dynamo=False, dynamic_axes=spec.axes)
 
 
-def _export_dynamo(model, args, names, output_name, raw: Path, opset: int) -> None:
+def _export_dynamo(spec: GraphSpec, raw: Path, opset: int) -> None:
     import torch
 
-    batch, seq = torch.export.Dim("batch", min=1, max=4096), torch.export.Dim("seq", min=2, max=8192)
-    program = torch.onnx.export(_wrapper(model, output_name, names), args, input_names=names,
-                                output_names=[output_name], opset_version=max(opset, 18), dynamo=True,
-                                dynamic_shapes={"args": tuple({0: batch, 1: seq} for _ in names)}, verbose=False)
+    dims = {name: torch.export.Dim(name, min=low, max=high) for name, (low, high) in spec.bounds.items()}
+    shapes = tuple({axis: dims[name] for axis, name in spec.axes.get(n, {}).items()} for n in spec.input_names)
+    program = torch.onnx.export(spec.module, spec.args, input_names=spec.input_names,
+                                output_names=spec.output_names, opset_version=max(opset, 18), dynamo=True,
+                                dynamic_shapes={"args": shapes}, verbose=False)
     program.save(str(raw), external_data=True)
 
 
@@ -107,14 +132,14 @@ def _max_abs_diff(path: Path, example_inputs: dict, ref: np.ndarray) -> float:
     return float(np.abs(got - ref).max()) if got.shape == ref.shape else float("inf")
 
 
-def export_onnx(model: Any, example_inputs: dict, output_name: str, path: Path, opset: int = DEFAULT_OPSET,
-                exporter: str = "auto") -> dict:
-    """Export `model` to `path` (+ `path.name + '.data'`) with dynamic batch and sequence axes.
+def export_graph(model: Any, spec: GraphSpec, path: Path, opset: int, check: Callable[[Path], tuple[bool, dict]],
+                 exporter: str = "auto") -> dict:
+    """Export `spec` to `path` (+ `path.name + '.data'`) with the first exporter whose graph passes `check`.
 
-    The graph's inputs are the keys of `example_inputs` (in order) and its one output is `output_name`
-    (`last_hidden_state` or `logits`; no KV cache). `exporter`: "torchscript" (eager attention, fusable by
-    ORT's optimizer), "dynamo", or "auto" (torchscript, then dynamo if that fails or disagrees with torch).
-    Returns what was done: exporter, attention implementation, opset, max |ORT - torch| on the example.
+    `exporter`: "torchscript" (eager attention, fusable by ORT's optimizer), "dynamo", or "auto" (torchscript,
+    then dynamo if that fails or `check` finds it disagrees with torch; the last one is kept either way, with
+    what `check` found). `check(raw_path) -> (agrees, findings)` runs with the model's own attention restored.
+    Returns the exporter, attention implementation, opset and the findings.
     """
     import warnings
 
@@ -122,15 +147,9 @@ def export_onnx(model: Any, example_inputs: dict, output_name: str, path: Path, 
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    names = list(example_inputs)
-    args = tuple(example_inputs[n] for n in names)
     order = {"auto": ["torchscript", "dynamo"], "torchscript": ["torchscript"], "dynamo": ["dynamo"]}[exporter]
-    was_training = getattr(model, "training", False)
-    model.eval()
     errors: dict[str, str] = {}
-    try:
-        ref = _torch_output(model, example_inputs, output_name)
-        tolerance = 1e-3 * max(1.0, float(np.abs(ref).max()))
+    with evaluating(model):
         for which in order:
             raw_dir = Path(tempfile.mkdtemp(prefix=".export-", dir=path.parent))
             try:
@@ -138,25 +157,48 @@ def export_onnx(model: Any, example_inputs: dict, output_name: str, path: Path, 
                 with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad(), \
                         _attention(model, "eager" if which == "torchscript" else None) as attn:
                     warnings.simplefilter("ignore")
-                    (_export_torchscript if which == "torchscript" else _export_dynamo)(
-                        model, args, names, output_name, raw, opset)
-                diff = _max_abs_diff(raw, example_inputs, ref)
-                if not diff <= tolerance and which != order[-1]:
-                    errors[which] = f"output differs from torch by {diff:.3g}"
+                    (_export_torchscript if which == "torchscript" else _export_dynamo)(spec, raw, opset)
+                agrees, findings = check(raw)
+                if not agrees and which != order[-1]:
+                    errors[which] = f"output differs from torch: {json.dumps(findings, default=str)}"
                     continue
                 _save_with_external_data(raw, path)
-                return {"exporter": which, "attn_implementation": attn, "opset": max(opset, 18)
-                        if which == "dynamo" else opset, "inputs": names, "output": output_name,
-                        "max_abs_diff_vs_torch": diff, **({"fallback_from": errors} if errors else {})}
+                return {"exporter": which, "attn_implementation": attn,
+                        "opset": max(opset, 18) if which == "dynamo" else opset, **findings,
+                        **({"fallback_from": errors} if errors else {})}
             except Exception as exc:  # noqa: BLE001 - try the next exporter, report all failures
                 errors[which] = f"{type(exc).__name__}: {str(exc)[:500]}"
                 if which == order[-1]:
                     raise RuntimeError(f"ONNX export failed: {errors}") from exc
             finally:
                 shutil.rmtree(raw_dir, ignore_errors=True)
-    finally:
-        model.train(was_training)
     raise RuntimeError(f"ONNX export failed: {errors}")
+
+
+def export_onnx(model: Any, example_inputs: dict, output_name: str, path: Path, opset: int = DEFAULT_OPSET,
+                exporter: str = "auto") -> dict:
+    """Export `model` to `path` (+ `path.name + '.data'`) with dynamic batch and sequence axes.
+
+    The graph's inputs are the keys of `example_inputs` (in order) and its one output is `output_name`
+    (`last_hidden_state` or `logits`; no KV cache: decoders with one are exported by `ort_decoder`).
+    `exporter` as in `export_graph`. Returns what was done: exporter, attention implementation, opset,
+    max |ORT - torch| on the example.
+    """
+    names = list(example_inputs)
+    spec = GraphSpec(module=_wrapper(model, output_name, names), args=tuple(example_inputs[n] for n in names),
+                     input_names=names, output_names=[output_name],
+                     axes={n: {0: "batch", 1: "seq"} for n in [*names, output_name]},
+                     bounds={"batch": (1, 4096), "seq": (2, 8192)})
+    with evaluating(model):
+        ref = _torch_output(model, example_inputs, output_name)
+        tolerance = 1e-3 * max(1.0, float(np.abs(ref).max()))
+
+        def check(raw: Path) -> tuple[bool, dict]:
+            diff = _max_abs_diff(raw, example_inputs, ref)
+            return diff <= tolerance, {"max_abs_diff_vs_torch": diff}
+
+        info = export_graph(model, spec, path, opset, check, exporter)
+    return {**info, "inputs": names, "output": output_name}
 
 
 def _save_with_external_data(src: Path, dst: Path) -> None:
@@ -170,15 +212,21 @@ def _save_with_external_data(src: Path, dst: Path) -> None:
 
 def cached_export(model: Any, example_inputs: dict, output_name: str, key_parts: dict, cache_dir: Path,
                   opset: int = DEFAULT_OPSET) -> tuple[Path, bool]:
-    """Export once per (key_parts, opset); returns (path to model.onnx, cache_hit).
+    """`export_onnx` once per (key_parts, opset); returns (path to model.onnx, cache_hit)."""
+    return cached_graph(key_parts, cache_dir, opset,
+                        lambda path: export_onnx(model, example_inputs, output_name, path, opset))
+
+
+def cached_graph(key_parts: dict, cache_dir: Path, opset: int, export: Callable[[Path], dict]) -> tuple[Path, bool]:
+    """Run `export(path) -> info` once per (key_parts, opset); returns (path to model.onnx, cache_hit).
 
     The folder is named by sha256(JSON(key_parts + opset)); it holds model.onnx, model.onnx.data, key.json and
-    export.json (what `export_onnx` returned). Shapes are dynamic, so one export serves every batch and length.
+    export.json (what `export` returned). Shapes are dynamic, so one export serves every batch and length.
     """
     final = Path(cache_dir) / cache_key({**key_parts, "opset": opset})
 
     def build(folder: Path) -> None:
-        info = export_onnx(model, example_inputs, output_name, folder / "model.onnx", opset)
+        info = export(folder / "model.onnx")
         (folder / "key.json").write_text(json.dumps({**key_parts, "opset": opset}, indent=1, default=str))
         (folder / EXPORT_INFO).write_text(json.dumps(info, indent=1, default=str))
 
@@ -186,7 +234,7 @@ def cached_export(model: Any, example_inputs: dict, output_name: str, key_parts:
 
 
 def export_info(path: Path) -> dict:
-    """What `export_onnx` recorded for a model made by `cached_export` ({} if none)."""
+    """What the export recorded for a model made by `cached_graph` ({} if none)."""
     f = Path(path).parent / EXPORT_INFO
     return json.loads(f.read_text()) if f.exists() else {}
 

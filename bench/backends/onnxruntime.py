@@ -1,5 +1,7 @@
 """ONNX Runtime backend: export once (cached), then a session on the CPU or CUDA provider.
 
+Causal LMs are exported with a KV cache (`ort_decoder`): one graph serves forward passes (empty cache, logits
+at every position), quality (perplexity) and greedy generation, so all three measure the same graph.
 Graph-stage transforms (fusions, int8, int4, fp16) are applied by the pipeline between `export` and
 `open`; precision on ORT is set by those transforms, so the backend runs fp32 graphs only.
 """
@@ -7,13 +9,14 @@ Graph-stage transforms (fusions, int8, int4, fp16) are applied by the pipeline b
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from . import Backend, Session, backends
-from .onnx_export import DEFAULT_OPSET, cached_export, onnx_file_bytes
+from ..errors import Unsupported
+from . import Backend, Session, backends, ort_decoder
+from .onnx_export import DEFAULT_OPSET, cached_export, export_info, onnx_file_bytes
 from .ort_session import make_session, run_fn
 
 
@@ -26,21 +29,27 @@ class OrtOptions(BaseModel):
 
 
 class OrtSession(Session):
-    """Forward passes only. Generation is not offered: the export has no past-key-value inputs, so each
-    decode step would recompute the whole prefix and misstate decode cost (see README)."""
+    """Forward passes on any graph; greedy generation on a decoder graph with a KV cache. A graph without
+    one is refused for generation: each decode step would recompute the whole prefix and misstate decode cost."""
 
     def __init__(self, session: Any, inputs: dict[str, np.ndarray], provider: str, info: dict):
         self.session, self.provider, self.info = session, provider, info
         self._input_names = {i.name for i in session.get_inputs()}
+        self._decoder = (ort_decoder.CachedDecoder(session, provider)
+                         if ort_decoder.is_decoder_graph(self._input_names) else None)
+        self._prompt = inputs
         self._inputs = self._feed(inputs)
         self._run = run_fn(session, self._inputs, provider)
         # one bound runner per partial batch, made before any clock starts: on CUDA each keeps its inputs on
         # the device (IO binding), so dynamic batching times the model and not host copies
-        rows = len(next(iter(self._inputs.values())))
-        self._row_runs = {n: run_fn(session, {k: v[:n] for k, v in self._inputs.items()}, provider)
+        rows = len(next(iter(inputs.values())))
+        self._row_runs = {n: run_fn(session, self._feed({k: v[:n] for k, v in inputs.items()}), provider)
                           for n in range(1, rows + 1)}
 
     def _feed(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The graph's inputs for one full-sequence forward (a decoder's cache empty, logits everywhere)."""
+        if self._decoder:
+            inputs = {**inputs, **ort_decoder.extra_inputs(self.session.get_inputs(), *inputs["input_ids"].shape)}
         return {k: v for k, v in inputs.items() if k in self._input_names}
 
     def run(self) -> None:
@@ -51,6 +60,14 @@ class OrtSession(Session):
 
     def infer(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         return np.asarray(self.session.run(None, self._feed(inputs))[0], dtype=np.float32)
+
+    def generate(self, new_tokens: int, on_token: Callable[[int], None], rows: int | None = None) -> np.ndarray:
+        """As `Session.generate`; returns the tokens [rows, new_tokens]."""
+        if self._decoder is None:
+            raise Unsupported("this ONNX graph has no past-key-value inputs (not a causal LM exported with a KV "
+                              "cache): generating on it would recompute the whole prefix every token")
+        return ort_decoder.greedy_generate(self._decoder, self._prompt["input_ids"][:rows],
+                                    self._prompt["attention_mask"][:rows], new_tokens, on_token)
 
 
 @backends.register("onnxruntime")
@@ -63,11 +80,15 @@ class OnnxRuntime(Backend):
         import torch
 
         opts = OrtOptions.model_validate(ctx.backend_options)
-        output_name = "logits" if loaded.task == "causal-lm" else "last_hidden_state"
         example = {k: torch.from_numpy(v) for k, v in inputs.items()}
         key = {**ctx.model_key, "task": loaded.task}
-        path, hit = cached_export(model, example, output_name, key, ctx.cache_dir / "onnx", opset=opts.opset)
-        ctx.export_info = {"opset": opts.opset, "cache_hit": hit, "path": str(path)}
+        if loaded.task == "causal-lm":
+            path, hit = ort_decoder.cached_decoder_export(model, example["input_ids"], example["attention_mask"],
+                                                          key, ctx.cache_dir / "onnx", opts.opset)
+        else:
+            path, hit = cached_export(model, example, "last_hidden_state", key, ctx.cache_dir / "onnx", opset=opts.opset)
+        found = {k: v for k, v in export_info(path).items() if k not in ("inputs", "outputs")}
+        ctx.export_info = {"opset": opts.opset, **found, "cache_hit": hit, "path": str(path)}
         return path
 
     def open(self, artifact, loaded, inputs, ctx) -> Session:

@@ -54,6 +54,7 @@ class Run(Command):
         if args.find_peak:
             plan = plan.with_scenario_option("server", find_peak=True)
         executor = executor_cls(address=args.address, start_method=args.start_method)
+        executor.check(plan, str(path))
         out = Path(args.out) if args.out else None
         out_console = console()
         out_console.print(f"suite {path}: {len(plan.points)} points, executor {args.executor}")

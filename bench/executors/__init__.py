@@ -10,10 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterator
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator
 
 from ..config import RunPoint
 from ..registry import Registry
+
+if TYPE_CHECKING:
+    from ..plan import Plan
 
 
 @dataclass
@@ -38,6 +41,9 @@ class Executor:
     def missing(cls) -> str | None:
         """Why this executor cannot run here (a package not installed), or None."""
         return None
+
+    def check(self, plan: "Plan", suite_file: str) -> None:
+        """Refuse, with a one-line ConfigError, a plan this executor cannot run, before anything is written."""
 
     def destination(self, suite: str, machine_id: str, out: Path | None) -> Path:
         """Where a record made on `machine_id` is appended: `--out`, else results/<machine_id>/<suite>."""

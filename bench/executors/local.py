@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..errors import ConfigError
 from ..records.build import new_id, now
 from ..runner.isolate import run_isolated
 from . import Executor, Finished, executors
@@ -9,6 +10,13 @@ from . import Executor, Finished, executors
 
 @executors.register("local")
 class Local(Executor):
+    def check(self, plan, suite_file):
+        """Node kinds name cluster nodes: running them here would label this machine's records with a
+        kind it was never declared to be, so a suite with `targets` is refused rather than half-run."""
+        if plan.suite.targets:
+            raise ConfigError(suite_file, "targets", "the local executor runs on this machine only, which has no "
+                              "node kind", "run it with --executor ray on a cluster, or remove `targets`")
+
     def resume_dirs(self, suite, out):
         from ..hardware.machine import describe_machine
 

@@ -9,7 +9,9 @@ import numpy as np
 
 from .text import reference_text
 
-CHARS_PER_TOKEN_BOUND = 8  # generous: English averages ~4-5 characters per token
+CHARS_PER_TOKEN_BOUND = 8
+HELD_OUT_FROM = 0.5  # calibration and training windows come from this fraction of the text onwards
+HELD_OUT_TEXT = "pydoc_data.topics, second half (never read by the timed inputs or the quality check)"  # generous: English averages ~4-5 characters per token
 
 
 @lru_cache(maxsize=4)
@@ -55,3 +57,25 @@ def make_inputs(tokenizer: Any, task: str, batch_size: int, seq_len: int, vocab_
     info = {"text": "pydoc_data.topics (stdlib)", "batch_size": batch_size, "seq_len": seq_len,
             "special_tokens": wrap_specials, "ids_wrapped_to_vocab": wrapped}
     return inputs, info
+
+
+@lru_cache(maxsize=4)
+def held_out_windows(tokenizer: Any, task: str, vocab_size: int, seq_len: int) -> tuple[Any, dict]:
+    """Every whole `seq_len`-token window of the reference text from HELD_OUT_FROM on, [CLS]/[SEP]-wrapped for
+    encoders as the timed inputs are: text that neither the timed inputs nor the quality check read (they take
+    windows from the start), for calibration and recovery training."""
+    import torch
+
+    text = reference_text()
+    start = int(len(text) * HELD_OUT_FROM)
+    ids = tokenizer(text[start:], add_special_tokens=False)["input_ids"]
+    cls, sep = getattr(tokenizer, "cls_token_id", None), getattr(tokenizer, "sep_token_id", None)
+    specials = task == "encoder" and cls is not None and sep is not None
+    body = seq_len - 2 if specials else seq_len
+    count = len(ids) // body
+    rows = torch.tensor(ids[:count * body], dtype=torch.int64).view(count, body)
+    if specials:
+        rows = torch.cat([torch.full((count, 1), cls), rows, torch.full((count, 1), sep)], dim=1)
+    wrapped = bool((rows >= vocab_size).any())
+    return rows % vocab_size, {"text": "pydoc_data.topics (stdlib)", "chars": [start, len(text)],
+                               "windows": count, "seq_len": seq_len, "ids_wrapped_to_vocab": wrapped}

@@ -37,13 +37,15 @@ def _redirect_output(log_path: str | None) -> None:
 
 def execute(point_data: dict, cache_dir: str, spawned_at: float | None = None) -> dict:
     """Run one point in this process and return {"metrics", "provenance", "phases"}. Raises on failure."""
+    from ..hardware.machine import default_threads  # imports no numerical library
+
+    # read from the raw data: validating it imports numpy and scipy, which must see the thread counts
+    intra = (point_data.get("settings") or {}).get("intra_op_threads") or default_threads()
+    set_thread_env(intra)
     from ..config import RunPoint
-    from ..hardware.machine import default_threads
 
     point = RunPoint.model_validate(point_data)
     s = point.settings
-    intra = s.intra_op_threads or default_threads()
-    set_thread_env(intra)
 
     import torch
 

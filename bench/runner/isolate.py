@@ -98,7 +98,7 @@ def run_isolated(point_data: dict, cache_dir: str, log_path: str | None, timeout
     if outcome is None:
         outcome = {"status": "failed", "error": _describe_exit(proc.exitcode)}
     outcome["child_wall_s"] = time.monotonic() - start
-    if outcome["status"] == "ok":
+    if outcome.get("status") == "ok":
         outcome["provenance"]["process"] = {"start_method": start_method,
                                             "preloaded": PRELOAD if start_method == "forkserver" else None}
     return outcome

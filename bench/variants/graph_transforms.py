@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 
 from ..cache import build_once
 from ..errors import Unsupported
+from ..models.inputs import HELD_OUT_TEXT
 from . import NoOptions, Transform, onnx_graph, transforms
 
 
@@ -104,7 +105,7 @@ class OrtInt8Static(Transform):
                                  src, dst, ctx.calibration_batches(options.samples), options.method,
                                  s["per_channel"], s["reduce_range"]))
         return path, {**info, "settings": s, "calibration": {"samples": options.samples, "method": options.method,
-                                                              "seq_len": ctx.seq_len, "text": "pydoc_data.topics"}}
+                                                              "seq_len": ctx.seq_len, "text": HELD_OUT_TEXT}}
 
     def compute_precision(self, options, precision):
         return "int8"

@@ -93,10 +93,15 @@ def optimize_transformer(path_in: Path, path_out: Path, model_type: str, num_hea
 
 
 def synthetic_feed(session: Any, batch: int = 2, seq: int = 8) -> dict[str, np.ndarray]:
-    """Small inputs for a text model's graph: ids < 100, the last row right-padded by a quarter."""
+    """Small inputs for a text model's graph: ids < 100, the last row right-padded by a quarter (a decoder
+    with a KV cache gets an empty one)."""
+    from ..backends.ort_decoder import extra_inputs
+
     rng = np.random.default_rng(0)
-    feed = {}
+    feed = extra_inputs(session.get_inputs(), batch, seq)
     for i in session.get_inputs():
+        if i.name in feed:
+            continue
         if "mask" in i.name:
             mask = np.ones((batch, seq), dtype=np.int64)
             mask[-1, seq - max(1, seq // 4):] = 0
@@ -245,10 +250,15 @@ def quantize_dynamic_int8(path_in: Path, path_out: Path, per_channel: bool, redu
 
 
 class _Batches:
-    """CalibrationDataReader over prepared batches of real text, keeping only the graph's inputs."""
+    """CalibrationDataReader over prepared batches of real text, keeping only the graph's inputs (a decoder
+    with a KV cache gets an empty one)."""
 
-    def __init__(self, batches: list[dict[str, np.ndarray]], input_names: set[str]):
-        self._batches = [{k: np.ascontiguousarray(v) for k, v in b.items() if k in input_names} for b in batches]
+    def __init__(self, batches: list[dict[str, np.ndarray]], graph_inputs: list):
+        from ..backends.ort_decoder import extra_inputs
+
+        names = {i.name for i in graph_inputs}
+        batches = [{**b, **extra_inputs(graph_inputs, *b["input_ids"].shape)} for b in batches]
+        self._batches = [{k: np.ascontiguousarray(v) for k, v in b.items() if k in names} for b in batches]
         self._it = iter(self._batches)
 
     def get_next(self):
@@ -346,8 +356,7 @@ def quantize_static_int8(path_in: Path, path_out: Path, calibration_batches: lis
     if method not in ("MinMax", "Entropy", "Percentile"):
         raise ValueError(f"calibration method {method!r}: use MinMax, Entropy or Percentile")
     path_out = Path(path_out)
-    names = {i.name for i in onnx.load(str(path_in), load_external_data=False).graph.input}
-    reader = _Batches(calibration_batches, names)
+    reader = _Batches(calibration_batches, _cpu_session(path_in).get_inputs())
     with tempfile.TemporaryDirectory(dir=path_out.parent) as work:
         src, gemms = _prepared_input(Path(path_in), Path(work))
         src, shapes = _symbolic_shapes(src, Path(work))

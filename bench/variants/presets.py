@@ -41,6 +41,12 @@ PRESETS: dict[str, VariantSpec] = {v.name: v for v in [
                                                                  "method": "activation"}),)),
     _v("pruned-ffn50-int8", backend="pytorch",
        transforms=(("prune-structured", {"ffn_fraction": 0.5, "method": "activation"}), ("int8-dynamic", {}))),
+    # the same prune, then a short distillation from the fp32 original (cached: the int8 variant reuses it)
+    _v("pruned-ffn50-recovered", transforms=(("prune-structured", {"ffn_fraction": 0.5, "method": "activation"}),
+                                             ("recover-distill", {}))),
+    _v("pruned-ffn50-recovered-int8", backend="pytorch",
+       transforms=(("prune-structured", {"ffn_fraction": 0.5, "method": "activation"}), ("recover-distill", {}),
+                   ("int8-dynamic", {}))),
     _v("sparse-2to4-fp16", backend="pytorch", precision="fp16", transforms=(("sparse-2to4", {}),)),
     # torch.compile (inductor, freezing on CPU): compile time is recorded apart from the measurement
     _v("compile", backend="torch-compile"),

@@ -41,6 +41,7 @@ from typing import Any, Iterable, Literal
 from pydantic import Field
 
 from ..errors import Unsupported
+from ..models.inputs import HELD_OUT_TEXT
 from ..models.families import Family, family_of
 from . import NoOptions, Transform, transforms
 from .sparsity import count_params, is_linear_like
@@ -545,7 +546,7 @@ class PruneStructured(Transform):
                        for b in ctx.calibration_batches(options.calibration_samples)]
         model, info = structured_prune(model, options.head_fraction, options.ffn_fraction, options.method, batches)
         if batches:
-            info["calibration"] = {"samples": len(batches), "seq_len": ctx.seq_len, "text": "pydoc_data.topics"}
+            info["calibration"] = {"samples": len(batches), "seq_len": ctx.seq_len, "text": HELD_OUT_TEXT}
         # what was actually removed scales the analytic FLOPs the config still describes
         info["flop_scales"] = {"matmul": info["matmul_param_ratio"], "attention": info["attention_head_ratio"]}
         return model, info
