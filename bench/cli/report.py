@@ -1,4 +1,5 @@
-"""`bench report`: tables (markdown, CSV, HTML) from every runs.jsonl under one or more directories."""
+"""`bench report`: the page, the tables (markdown, CSV) and the plots from every runs.jsonl under one or more
+directories; the terminal gets the narrow summary."""
 
 from __future__ import annotations
 
@@ -7,6 +8,21 @@ from pathlib import Path
 from . import Command, commands
 from ._common import console, find_peaks
 from ._prices import add_price_arguments, read_prices
+
+
+def read_results(dirs: list[str], peaks_file: str | None) -> tuple[list, dict, Path]:
+    """The records under `dirs` (each read once), the measured peaks per machine (`peaks_file`, else found
+    beside the results), and the folder files are written to by default (the first DIR)."""
+    from ..records.store import load_many
+
+    sources = [Path(d) for d in dirs]
+    records = load_many(sources)
+    peaks: dict = {}
+    for src in sources:
+        for machine, found in find_peaks(records, src, peaks_file).items():
+            peaks.setdefault(machine, found)
+    first = sources[0]
+    return records, peaks, first if first.is_dir() else first.parent
 
 
 @commands.register("report")
@@ -20,19 +36,12 @@ class Report(Command):
         add_price_arguments(parser)
 
     def __call__(self, args) -> int:
-        from ..records.store import load_many
-        from ..report.render import build_report
+        from ..report.render import report_frame, write_report
+        from ..report.summary import print_summary
 
         prices = read_prices(args)
-        sources = [Path(d) for d in args.dirs]
-        records = load_many(sources)
-        first = sources[0]
-        out = Path(args.out) if args.out else (first if first.is_dir() else first.parent)
-        peaks: dict = {}
-        for src in sources:
-            for machine, found in find_peaks(records, src, args.peaks).items():
-                peaks.setdefault(machine, found)
-        summary, files = build_report(records, out, peaks, prices.for_machines({r.machine_id for r in records}))
-        print(summary, flush=True)
-        console().print(f"report: {', '.join(str(f) for f in files)}")
+        records, peaks, first = read_results(args.dirs, args.peaks)
+        df = report_frame(records, peaks, prices.for_machines({r.machine_id for r in records}))
+        _, files = write_report(df, Path(args.out) if args.out else first)
+        print_summary(console(), df, files)
         return 0

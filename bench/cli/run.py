@@ -1,4 +1,5 @@
-"""`bench run`: expand a suite, run each point in isolation through an executor, print the summary."""
+"""`bench run`: expand a suite, run each point in isolation through an executor, print the summary (the wide
+tables go to the report files)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from ._prices import add_price_arguments, read_prices
 
 @commands.register("run")
 class Run(Command):
-    help = "run a suite, each point in its own process, then print the tables"
+    help = "run a suite, each point in its own process, then print the summary and write the report"
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("suite", nargs="?", help=f"suite YAML or packaged suite name (default: {DEFAULT_SUITE})")
@@ -36,7 +37,8 @@ class Run(Command):
     def __call__(self, args) -> int:
         from ..executors import executors
         from ..records.store import load_records
-        from ..report.render import build_report
+        from ..report.render import report_frame, write_report
+        from ..report.summary import print_summary
 
         path, plan = load_plan(args.suite)  # validation first: a bad suite writes nothing
         prices = read_prices(args)
@@ -73,7 +75,7 @@ class Run(Command):
         for folder in folders:
             for machine, found in find_peaks(records, folder).items():
                 peaks.setdefault(machine, found)
-        summary, files = build_report(records, report_dir, peaks, prices.for_machines({r.machine_id for r in records}))
-        print(summary, flush=True)
-        out_console.print(f"report: {', '.join(str(f) for f in files)}")
+        df = report_frame(records, peaks, prices.for_machines({r.machine_id for r in records}))
+        _, files = write_report(df, report_dir)
+        print_summary(out_console, df, files)
         return 0

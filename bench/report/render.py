@@ -1,13 +1,15 @@
-"""Write the report: markdown (paste into a document), CSV (spreadsheets) and HTML, plus plots."""
+"""Write the report: markdown (paste into a document), CSV (spreadsheets), a self-contained HTML page
+(publish it: bench/report/page.py), and the plots."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from . import sections
+from . import Section, sections
 from .frame import records_frame
 
 FLOAT_FORMAT = {"cv": "{:.1%}", "overhead": "{:.0%}", "cosine_mean": "{:.5f}", "cosine_min": "{:.5f}", "top1_agree": "{:.3f}",
@@ -35,6 +37,11 @@ def _interval(shown: str, low, high, sig) -> str:
     return shown + mark + (f" [{low:.2f}, {high:.2f}]" if has_interval else "")
 
 
+def ratio_cell(value, low, high, sig) -> str:
+    """One ratio with its interval and verdict, as a table cell shows it (empty where there is none)."""
+    return _interval(_fmt(value, "ratio"), low, high, sig)
+
+
 def display(table: pd.DataFrame) -> pd.DataFrame:
     """Formatted for reading; a ratio's `_ci_low`, `_ci_high` and `_sig` columns (kept apart in the CSV)
     are folded into the ratio's cell."""
@@ -49,47 +56,72 @@ def display(table: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def build_report(records: list[dict], out_dir: Path, peaks: dict | None = None,
-                 prices: dict[str, float] | None = None) -> tuple[str, list[Path]]:
-    """Return the markdown text and the files written (report.md, one CSV per section, report.html, plots).
+@dataclass
+class Part:
+    """One section as the report shows it: its table (raw, as in the CSV) and the figures it wrote."""
 
-    `peaks` maps machine_id to measured ceilings (`bench peak`); `prices` maps machine_id to $/hour and adds
-    cost columns for those machines.
-    """
+    name: str
+    section: Section
+    table: pd.DataFrame
+    figures: list[Path] = field(default_factory=list)
+
+
+def report_frame(records: list, peaks: dict | None = None, prices: dict[str, float] | None = None) -> pd.DataFrame:
+    """The frame every section reads: `peaks` maps machine_id to measured ceilings (`bench peak`), `prices`
+    machine_id to $/hour (adds cost columns for those machines)."""
     df = records_frame(records)
     df.attrs["peaks"] = peaks or {}
     df.attrs["prices"] = prices or {}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
-    md_parts, html_parts = ["# Benchmark report\n"], ["<html><head><meta charset='utf-8'><title>Benchmark report</title>"
-                                                     "<style>td,th{padding:2px 8px;font-family:monospace}</style>"
-                                                     "</head><body><h1>Benchmark report</h1>"]
+    return df
+
+
+def build_parts(df: pd.DataFrame, out_dir: Path) -> list[Part]:
+    """Every section with rows, in order, its plots written to `out_dir`."""
+    parts = []
     if df.empty:
-        md_parts.append("No records found.\n")
-    else:
-        machines = sorted(set(df["machine"].dropna()))
-        md_parts.append(f"Machine(s): {', '.join(machines)}. Points: {len(df)} "
-                        f"({(df['status'] == 'ok').sum()} ok).\n")
-        for name in sorted(sections.names(), key=lambda n: sections.get(n).order):
-            sec = sections.get(name)
-            table = sec.build(df)
-            if table is None or table.empty:
-                continue
-            csv = out_dir / f"{name}.csv"
-            table.to_csv(csv, index=False)
-            written.append(csv)
-            shown = display(table)
-            md_parts.append(f"## {sec.title}\n\n{shown.to_markdown(index=False)}\n")
-            html_parts.append(f"<h2>{sec.title}</h2>{shown.to_html(index=False, escape=True)}")
-            if sec.note:
-                md_parts.append(f"{sec.note}\n")
-                html_parts.append(f"<p>{sec.note}</p>")
-            for figure in (sec.plot(df, out_dir) if sec.plot else []):
-                written.append(figure)
-                md_parts.append(f"![{figure.stem}]({figure.name})\n")
-                html_parts.append(f"<img src='{figure.name}' style='max-width:900px'>")
-    md = "\n".join(md_parts)
+        return parts
+    for name in sorted(sections.names(), key=lambda n: sections.get(n).order):
+        sec = sections.get(name)
+        table = sec.build(df)
+        if table is None or table.empty:
+            continue
+        parts.append(Part(name, sec, table, list(sec.plot(df, out_dir)) if sec.plot else []))
+    return parts
+
+
+def markdown(df: pd.DataFrame, parts: list[Part]) -> str:
+    md = ["# Benchmark report\n"]
+    if df.empty:
+        md.append("No records found.\n")
+        return "\n".join(md)
+    machines = sorted(set(df["machine"].dropna()))
+    md.append(f"Machine(s): {', '.join(machines)}. Points: {len(df)} ({(df['status'] == 'ok').sum()} ok).\n")
+    for part in parts:
+        md.append(f"## {part.section.title}\n\n{display(part.table).to_markdown(index=False)}\n")
+        if part.section.note:
+            md.append(f"{part.section.note}\n")
+        md += [f"![{figure.stem}]({figure.name})\n" for figure in part.figures]
+    return "\n".join(md)
+
+
+def write_report(df: pd.DataFrame, out_dir: Path) -> tuple[str, list[Path]]:
+    """Write report.md, one CSV per section, the plots and report.html; return the markdown and the files."""
+    from .page import render_page
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    parts = build_parts(df, out_dir)
+    csvs = []
+    for part in parts:
+        csvs.append(out_dir / f"{part.name}.csv")
+        part.table.to_csv(csvs[-1], index=False)
+    md = markdown(df, parts)
     (out_dir / "report.md").write_text(md, encoding="utf-8")
-    (out_dir / "report.html").write_text("".join(html_parts) + "</body></html>", encoding="utf-8")
-    written = [out_dir / "report.md", *written, out_dir / "report.html"]
-    return md, written
+    (out_dir / "report.html").write_text(render_page(df, parts), encoding="utf-8")
+    figures = [figure for part in parts for figure in part.figures]
+    return md, [out_dir / "report.md", *csvs, *figures, out_dir / "report.html"]
+
+
+def build_report(records: list, out_dir: Path, peaks: dict | None = None,
+                 prices: dict[str, float] | None = None) -> tuple[str, list[Path]]:
+    """Return the markdown text and the files written (report.md, one CSV per section, report.html, plots)."""
+    return write_report(report_frame(records, peaks, prices), out_dir)

@@ -37,7 +37,7 @@ def _redirect_output(log_path: str | None) -> None:
 
 def execute(point_data: dict, cache_dir: str, spawned_at: float | None = None) -> dict:
     """Run one point in this process and return {"metrics", "provenance", "phases"}. Raises on failure."""
-    from ..hardware.machine import cpu_flags, default_threads  # imports no numerical library
+    from ..hardware.machine import default_threads  # imports no numerical library
 
     # read from the raw data: validating it imports numpy and scipy, which must see the thread counts
     intra = (point_data.get("settings") or {}).get("intra_op_threads") or default_threads()
@@ -54,13 +54,10 @@ def execute(point_data: dict, cache_dir: str, spawned_at: float | None = None) -
     torch.manual_seed(s.seed)
 
     from ..backends import backends
-    from ..context import RunContext
     from ..errors import Unsupported
     from ..hardware.work import point_work
     from ..measurement.timing import LoopSettings
     from ..measurement.trackers import EnergyTracker, MemoryTracker
-    from ..models import model_sources
-    from ..models.inputs import make_inputs
     from ..records.schema import Metrics
     from ..scenarios import Workload, scenarios
     from ..variants.pipeline import prepare
@@ -71,10 +68,7 @@ def execute(point_data: dict, cache_dir: str, spawned_at: float | None = None) -
     started = clock()
     phases: dict[str, float | None] = {"start_s": started - spawned_at if spawned_at else None}
 
-    source = model_sources.get(point.model.source)()
-    loaded = source.load(point.model, seed=s.seed)
-    inputs, input_info = make_inputs(loaded.tokenizer, loaded.task, point.batch_size, point.seq_len,
-                                     loaded.config.vocab_size)
+    source, loaded, inputs, input_info = load_point(point)
     phases["load_s"], mark = clock() - started, clock()
 
     quality_in = reference = None
@@ -87,14 +81,8 @@ def execute(point_data: dict, cache_dir: str, spawned_at: float | None = None) -
         reference.ensure(lambda: torch_outputs(loaded.model, loaded.task, quality_in))
     phases["reference_s"], mark = clock() - mark, clock()
 
-    ctx = RunContext(device=point.device, task=loaded.task, batch_size=point.batch_size, seq_len=point.seq_len,
-                     seed=s.seed, intra_op_threads=intra, inter_op_threads=s.inter_op_threads,
-                     cpu_flags=cpu_flags(), cache_dir=Path(cache_dir), precision=point.variant.precision,
-                     precision_mode=point.variant.precision_mode, backend_options=point.variant.backend_options,
-                     tokenizer=loaded.tokenizer, model_config=loaded.config,
-                     model_key={"model": point.model.model_dump(mode="json"), "seed": s.seed, "torch_transforms": []},
-                     load_original=lambda: source.load(point.model, seed=s.seed).model)
-    prepared = prepare(loaded, point.variant, backends.get(point.backend)(), inputs, ctx)
+    prepared = prepare(loaded, point.variant, backends.get(point.backend)(), inputs,
+                       run_context(point, source, loaded, intra, cache_dir))
     phases["transform_s"], mark = clock() - mark, clock()
 
     scenario_cls = scenarios.get(point.scenario.name)
@@ -123,6 +111,33 @@ def execute(point_data: dict, cache_dir: str, spawned_at: float | None = None) -
                   "transforms": [t.provenance() for t in prepared.applied], "backend": prepared.session.info,
                   "threads": {"intra_op": intra, "inter_op": s.inter_op_threads}}
     return {"metrics": metrics.model_dump(mode="json"), "provenance": provenance, "phases": phases}
+
+
+def load_point(point) -> tuple[Any, Any, dict, dict]:
+    """(the model source, the loaded model, the timed batch, what the batch is made of) of a point."""
+    from ..models import model_sources
+    from ..models.inputs import make_inputs
+
+    source = model_sources.get(point.model.source)()
+    loaded = source.load(point.model, seed=point.settings.seed)
+    inputs, input_info = make_inputs(loaded.tokenizer, loaded.task, point.batch_size, point.seq_len,
+                                     loaded.config.vocab_size)
+    return source, loaded, inputs, input_info
+
+
+def run_context(point, source, loaded, intra: int, cache_dir: str | Path) -> Any:
+    """What the transform pipeline and the backend may know of the point (bench/context.py)."""
+    from ..context import RunContext
+    from ..hardware.machine import cpu_flags
+
+    s = point.settings
+    return RunContext(device=point.device, task=loaded.task, batch_size=point.batch_size, seq_len=point.seq_len,
+                      seed=s.seed, intra_op_threads=intra, inter_op_threads=s.inter_op_threads,
+                      cpu_flags=cpu_flags(), cache_dir=Path(cache_dir), precision=point.variant.precision,
+                      precision_mode=point.variant.precision_mode, backend_options=point.variant.backend_options,
+                      tokenizer=loaded.tokenizer, model_config=loaded.config,
+                      model_key={"model": point.model.model_dump(mode="json"), "seed": s.seed, "torch_transforms": []},
+                      load_original=lambda: source.load(point.model, seed=s.seed).model)
 
 
 def _quality(session, quality_in, reference, point, weights: str) -> Any:

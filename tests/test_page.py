@@ -1,0 +1,213 @@
+"""The published page and the terminal summary: the answer first (best variant within the quality bound, said
+plainly where quality cannot decide), provenance visible, self-contained, and checked in a real browser."""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+
+import numpy as np
+import pytest
+
+from builders import record
+
+from bench.report.frame import records_frame
+from bench.report.render import build_report
+from bench.report.summary import NONE_FASTER, NOTHING_MEETS, RANDOM, WITHIN, best_variants, headline, print_summary
+
+BOUND = {"metric": "cosine_mean", "min": 0.99}
+
+
+def within(cosine: float) -> dict:
+    return {"quality": {"verdict": "within bound", "within_bound": True, "cosine_mean": cosine, "bound": BOUND}}
+
+
+def breaks(cosine: float) -> dict:
+    return {"quality": {"verdict": "breaks bound", "within_bound": False, "cosine_mean": cosine, "bound": BOUND}}
+
+
+DRIFT = {"quality": {"verdict": "not meaningful (random weights)", "meaningful": False, "cosine_mean": 0.97}}
+
+
+def samples(median: float, seed: int) -> list[float]:
+    return list(median * (1 + 0.01 * np.random.default_rng(seed).standard_normal(80)))
+
+
+def suite_records() -> list:
+    """Four models, one answer each: a winner within the bound (a faster one breaks it), random weights,
+    nothing within the bound, and a variant within the bound that is not significantly faster."""
+    enc = dict(model="enc", metrics=within(1.0))
+    return [
+        record(samples_ms=samples(100, 1), **enc),
+        record(variant="bf16", precision="bf16", samples_ms=samples(50, 2), model="enc", metrics=within(0.9995)),
+        record(variant="int8", transforms=[{"name": "int8-dynamic"}], samples_ms=samples(25, 3), model="enc",
+               metrics=breaks(0.95)),
+        record(model="dec", weights="random", samples_ms=samples(80, 4), metrics=DRIFT),
+        record(model="dec", weights="random", variant="bf16", precision="bf16", samples_ms=samples(40, 5),
+               metrics={**DRIFT, "sufficient": False}),
+        record(model="strict", samples_ms=samples(100, 6), metrics=within(1.0)),
+        record(model="strict", variant="int8", transforms=[{"name": "int8-dynamic"}], samples_ms=samples(30, 7),
+               metrics=breaks(0.9)),
+        record(model="same", samples_ms=samples(100, 8), metrics=within(1.0)),
+        record(model="same", variant="bf16", precision="bf16", samples_ms=samples(100.3, 9), metrics=within(0.9999)),
+    ]
+
+
+class _Text(HTMLParser):
+    """The text a reader sees: everything outside tags, script and style."""
+
+    def __init__(self):
+        super().__init__()
+        self.parts: list[str] = []
+        self._skip = 0
+
+    def handle_starttag(self, tag, attrs):
+        self._skip += tag in ("style", "script")
+
+    def handle_endtag(self, tag):
+        self._skip -= tag in ("style", "script")
+
+    def handle_data(self, data):
+        if not self._skip:
+            self.parts.append(data)
+
+
+def visible_text(html: str) -> str:
+    parser = _Text()
+    parser.feed(html)
+    return re.sub(r"\s+", " ", "".join(parser.parts))
+
+
+def expected_headline(frame, model: str, variant: str) -> str:
+    """The speedup and its interval as the frame computed them, in the words the page uses."""
+    row = frame[(frame["model"] == model) & (frame["variant"] == variant)].iloc[0]
+    return (f"{variant}: {row['speedup_p50']:.2f}x faster than fp32 "
+            f"[95% CI {row['speedup_p50_ci_low']:.2f}, {row['speedup_p50_ci_high']:.2f}]")
+
+
+def test_best_variant_per_model_says_what_quality_allows():
+    best = best_variants(records_frame(suite_records())).set_index("model")
+    assert best.loc["enc", "answer"] == WITHIN and best.loc["enc", "variant"] == "bf16"
+    assert best.loc["enc", "speedup_p50"] == pytest.approx(2.0, rel=0.02)
+    assert best.loc["enc", "size_ratio"] == pytest.approx(1.0)
+    assert best.loc["enc", "excluded"].startswith("int8 4.0") and "BREAKS >= 0.99" in best.loc["enc", "excluded"]
+    assert best.loc["dec", "answer"] == RANDOM and best.loc["dec", "variant"] == "bf16"
+    assert best.loc["dec", "flags"] == "insufficient sample"  # random weights are the answer, not a flag
+    assert best.loc["strict", "answer"] == NOTHING_MEETS and best.loc["strict", "variant"] == "fp32"
+    assert best.loc["same", "answer"] == NONE_FASTER and best.loc["same", "speedup_p50_sig"] == "n.s."
+
+
+def test_speed_only_says_when_no_variant_is_faster():
+    """A significantly slower variant is the closest, never the winner."""
+    recs = [record(model="slow", weights="random", samples_ms=samples(50, 10), metrics=DRIFT),
+            record(model="slow", weights="random", variant="bf16", precision="bf16", samples_ms=samples(80, 11),
+                   metrics=DRIFT)]
+    (row,) = best_variants(records_frame(recs)).to_dict("records")
+    assert row["answer"] == RANDOM and row["speedup_p50_sig"] == "slower"
+    assert headline(row).startswith("No variant is significantly faster than fp32; closest: bf16: 0.6")
+
+
+def test_page_opens_with_the_answer_and_embeds_everything(tmp_path):
+    records = suite_records()
+    md, files = build_report(records, tmp_path)
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    text = visible_text(page)
+    frame = records_frame(records)
+
+    answer, charts, tables = (text.index(h) for h in ("The answer", "Charts", "Detailed tables"))
+    assert answer < charts < tables
+    first = text[answer:charts]
+    assert expected_headline(frame, "enc", "bf16") in first
+    assert "Faster but over the bound: int8" in first
+    assert "Speed only: quality is not meaningful with random weights" in first
+    assert "Nothing meets the quality bound: keep fp32" in first
+    assert "No variant is significantly faster than fp32 within the quality bound" in first
+    assert "Random weights: these figures are valid for speed only" in first
+
+    provenance = text[text.index("Where the numbers come from"):charts]
+    assert "test-machine" in provenance and "0.0.test" in provenance
+    assert "random weights (2 point(s): dec)" in provenance
+    assert "insufficient sample (1 point(s): dec bf16 single-stream b8 s128)" in provenance
+
+    # self-contained: every image is embedded, nothing is fetched
+    assert not re.search(r"https?://|<link|<script|url\(", page)
+    assert not re.findall(r"src=['\"](?!data:image/png;base64,)", page)
+    pngs = [f for f in files if f.suffix == ".png"]
+    embedded = re.findall(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'", page)
+    assert len(embedded) == len(pngs) >= 3  # latency per model with a baseline, speed against quality
+    assert all(base64.b64decode(e)[:8] == b"\x89PNG\r\n\x1a\n" for e in embedded)
+    assert "<details" in page and "Comparison (speedup" in text[tables:]
+    assert "| enc" in md  # report.md keeps every wide table
+
+
+def test_latency_chart_whiskers_are_the_records_median_intervals(tmp_path, saved_figures):
+    records = suite_records()[:3]
+    build_report(records, tmp_path)
+    (fig, _), = [(f, p) for f, p in saved_figures if p.name.startswith("latency-enc")]
+    ax = fig.axes[0]
+    bars = sorted((p.get_y(), p.get_width()) for p in ax.patches if p.get_width() > 0)
+    from matplotlib.container import ErrorbarContainer
+
+    errorbar, = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    whiskers = sorted((seg[0][1], seg[0][0], seg[1][0]) for seg in errorbar.lines[2][0].get_segments())
+    by_p50 = sorted(records, key=lambda r: r.metrics.latency.p50_ms)  # the chart lists the fastest first
+    for (_, width), (_, low, high), rec in zip(bars, whiskers, by_p50):
+        assert width == pytest.approx(rec.metrics.latency.p50_ms)
+        assert (low, high) == pytest.approx(rec.metrics.latency.median_ci95_ms)
+    (fig, _), = [(f, p) for f, p in saved_figures if p.name.startswith("speed-quality-enc")]
+    frame = records_frame(records).set_index("variant")
+    points = [xy for line in fig.axes[0].get_lines() if line.get_marker() == "o" for xy in zip(*line.get_data())]
+    np.testing.assert_allclose(sorted(points),
+                               sorted((frame.loc[v, "speedup_p50"], frame.loc[v, "cosine_mean"]) for v in ("bf16", "int8")))
+
+
+def test_several_machines_say_which_is_faster(tmp_path):
+    records = [record(machine=m, samples_ms=samples(p50, i), metrics=within(1.0))
+               for i, (m, p50) in enumerate((("box-a", 100), ("box-b", 50)))]
+    build_report(records, tmp_path)
+    text = visible_text((tmp_path / "report.html").read_text(encoding="utf-8"))
+    assert "Which machine" in text and "box-b: 2.00x faster than box-a [95% CI" in text
+    assert (tmp_path / "machines-m.png").exists()
+
+
+def test_terminal_summary_fits_120_columns(tmp_path):
+    from rich.console import Console
+
+    out = io.StringIO()
+    print_summary(Console(file=out, width=300), records_frame(suite_records()), [tmp_path / "report.html"])
+    printed = out.getvalue()
+    assert max(len(line) for line in printed.splitlines()) <= 120
+    assert "Best variant per model" in printed and "| enc" not in printed
+    assert re.search(r"enc \(single-stream b8 s128\):\s+bf16: 2\.0\dx faster than fp32", printed)
+    assert "random weights" in printed and "BREAKS" in printed
+    assert f"report: {tmp_path / 'report.html'} (open it in a browser)" in printed
+
+
+def _browser() -> str | None:
+    return next((b for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
+
+
+@pytest.mark.skipif(_browser() is None, reason="no headless browser installed (apt-get install chromium)")
+def test_page_renders_in_a_headless_browser(tmp_path):
+    records = suite_records()
+    build_report(records, tmp_path / "report")
+    url = (tmp_path / "report" / "report.html").as_uri()
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,900"]
+    dom = subprocess.run([_browser(), *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
+    text = visible_text(dom)
+    assert expected_headline(records_frame(records), "enc", "bf16") in text
+    assert "Nothing meets the quality bound" in text and "Speed only" in text
+    shot = tmp_path / "shot.png"
+    subprocess.run([_browser(), *flags, f"--screenshot={shot}", url], capture_output=True, timeout=120)
+    import matplotlib.image
+
+    pixels = matplotlib.image.imread(shot)[..., :3]
+    assert pixels.shape[:2] == (900, 1280)
+    colours = {tuple(c) for c in (pixels.reshape(-1, 3) * 255).astype(int)[::97]}
+    assert len(colours) > 20  # text, cards, coloured answer borders: not a blank or one-colour page
