@@ -265,3 +265,14 @@ def test_throughput_latency_curve_plots_each_server_run(tmp_path, saved_figures)
     lines = {line.get_label(): list(zip(line.get_xdata(), line.get_ydata())) for line in fig.axes[0].get_lines()}
     assert lines == {"m pytorch/fp32 (single)": [(9.8, 40.0)], "m pytorch/bf16 (single)": [(19.5, 25.0)]}
     assert "completed samples/s" in figure_texts(fig)
+
+
+def test_a_compiled_point_that_recompiled_inside_the_timed_traffic_is_flagged():
+    def compiled(point_id: str, recompiled: int):
+        rec = record(point_id, variant="compile", backend="torch-compile")
+        backend = {"compile": {"recompiled_in_traffic": recompiled}}
+        return rec.model_copy(update={"provenance": rec.provenance.model_copy(update={"backend": backend})})
+
+    df = records_frame([record("a"), compiled("clean", 0), compiled("dirty", 2)]).set_index("point_id")
+    assert "recompiled" not in df.loc["clean", "flags"]
+    assert "recompiled in timed traffic (2 frames)" in df.loc["dirty", "flags"]

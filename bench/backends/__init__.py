@@ -21,6 +21,10 @@ class Session:
         """One query on the prepared inputs, complete on return."""
         raise NotImplementedError
 
+    def traffic_done(self) -> None:
+        """Called once, right after the scenario's timed traffic and before the quality check: a session may
+        note its state there (a compiled model, whether it recompiled inside the timed window)."""
+
     def infer(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         """The primary output (logits or last hidden state) as float32 numpy, for quality checks."""
         raise NotImplementedError

@@ -3,8 +3,9 @@
 Compilation happens when the session opens: the model is compiled and called on the point's inputs
 until a call runs no new compilation, and that time is recorded as `compile` in the backend info,
 apart from the scenario's warm-up and timed loop. Dynamo's counters are read after that (graphs, graph
-breaks with their reasons) and again when the record is written: frames compiled later (the quality
-check's other shapes, a recompilation) show as the difference. On CPU, inductor's `freezing` folds the
+breaks with their reasons), again when the timed traffic ends (`recompiled_in_traffic`: frames compiled
+inside the warm-up and timed loop, which a static-shape point should never do; the report flags it), and
+when the record is written (`at_end`: the quality check's other shapes compile there). On CPU, inductor's `freezing` folds the
 weights into the graph and pre-packs them for oneDNN, which is what makes compiled CPU inference fast;
 it is on by default and recorded.
 
@@ -49,7 +50,7 @@ def _dynamo_counters() -> dict:
 
 class CompiledSession(TorchSession):
     """A TorchSession whose model is compiled. Its info adds dynamo's counters as they are when it is read
-    (at the end of the point), beside those taken when compilation finished."""
+    (at the end of the point), beside those taken when compilation finished and when the traffic ended."""
 
     def __init__(self, base: TorchSession, compiled: Any, dynamic: bool | None):
         super().__init__(compiled, base.inputs, base.device, base.task, base._autocast, dict(base.info))
@@ -63,6 +64,13 @@ class CompiledSession(TorchSession):
     @info.setter
     def info(self, value: dict) -> None:
         self._info = value
+
+    def traffic_done(self) -> None:
+        compile_info = self._info.get("compile")
+        if compile_info:
+            after = _dynamo_counters()
+            compile_info["after_traffic"] = after
+            compile_info["recompiled_in_traffic"] = after["frames_compiled"] - compile_info["at_open"]["frames_compiled"]
 
     def run_rows(self, rows: int) -> None:
         if self.dynamic is not True and rows != len(next(iter(self.inputs.values()))):

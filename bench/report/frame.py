@@ -33,6 +33,9 @@ def _flags(rec: Record) -> list[str]:
         flags.append("insufficient sample")
     if lat and any(w.startswith("outliers") for w in lat.warnings):
         flags.append("outliers")
+    recompiled = (rec.provenance.backend.get("compile") or {}).get("recompiled_in_traffic")
+    if recompiled:
+        flags.append(f"recompiled in timed traffic ({recompiled} frames)")
     if rec.provenance.weights == "random":
         flags.append("random weights")
     return flags

@@ -93,6 +93,7 @@ def execute(point_data: dict, cache_dir: str, spawned_at: float | None = None) -
     with MemoryTracker(point.device) as memory, EnergyTracker(point.device) as energy:
         result = scenario_cls().run(prepared.session, Workload(point.batch_size, point.seq_len), settings, options)
     phases["scenario_s"], mark = clock() - mark, clock()
+    prepared.session.traffic_done()
     if result.loop:
         phases["warmup_s"], phases["timed_s"] = result.loop.warmup_s, result.loop.wall_s
 
