@@ -178,9 +178,14 @@ def test_terminal_summary_fits_120_columns(tmp_path):
     from rich.console import Console
 
     out = io.StringIO()
-    print_summary(Console(file=out, width=300), records_frame(suite_records()), [tmp_path / "report.html"])
+    noisy = [45 * (1 + 0.4 * (i % 2)) for i in range(64)]  # a long name and long notes (unstable)
+    records = [*suite_records(), record(variant="compile-max-autotune-bf16", backend="torch-compile", precision="bf16",
+                                        samples_ms=noisy, model="enc", metrics=within(0.9999))]
+    print_summary(Console(file=out, width=300), records_frame(records), [tmp_path / "report.html"])
     printed = out.getvalue()
     assert max(len(line) for line in printed.splitlines()) <= 120
+    ratio_lines = [line for line in printed.splitlines() if re.search(r"\d\.\d\dx \[", line)]
+    assert ratio_lines and all(re.search(r"\d\.\d\dx \[\d+\.\d+, \d+\.\d+\]", line) for line in ratio_lines)  # one line a point
     assert "Best variant per model" in printed and "| enc" not in printed
     assert re.search(r"enc \(single-stream b8 s128\):\s+bf16: 2\.0\dx faster than fp32", printed)
     assert "random weights" in printed and "BREAKS" in printed

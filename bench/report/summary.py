@@ -385,19 +385,29 @@ def _print_points(console, df: pd.DataFrame) -> None:
     from .render import ratio_cell
 
     machines, devices = df["machine"].nunique() > 1, df["device"].nunique() > 1
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
-    for column in (["machine"] if machines else []) + ["model", "variant", "shape", "p50 ms", "vs fp32 [95% CI]",
-                                                       "size", "quality", "notes"]:
-        table.add_column(column, justify="right" if column in ("p50 ms", "size") else "left", overflow="fold")
+    one_scenario = df["scenario"].nunique() == 1  # then it is said once, above the table, and not on every row
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, title_justify="left",
+                  title=f"scenario: {df['scenario'].iloc[0]}" if one_scenario else None)
+    rows = []
     for _, r in df.sort_values([*SHAPE, "p50_ms"], kind="stable").iterrows():
         speed = "baseline" if r["speedup_p50_sig"] == "baseline" else ratio_cell(
             r["speedup_p50"], r["speedup_p50_ci_low"], r["speedup_p50_ci_high"], r["speedup_p50_sig"])
         flags = "; ".join(f for f in r["flags"].split("; ") if f and f != "random weights")
         notes = flags if r["status"] == "ok" else f"{r['status']}: {shorten(r['error'], 60, placeholder=' ...')}"
         cells = ([r["machine"]] if machines else []) + [
-            r["model"], r["variant"], shape_label(r, devices), f"{r['p50_ms']:.3g}" if pd.notna(r["p50_ms"]) else "",
+            r["model"], r["variant"], shape_label(r, devices).removeprefix(f"{r['scenario']} " if one_scenario else ""), f"{r['p50_ms']:.3g}" if pd.notna(r["p50_ms"]) else "",
             speed, f"{r['size_ratio']:.2f}x" if pd.notna(r["size_ratio"]) else "", _quality_short(r), notes]
-        table.add_row(*(Text(str(c)) for c in cells))
+        rows.append([str(c) for c in cells])
+    columns = (["machine"] if machines else []) + ["model", "variant", "shape", "p50 ms", "vs fp32 [95% CI]", "size",
+                                                   "quality", "notes"]
+    for i, column in enumerate(columns):
+        # one line per point: every column but the notes keeps its widest cell; the notes wrap in what is left
+        widest = max([len(column), *(len(row[i]) for row in rows)])
+        table.add_column(column, justify="right" if column in ("p50 ms", "size") else "left",
+                         **({"ratio": 1, "overflow": "fold"} if column == "notes" else
+                            {"min_width": widest, "no_wrap": True, "overflow": "fold"}))
+    for row in rows:
+        table.add_row(*(Text(c) for c in row))
     console.print(table)
     best = best_variants(df)
     if best is None:
