@@ -142,6 +142,43 @@ def test_decode_step_and_bytes():
     assert flops.weight_bytes_from_config(config, 2, include_lm_head=False) == 2 * 84_934_656
 
 
+def _tiny_gpt2(**kwargs):
+    config = transformers.GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=500, n_positions=64,
+                                     bos_token_id=0, eos_token_id=0, **kwargs)
+    return transformers.GPT2LMHeadModel(config).eval()
+
+
+def test_a_decoder_streams_its_lm_head_but_only_gathers_from_its_embedding_tables():
+    from bench.measurement.size import lookup_table_bytes
+
+    wte, wpe = 500 * 32 * 4, 64 * 32 * 4
+    assert lookup_table_bytes(_tiny_gpt2()) == wpe  # the token table is the LM head's weight: read whole
+    assert lookup_table_bytes(_tiny_gpt2(tie_word_embeddings=False)) == wte + wpe
+    quantized = torch.ao.quantization.quantize_dynamic(_tiny_gpt2(), {torch.nn.Linear}, dtype=torch.qint8)
+    assert lookup_table_bytes(quantized) == wte + wpe  # the head has its own int8 copy now
+
+
+def test_onnx_lookup_tables_are_initializers_only_gather_reads(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from bench.backends.onnx_export import onnx_lookup_table_bytes
+
+    table = numpy_helper.from_array(np.zeros((100, 8), np.float32), "table")
+    head = numpy_helper.from_array(np.zeros((8, 100), np.float32), "head")  # the table, transposed for the head
+    shared = numpy_helper.from_array(np.zeros((100, 8), np.float32), "shared")  # gathered and multiplied
+    nodes = [helper.make_node("Gather", ["table", "ids"], ["e"]), helper.make_node("Gather", ["shared", "ids"], ["f"]),
+             helper.make_node("Add", ["e", "f"], ["g"]), helper.make_node("MatMul", ["g", "head"], ["logits"]),
+             helper.make_node("MatMul", ["g", "shared_t"], ["h"]),
+             helper.make_node("Transpose", ["shared"], ["shared_t"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("ids", TensorProto.INT64, [1])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, None)],
+                              initializer=[table, head, shared])
+    path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph), str(path))
+    assert onnx_lookup_table_bytes(path) == 100 * 8 * 4  # only `table`
+
+
 # --- roofline ------------------------------------------------------------------------------------------
 
 def test_roofline_arithmetic():

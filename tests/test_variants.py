@@ -183,6 +183,11 @@ def test_ort_and_int8_points_end_to_end_with_quality(write_suite, tmp_path):
     ort = recs["ort-int8-dynamic"]
     assert ort.status == "ok" and ort.metrics.quality.cosine_mean > 0.9
     assert ort.provenance.backend["model_file_bytes"] > 0
+    # the word, position and type tables are gathered from, not streamed: left out of the roofline's bytes
+    lookup = ort.provenance.backend["lookup_table_bytes"]
+    assert lookup > 0 and ort.metrics.work.bytes_breakdown["lookup_tables_excluded"] == lookup
+    assert ort.metrics.work.bytes_breakdown["weights"] == ort.provenance.backend["model_file_bytes"] - lookup
+    assert recs["fp32"].metrics.work.bytes_breakdown["lookup_tables_excluded"] > 0
     assert [(t["name"], t["stage"]) for t in ort.provenance.transforms] == [("ort-optimize", "onnx"),
                                                                               ("ort-int8-dynamic", "onnx")]
     assert ort.metrics.work.compute_precision == "int8"

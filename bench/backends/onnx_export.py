@@ -239,6 +239,32 @@ def export_info(path: Path) -> dict:
     return json.loads(f.read_text()) if f.exists() else {}
 
 
+# (operator, input slot) pairs that read rows of a table by index: Gather's data, and the word, position and
+# segment tables of ORT's fused EmbedLayerNormalization
+LOOKUP_SLOTS = frozenset({("Gather", 0), ("EmbedLayerNormalization", 2), ("EmbedLayerNormalization", 3),
+                          ("EmbedLayerNormalization", 4)})
+
+
+def onnx_lookup_table_bytes(path: Path) -> int:
+    """Bytes of initializers that are only indexed into (embedding tables, LOOKUP_SLOTS): a query reads a few
+    rows of them, so the weights a query streams are the file's bytes less these. An exported decoder often
+    holds the token table twice, once gathered and once transposed for the LM head; only the gathered copy is
+    left out."""
+    import numpy as np
+    import onnx
+    from onnx.helper import tensor_dtype_to_np_dtype
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    initializers = {t.name: t for t in graph.initializer}
+    uses: dict[str, set] = {}
+    for node in graph.node:
+        for slot, name in enumerate(node.input):
+            if name in initializers:
+                uses.setdefault(name, set()).add((node.op_type, slot))
+    return sum(int(np.prod(t.dims)) * tensor_dtype_to_np_dtype(t.data_type).itemsize
+               for name, t in initializers.items() if name in uses and uses[name] <= LOOKUP_SLOTS)
+
+
 def onnx_file_bytes(path: Path) -> int:
     """Bytes of the model file plus every external-data file its tensors point to."""
     import onnx

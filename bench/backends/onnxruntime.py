@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict
 
 from ..errors import Unsupported
 from . import Backend, Session, backends, ort_decoder
-from .onnx_export import DEFAULT_OPSET, cached_export, export_info, onnx_file_bytes
+from .onnx_export import DEFAULT_OPSET, cached_export, export_info, onnx_file_bytes, onnx_lookup_table_bytes
 from .ort_session import make_session, run_fn
 
 
@@ -100,5 +100,6 @@ class OnnxRuntime(Backend):
                                 "providers": session.get_providers(),
                                 "graph_optimization_level": opts.graph_optimization_level,
                                 "model_file": str(artifact), "model_file_bytes": onnx_file_bytes(artifact),
+                                "lookup_table_bytes": onnx_lookup_table_bytes(artifact),
                                 "intra_op_threads": ctx.intra_op_threads, "inter_op_threads": ctx.inter_op_threads}
         return OrtSession(session, inputs, provider, info)

@@ -47,6 +47,23 @@ def weight_bytes(model: Any) -> int:
     return _tensor_bytes(list(model.state_dict().values()), set())
 
 
+def lookup_table_bytes(model: Any) -> int:
+    """Bytes of embedding tables a query reads only a few rows of (nn.Embedding weights shared with no other
+    tensor): a roofline that counted them as streamed would overstate the bandwidth a decoder achieves. A table
+    tied to the LM head is read whole by the head, so it stays in."""
+    import torch
+
+    def key(t):
+        storage = t.untyped_storage()
+        return storage.data_ptr(), storage.nbytes(), t.device.type
+
+    tables = {f"{name}.weight": m.weight for name, m in model.named_modules() if isinstance(m, torch.nn.Embedding)}
+    # quantized and tensor-subclass weights are never an embedding's float storage: plain tensors suffice
+    shared = {key(t) for name, t in model.state_dict(keep_vars=True).items()
+              if name not in tables and type(t) in (torch.Tensor, torch.nn.Parameter) and not t.is_quantized}
+    return _tensor_bytes([t for t in tables.values() if key(t) not in shared], set())
+
+
 def serialized_bytes(model: Any) -> int:
     """Bytes of `torch.save(model.state_dict())`: the on-disk size, a cross-check of weight_bytes."""
     import io

@@ -29,6 +29,7 @@ NO_BASELINE = "no fp32 baseline"
 ONLY_BASELINE = "only the baseline measured"
 ALL_FAILED = "every point failed"
 TERMINAL_WIDTH = 120
+NOTES_MIN = 20  # the terminal table's notes column is never narrower (flags such as "unstable (cv 15%)")
 TICK_WIDTH = 36  # characters per line of a chart's row label (a server scenario's options run long)
 BEST_COLUMNS = [*SHAPE, "weights", "answer", "variant", "backend", "p50_ms", "baseline_p50_ms",
                 *with_interval("speedup_p50"), "processes", "size_ratio", "quality", "flags", "excluded"]
@@ -395,17 +396,21 @@ def _print_points(console, df: pd.DataFrame) -> None:
         flags = "; ".join(f for f in r["flags"].split("; ") if f and f != "random weights")
         notes = flags if r["status"] == "ok" else f"{r['status']}: {shorten(r['error'], 60, placeholder=' ...')}"
         cells = ([r["machine"]] if machines else []) + [
-            r["model"], r["variant"], shape_label(r, devices).removeprefix(f"{r['scenario']} " if one_scenario else ""), f"{r['p50_ms']:.3g}" if pd.notna(r["p50_ms"]) else "",
+            r["model"], r["variant"], shape_label(r, devices).removeprefix(f"{r['scenario']} " if one_scenario else ""),
+            f"{r['p50_ms']:.{1 if r['p50_ms'] < 1000 else 0}f}" if pd.notna(r["p50_ms"]) else "",
             speed, f"{r['size_ratio']:.2f}x" if pd.notna(r["size_ratio"]) else "", _quality_short(r), notes]
         rows.append([str(c) for c in cells])
     columns = (["machine"] if machines else []) + ["model", "variant", "shape", "p50 ms", "vs fp32 [95% CI]", "size",
                                                    "quality", "notes"]
+    # one line per point: every column but the notes keeps its widest cell and the notes wrap in what is left;
+    # where that leaves the notes less than NOTES_MIN, long variant (and machine) names fold instead
+    widest = [max([len(column), *(len(row[i]) for row in rows)]) for i, column in enumerate(columns)]
+    deficit = NOTES_MIN - (console.width - sum(widest[:-1]) - 2 * (len(columns) - 1))
     for i, column in enumerate(columns):
-        # one line per point: every column but the notes keeps its widest cell; the notes wrap in what is left
-        widest = max([len(column), *(len(row[i]) for row in rows)])
-        table.add_column(column, justify="right" if column in ("p50 ms", "size") else "left",
-                         **({"ratio": 1, "overflow": "fold"} if column == "notes" else
-                            {"min_width": widest, "no_wrap": True, "overflow": "fold"}))
+        fit = {"ratio": 1, "min_width": NOTES_MIN} if column == "notes" else {"min_width": widest[i], "no_wrap": True}
+        if deficit > 0 and column in ("variant", "machine"):
+            fit = {"max_width": max(12, widest[i] - deficit)}
+        table.add_column(column, justify="right" if column in ("p50 ms", "size") else "left", overflow="fold", **fit)
     for row in rows:
         table.add_row(*(Text(c) for c in row))
     console.print(table)

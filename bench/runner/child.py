@@ -56,6 +56,7 @@ def execute(point_data: dict, cache_dir: str, spawned_at: float | None = None) -
     from ..backends import backends
     from ..errors import Unsupported
     from ..hardware.work import point_work
+    from ..measurement.size import lookup_table_bytes
     from ..measurement.timing import LoopSettings
     from ..measurement.trackers import EnergyTracker, MemoryTracker
     from ..records.schema import Metrics
@@ -101,10 +102,16 @@ def execute(point_data: dict, cache_dir: str, spawned_at: float | None = None) -
     phases["quality_s"] = clock() - mark
 
     mem = memory.result(prepared.model)
-    # the weights the backend actually streams: the exported graph for ORT, the torch model otherwise
-    streamed = prepared.session.info.get("model_file_bytes") or mem.weight_bytes
-    work = point_work(loaded.config, loaded.task, point, streamed, prepared.compute_precision(point.variant.precision),
-                      prepared.flop_scale("matmul"), prepared.flop_scale("attention"))
+    # the weights the backend actually streams: the exported graph for ORT, the torch model otherwise, less the
+    # embedding tables a query only gathers a few rows from
+    info = prepared.session.info
+    if "model_file_bytes" in info:
+        weights, lookup = info["model_file_bytes"], info.get("lookup_table_bytes", 0)
+    else:
+        weights, lookup = mem.weight_bytes, lookup_table_bytes(prepared.model)
+    work = point_work(loaded.config, loaded.task, point, weights - lookup,
+                      prepared.compute_precision(point.variant.precision),
+                      prepared.flop_scale("matmul"), prepared.flop_scale("attention"), lookup_bytes=lookup)
     metrics = Metrics(**dict(result), memory=mem, work=work, quality=quality,
                       energy=energy.result(result, point.batch_size, point.seq_len))
     provenance = {"weights": loaded.weights, **loaded.provenance, "inputs": input_info,
