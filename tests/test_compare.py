@@ -3,6 +3,8 @@ rule, `bench compare` and its regression gate, `--repeat`, and significance on e
 
 from __future__ import annotations
 
+import re
+
 import json
 import shutil
 import zlib
@@ -238,6 +240,9 @@ def test_compare_directories_on_known_samples(tmp_path, capsys):
     assert "1.20x [" in md and "within-process noise only" in md
     printed = capsys.readouterr().out
     assert "only in NEW" in printed and "1 slower" in printed
+    # a pipe gets the 120 columns, not rich's 80: each row and its interval on one line
+    assert re.search(r"same · b8 s128 │.*│ \d\.\d\dx \[\d\.\d\d, \d\.\d\d\] │ n\.s\.", printed)
+    assert "n.s.." not in printed
 
 
 def test_fail_on_regression_exit_codes(tmp_path, capsys):

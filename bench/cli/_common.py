@@ -34,9 +34,15 @@ def load_plan(suite_arg: str | None):
 
 
 def console():
+    """The terminal; a pipe or a CI log gets the tables' 120 columns rather than rich's 80, so tables do not fold."""
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=True)
+    terminal = Console(highlight=False, soft_wrap=True)
+    if terminal.is_terminal:
+        return terminal
+    from ..report.summary import TERMINAL_WIDTH
+
+    return Console(highlight=False, soft_wrap=True, width=TERMINAL_WIDTH)
 
 
 def peaks_path(machine: dict, root: Path = Path("results")) -> Path:

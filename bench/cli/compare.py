@@ -127,7 +127,7 @@ def _summary(table) -> str:
     text = ", ".join(f"{n} {verdict}" for verdict, n in counts.items())
     if (table["test"] == "within process only").any():
         text += ". Some rows have one process on a side: their verdict speaks for within-process noise only"
-    return text + "."
+    return text if text.endswith(".") else text + "."  # "2 n.s." takes no second period
 
 
 @commands.register("compare")
