@@ -137,6 +137,15 @@ def test_sparse_csr_path_matches_dense(family):
     torch.testing.assert_close(run(sparse, family), ref, atol=1e-5, rtol=1e-5)
     report = sparsity.sparsity_report(sparse)
     assert any(s.get("format") == "csr" for s in report["per_layer"].values())
+    # the size of a CSR model is its index and value arrays (a sparse tensor has no storage to ask)
+    from bench.measurement.size import lookup_table_bytes, weight_bytes
+
+    csr = [m.weight_csr for m in sparse.modules() if type(m).__name__ == "SparseLinear"]
+    csr_bytes = sum(t.crow_indices().nbytes + t.col_indices().nbytes + t.values().nbytes for t in csr)
+    dense = {t.data_ptr(): t.nbytes for t in sparse.state_dict().values() if t.layout == torch.strided}  # tied once
+    dense_kept = sum(dense.values())
+    assert weight_bytes(sparse) == csr_bytes + dense_kept
+    assert lookup_table_bytes(sparse) > 0
 
 
 def test_sparse_csr_skips_dense_layers():

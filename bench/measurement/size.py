@@ -21,6 +21,14 @@ def _tensor_bytes(obj: Any, seen: set) -> int:
     if is_traceable_wrapper_subclass(obj):  # torchao tensors: count what they hold, not the logical shape
         names, _ = obj.__tensor_flatten__()
         return sum(_tensor_bytes(getattr(obj, n), seen) for n in names)
+    if obj.layout in (torch.sparse_csr, torch.sparse_csc, torch.sparse_bsr, torch.sparse_bsc):
+        compressed, plain = ((obj.crow_indices(), obj.col_indices()) if obj.layout in (torch.sparse_csr, torch.sparse_bsr)
+                             else (obj.ccol_indices(), obj.row_indices()))
+        # a sparse tensor has no storage of its own; its arrays may be views of a larger conversion buffer (the COO
+        # indices behind col_indices), so count what the format holds
+        return sum(t.nbytes for t in (compressed, plain, obj.values()))
+    if obj.layout == torch.sparse_coo:
+        return obj._indices().nbytes + obj._values().nbytes
     total = 0
     if obj.is_quantized:
         if obj.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric,
@@ -58,9 +66,10 @@ def lookup_table_bytes(model: Any) -> int:
         return storage.data_ptr(), storage.nbytes(), t.device.type
 
     tables = {f"{name}.weight": m.weight for name, m in model.named_modules() if isinstance(m, torch.nn.Embedding)}
-    # quantized and tensor-subclass weights are never an embedding's float storage: plain tensors suffice
+    # quantized, sparse and tensor-subclass weights are never an embedding's float storage: dense tensors suffice
     shared = {key(t) for name, t in model.state_dict(keep_vars=True).items()
-              if name not in tables and type(t) in (torch.Tensor, torch.nn.Parameter) and not t.is_quantized}
+              if name not in tables and type(t) in (torch.Tensor, torch.nn.Parameter) and not t.is_quantized
+              and t.layout == torch.strided}
     return _tensor_bytes([t for t in tables.values() if key(t) not in shared], set())
 
 
