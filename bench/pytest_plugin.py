@@ -118,7 +118,7 @@ def bench_point(request):
         if run_point.device == "cuda" and not torch.cuda.is_available():
             pytest.skip("CUDA is not available on this machine")
         try:
-            source, loaded, inputs, input_info = load_point(run_point)
+            source, loaded, inputs, input_info = load_point(run_point, cache_dir)
             prepared = prepare(loaded, run_point.variant, backends.get(run_point.backend)(), inputs,
                                run_context(run_point, source, loaded, intra, cache_dir))
         except Unsupported as exc:

