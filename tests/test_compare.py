@@ -3,9 +3,8 @@ rule, `bench compare` and its regression gate, `--repeat`, and significance on e
 
 from __future__ import annotations
 
-import re
-
 import json
+import re
 import shutil
 import zlib
 

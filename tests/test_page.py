@@ -185,7 +185,8 @@ def test_terminal_summary_fits_120_columns(tmp_path):
     printed = out.getvalue()
     assert max(len(line) for line in printed.splitlines()) <= 120
     ratio_lines = [line for line in printed.splitlines() if re.search(r"\d\.\d\dx \[", line)]
-    assert ratio_lines and all(re.search(r"\d\.\d\dx \[\d+\.\d+, \d+\.\d+\]", line) for line in ratio_lines)  # one line a point
+    # one line a point: no interval folded onto a second line
+    assert ratio_lines and all(re.search(r"\d\.\d\dx \[\d+\.\d+, \d+\.\d+\]", line) for line in ratio_lines)
     assert "Best variant per model" in printed and "| enc" not in printed
     assert re.search(r"enc \(single-stream b8 s128\):\s+bf16: 2\.0\dx faster than fp32", printed)
     assert "random weights" in printed and "BREAKS" in printed

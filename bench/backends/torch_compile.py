@@ -5,9 +5,9 @@ until a call runs no new compilation, and that time is recorded as `compile` in 
 apart from the scenario's warm-up and timed loop. Dynamo's counters are read after that (graphs, graph
 breaks with their reasons), again when the timed traffic ends (`recompiled_in_traffic`: frames compiled
 inside the warm-up and timed loop, which a static-shape point should never do; the report flags it), and
-when the record is written (`at_end`: the quality check's other shapes compile there). On CPU, inductor's `freezing` folds the
-weights into the graph and pre-packs them for oneDNN, which is what makes compiled CPU inference fast;
-it is on by default and recorded.
+when the record is written (`at_end`: the quality check's other shapes compile there). On CPU, inductor's
+`freezing` folds the weights into the graph and pre-packs them for oneDNN, which is what makes compiled CPU
+inference fast; it is on by default and recorded.
 
 It composes with precision (the model is cast before compiling) and with torch-stage transforms whose
 modules dynamo can trace (torchao quantization: `int8-dynamic` with `api: torchao`). A point that fails
@@ -70,7 +70,8 @@ class CompiledSession(TorchSession):
         if compile_info:
             after = _dynamo_counters()
             compile_info["after_traffic"] = after
-            compile_info["recompiled_in_traffic"] = after["frames_compiled"] - compile_info["at_open"]["frames_compiled"]
+            at_open = compile_info["at_open"]["frames_compiled"]
+            compile_info["recompiled_in_traffic"] = after["frames_compiled"] - at_open
 
     def run_rows(self, rows: int) -> None:
         if self.dynamic is not True and rows != len(next(iter(self.inputs.values()))):

@@ -30,8 +30,9 @@ from ..models.families import Dims, family_of
 
 CONVENTION = ("2 FLOPs per multiply-add; matmuls only (projections, MLP, QK^T and PV, LM head); attention "
               "over the {attention} seq x seq matrix; embeddings, norms, softmax, activations excluded")
-BYTES_CONVENTION = ("lower bound: weights once (less embedding tables a query only gathers rows from), activations written+read once per layer, attention "
-                    "probabilities once when materialized, KV cache read once per decode step")
+BYTES_CONVENTION = ("lower bound: weights once (less embedding tables a query only gathers rows from), activations "
+                    "written+read once per layer, attention probabilities once when materialized, KV cache read once "
+                    "per decode step")
 
 
 def dims(config: Any) -> Dims:

@@ -22,7 +22,8 @@ def _tensor_bytes(obj: Any, seen: set) -> int:
         names, _ = obj.__tensor_flatten__()
         return sum(_tensor_bytes(getattr(obj, n), seen) for n in names)
     if obj.layout in (torch.sparse_csr, torch.sparse_csc, torch.sparse_bsr, torch.sparse_bsc):
-        compressed, plain = ((obj.crow_indices(), obj.col_indices()) if obj.layout in (torch.sparse_csr, torch.sparse_bsr)
+        by_row = obj.layout in (torch.sparse_csr, torch.sparse_bsr)
+        compressed, plain = ((obj.crow_indices(), obj.col_indices()) if by_row
                              else (obj.ccol_indices(), obj.row_indices()))
         # a sparse tensor has no storage of its own; its arrays may be views of a larger conversion buffer (the COO
         # indices behind col_indices), so count what the format holds

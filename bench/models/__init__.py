@@ -6,9 +6,8 @@ names one. Loading happens only in the isolated child process.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 from ..config import ModelSpec

@@ -99,8 +99,9 @@ def _plot(df: pd.DataFrame, out_dir: Path) -> list[Path]:
          note="FLOPs and bytes are counted analytically from the model config (2 FLOPs per multiply-add, full "
               "attention matrix; bytes are a lower bound: weights once, less embedding tables a query only gathers "
               "rows from (a table tied to the LM head is read whole and stays in), activations once per layer, KV "
-              "cache once per decode step). Ceilings are this machine's measured GEMM peak for the point's compute precision and its "
-              "measured copy bandwidth (`bench peak`). Energy is `unavailable` unless a counter could be read.")
+              "cache once per decode step). Ceilings are this machine's measured GEMM peak for the point's compute "
+              "precision and its measured copy bandwidth (`bench peak`). Energy is `unavailable` unless a counter "
+              "could be read.")
 def efficiency_table(df: pd.DataFrame) -> pd.DataFrame | None:
     rows = efficiency_rows(df)
     if not rows:
