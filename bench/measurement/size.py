@@ -37,12 +37,17 @@ def _tensor_bytes(obj: Any, seen: set) -> int:
             total += _tensor_bytes([obj.q_per_channel_scales(), obj.q_per_channel_zero_points()], seen)
         else:
             total += 8 + 8  # one double scale, one int64 zero point
-    storage = obj.untyped_storage()
-    key = (storage.data_ptr(), storage.nbytes(), obj.device.type)
-    if storage.data_ptr() == 0 or key in seen:
+    key = storage_key(obj)
+    if key[0] == 0 or key in seen:
         return total
     seen.add(key)
-    return total + storage.nbytes()
+    return total + key[1]
+
+
+def storage_key(t: Any) -> tuple[int, int, str]:
+    """(address, bytes, device) of a dense tensor's storage: tensors that share one (tied weights) share it."""
+    storage = t.untyped_storage()
+    return storage.data_ptr(), storage.nbytes(), t.device.type
 
 
 def weight_bytes(model: Any) -> int:
@@ -62,16 +67,12 @@ def lookup_table_bytes(model: Any) -> int:
     tied to the LM head is read whole by the head, so it stays in."""
     import torch
 
-    def key(t):
-        storage = t.untyped_storage()
-        return storage.data_ptr(), storage.nbytes(), t.device.type
-
     tables = {f"{name}.weight": m.weight for name, m in model.named_modules() if isinstance(m, torch.nn.Embedding)}
     # quantized, sparse and tensor-subclass weights are never an embedding's float storage: dense tensors suffice
-    shared = {key(t) for name, t in model.state_dict(keep_vars=True).items()
+    shared = {storage_key(t) for name, t in model.state_dict(keep_vars=True).items()
               if name not in tables and type(t) in (torch.Tensor, torch.nn.Parameter) and not t.is_quantized
               and t.layout == torch.strided}
-    return _tensor_bytes([t for t in tables.values() if key(t) not in shared], set())
+    return _tensor_bytes([t for t in tables.values() if storage_key(t) not in shared], set())
 
 
 def serialized_bytes(model: Any) -> int:

@@ -6,23 +6,21 @@ transforms each exported model once; files are written whole (temp file, then re
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from ..cache import build_once
+from ..cache import build_once, cache_key
 from ..errors import Unsupported
 from ..models.inputs import HELD_OUT_TEXT
 from . import NoOptions, Transform, onnx_graph, transforms
 
 
 def derived_dir(src: Path, name: str, options: BaseModel) -> Path:
-    digest = hashlib.sha256(json.dumps([str(src), name, options.model_dump(mode="json")],
-                                       sort_keys=True).encode()).hexdigest()[:12]
-    return src.parent / f"{name}-{digest}"
+    digest = cache_key({"source": str(src), "transform": name, "options": options.model_dump(mode="json")})
+    return src.parent / f"{name}-{digest[:12]}"
 
 
 def _cached(src: Path, name: str, options: BaseModel, make) -> tuple[Path, dict]:
