@@ -7,6 +7,7 @@ import json
 import re
 import shutil
 import zlib
+from datetime import timedelta
 
 import numpy as np
 import pandas as pd
@@ -16,7 +17,7 @@ from builders import record
 
 from bench.cli import main
 from bench.compare.stats import Run, compare
-from bench.records.store import append_record, load_records, write_machine
+from bench.records.store import append_record, load_many, load_records, write_machine
 from bench.report.frame import records_frame
 from bench.report.render import build_report
 
@@ -178,6 +179,24 @@ def test_records_of_another_harness_are_not_processes_of_the_newest():
     assert row["processes"] == "1" and row["p50_ms"] == pytest.approx(100.0, rel=0.01)
 
 
+def started(rec, hours: float):
+    """`rec` as if it started `hours` after the builders' fixed start time."""
+    return rec.model_copy(update={"started_at": rec.started_at + timedelta(hours=hours)})
+
+
+def test_newest_harness_stands_behind_the_row_whatever_the_read_order(tmp_path):
+    """`bench report NEW OLD` reads the newer harness's records first: the row is still the newest record's,
+    and its processes are the newer harness's, not the one older record read last."""
+    from builders import HARNESS
+
+    older = HARNESS.model_copy(update={"source_digest": "older"})
+    for session in ("s1", "s2"):
+        append_record(tmp_path / "new", started(record("a", samples_ms=samples(100.0), session=session), 2))
+    append_record(tmp_path / "old", record("a", samples_ms=samples(150.0), harness=older, session="old"))
+    row = records_frame(load_many([tmp_path / "new", tmp_path / "old"])).iloc[0]
+    assert row["processes"] == "2" and row["p50_ms"] == pytest.approx(100.0, rel=0.01)
+
+
 def test_markdown_shows_interval_and_ns_while_csv_keeps_numbers(tmp_path):
     recs = [record("a", samples_ms=samples(100.0, seed=1)),
             record("b", variant="bf16", precision="bf16", samples_ms=samples(50.0, seed=2)),
@@ -264,6 +283,18 @@ def test_a_point_that_breaks_in_new_fails_the_gate(tmp_path, capsys):
     append_record(tmp_path / "b", record(machine="m", variant="x", status="failed", error="boom"))
     assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--fail-on-regression", "5"]) == 1
     assert "failed in NEW" in capsys.readouterr().out
+
+
+def test_compare_takes_each_sides_newest_record_whatever_the_read_order(tmp_path):
+    """A side read as two suite folders sorted by name: the point's newer ok run is compared, not its older
+    failure read last."""
+    rerun = record(machine="m", variant="x", session="rerun", samples_ms=samples(100.0))
+    append_record(tmp_path / "a" / "1-rerun", started(rerun, 1))
+    append_record(tmp_path / "a" / "2-first", record(machine="m", variant="x", status="failed", error="boom"))
+    _side(tmp_path / "b", "m", {"x": 100.0})
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--fail-on-regression", "5",
+                 "--out", str(tmp_path / "out")]) == 0
+    assert pd.read_csv(tmp_path / "out" / "compare.csv")["verdict"].tolist() == ["n.s."]
 
 
 def test_compare_by_machine_variant_and_run_within_one_tree(tmp_path, capsys):

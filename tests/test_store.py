@@ -1,16 +1,17 @@
-"""runs.jsonl after a crash."""
+"""runs.jsonl after a crash, and which record of a point is its newest."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import timedelta
 
 import pytest
 
 from builders import HARNESS, record
 
 from bench.errors import ConfigError
-from bench.records.store import RUNS_FILE, append_record, load_records, resume_state
+from bench.records.store import RUNS_FILE, append_record, latest_per_point, load_records, resume_state
 
 
 def _killed_mid_line(runs, text: str) -> None:
@@ -71,3 +72,17 @@ def test_a_record_glued_to_a_torn_one_is_not_deleted_by_the_fix(tmp_path):
         load_records(tmp_path)
     assert f"delete its first {len(fragment)} characters" in str(err.value)
     assert "remove the damaged line" not in str(err.value)
+
+
+def test_latest_record_is_the_newest_not_the_last_read():
+    """Two folders read newest first (`bench report NEW OLD`, or folders sorted by name): the newest record by
+    its start time is the point's row; records started at the same time keep read order."""
+    start = record("a").started_at
+    newer = record("a", p50=50).model_copy(update={"started_at": start + timedelta(hours=1)})
+    older = record("a", p50=100)
+    other = record("b")
+    latest = latest_per_point([newer, other, older])
+    assert [r.point_id for r in latest] == ["a", "b"]
+    assert latest[0].metrics.latency.p50_ms == 50
+    tied = record("a", p50=70).model_copy(update={"started_at": newer.started_at})
+    assert latest_per_point([newer, tied])[0].metrics.latency.p50_ms == 70

@@ -1,7 +1,8 @@
 """Which records stand behind a point on each side, and the point-by-point table `bench compare` prints.
 
 A point's processes are its ok records made by the same harness as its newest record (comparisons trust
-only records of one harness); the same run read twice (overlapping directories) counts once.
+only records of one harness); the same run read twice (overlapping directories) counts once. Newest means
+started last (`started_at`), whatever order the records were read in.
 """
 
 from __future__ import annotations
@@ -20,15 +21,17 @@ DESCRIBE = ["machine", "model", "backend", "device", "variant", "scenario", "bat
 
 
 def unique_runs(records: Iterable[Record]) -> list[Record]:
-    """Each run once (the last read of it), in the order runs were last read."""
+    """Each run once (the last read of it), oldest first by start time; runs started at the same time keep the
+    order they were last read in."""
     seen: dict[tuple[str, str], Record] = {}
     for rec in records:
         seen.pop((rec.machine_id, rec.run_id), None)
         seen[(rec.machine_id, rec.run_id)] = rec
-    return list(seen.values())
+    return sorted(seen.values(), key=lambda r: r.started_at)
 
 
 def group(records: Iterable[Record], key: Key) -> dict[Hashable, list[Record]]:
+    """Each key's runs, oldest first: a group's last record is its newest."""
     groups: dict[Hashable, list[Record]] = defaultdict(list)
     for rec in unique_runs(records):
         groups[key(rec)].append(rec)

@@ -150,11 +150,13 @@ def load_many(paths: Iterable[Path]) -> list[Record]:
 
 
 def latest_per_point(records: Iterable[Record]) -> list[Record]:
-    """The newest record of each (machine, point), in first-seen order: re-runs replace, never duplicate,
-    and the same point measured on two machines stays two rows."""
+    """The newest record of each (machine, point) by its start time, in first-seen order: re-runs replace, never
+    duplicate, whatever order folders are read in (`bench report NEW OLD`); records started at the same time
+    keep read order. The same point measured on two machines stays two rows."""
     latest: dict[tuple[str, str], Record] = {}
     for rec in records:
-        latest[rec.key] = rec
+        if rec.key not in latest or rec.started_at >= latest[rec.key].started_at:
+            latest[rec.key] = rec
     return list(latest.values())
 
 
