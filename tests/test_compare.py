@@ -252,7 +252,7 @@ def test_compare_directories_on_known_samples(tmp_path, capsys):
     assert table.loc["same", "verdict"] == "n.s."
     assert table.loc["slow", "verdict"] == "slower" and table.loc["slow", "time_ratio"] == pytest.approx(1.2, rel=0.02)
     assert table.loc["fast", "verdict"] == "faster"
-    assert table.loc["gone", "verdict"] == "only in BASE" and table.loc["new", "verdict"] == "only in NEW"
+    assert table.loc["gone", "verdict"] == "missing from NEW" and table.loc["new", "verdict"] == "only in NEW"
     assert (table["processes"].dropna() == "1 v 1").all() and set(table["test"].dropna()) == {"within process only"}
     md = (tmp_path / "out" / "compare.md").read_text()
     assert "1.20x [" in md and "within-process noise only" in md
@@ -283,6 +283,20 @@ def test_a_point_that_breaks_in_new_fails_the_gate(tmp_path, capsys):
     append_record(tmp_path / "b", record(machine="m", variant="x", status="failed", error="boom"))
     assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--fail-on-regression", "5"]) == 1
     assert "failed in NEW" in capsys.readouterr().out
+
+
+def test_a_point_missing_from_new_fails_the_gate(tmp_path, capsys):
+    """A benchmark that silently stops running must fail a CI gate, and the gate says which; a point only in
+    NEW, or one that was not ok in BASE either, is no regression."""
+    _side(tmp_path / "a", "m", {"x": 100.0, "gone": 100.0})
+    append_record(tmp_path / "a", record(machine="m", variant="broken", status="failed", error="boom"))
+    _side(tmp_path / "b", "m", {"x": 100.0, "new": 100.0})
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--fail-on-regression", "5"]) == 1
+    regressions = [line for line in capsys.readouterr().out.splitlines() if line.startswith("regression")]
+    assert len(regressions) == 1 and "gone" in regressions[0] and "missing from NEW" in regressions[0]
+    _side(tmp_path / "c", "m", {"x": 100.0})
+    append_record(tmp_path / "c", record(machine="m", variant="broken", status="failed", error="boom"))
+    assert main(["compare", str(tmp_path / "c"), str(tmp_path / "b"), "--fail-on-regression", "5"]) == 0
 
 
 def test_compare_takes_each_sides_newest_record_whatever_the_read_order(tmp_path):

@@ -17,6 +17,9 @@ from ..records.schema import Record
 from .stats import MIN_EFFECT, Run, compare
 
 Key = Callable[[Record], Hashable]
+ONLY_IN_NEW, ONLY_IN_BASE = "only in NEW", "only in BASE"
+MISSING_FROM_NEW = "missing from NEW"  # ok in BASE: a benchmark that stopped running
+ONE_SIDED = (ONLY_IN_NEW, ONLY_IN_BASE, MISSING_FROM_NEW)
 DESCRIBE = ["machine", "model", "backend", "device", "variant", "scenario", "batch", "seq", "target"]
 
 
@@ -72,9 +75,9 @@ def _one_workload(groups: dict, side: str) -> None:
 
 def _status_row(base: list[Record] | None, new: list[Record] | None) -> str:
     if base is None:
-        return "only in NEW"
+        return ONLY_IN_NEW
     if new is None:
-        return "only in BASE"
+        return MISSING_FROM_NEW if base[-1].status == "ok" else ONLY_IN_BASE
     failed = [f"{g[-1].status} in {name}" for name, g in (("BASE", base), ("NEW", new)) if g[-1].status != "ok"]
     return "not comparable: " + ", ".join(failed)
 
@@ -104,8 +107,8 @@ def pair_table(base: list[Record], new: list[Record], key: Key, min_effect: floa
 
 
 def regressions(table: pd.DataFrame, pct: float) -> pd.DataFrame:
-    """Rows significantly slower by more than `pct` percent, and points ok in BASE that are not in NEW (a point
-    that no longer runs must not pass a gate that a slower one fails)."""
+    """Rows significantly slower by more than `pct` percent, and points ok in BASE that are not ok in NEW or not
+    in NEW at all (a point that no longer runs must not pass a gate that a slower one fails)."""
     slower = (table["verdict"] == "slower") & ((table["time_ratio"] - 1) * 100 > pct)
     broken = table["verdict"].str.startswith("not comparable") & ~table["verdict"].str.contains("in BASE")
-    return table[slower | broken]
+    return table[slower | broken | (table["verdict"] == MISSING_FROM_NEW)]
