@@ -140,7 +140,15 @@ def test_a_tree_copied_from_elsewhere_keeps_both_machines(tmp_path, machine_json
     assert bf16.loc["machine-a", "speedup_p50_sig"] == "faster"
     assert bf16.loc["machine-b", "speedup_p50"] == pytest.approx(80 / 78.4, rel=0.02)
     assert bf16.loc["machine-b", "speedup_p50_sig"] == "n.s."  # 2% is within the minimum effect
-    assert (tmp_path / "report" / "hardware.csv").exists()
+    hardware = pd.read_csv(tmp_path / "report" / "hardware.csv").set_index("variant")
+    assert sorted(hardware.index) == ["bf16", "fp32"]  # machines named from their records, not their folders
+    for machine, fp32, bf16 in (("machine-a", 100.0, 50.0), ("machine-b", 80.0, 78.4)):
+        assert hardware.loc["fp32", f"{machine} p50_ms"] == pytest.approx(fp32, rel=0.02)
+        assert hardware.loc["bf16", f"{machine} p50_ms"] == pytest.approx(bf16, rel=0.02)
+    assert hardware.loc["fp32", "best"] == "machine-b" and hardware.loc["bf16", "best"] == "machine-a"
+    assert hardware.loc["fp32", "best_speedup"] == pytest.approx(100 / 80, rel=0.02)
+    assert hardware.loc["bf16", "best_speedup"] == pytest.approx(78.4 / 50, rel=0.02)
+    assert set(hardware["best_speedup_sig"]) == {"faster"} and set(hardware["processes"]) == {"1 v 1"}
 
 
 def test_report_over_several_dirs_and_overlapping_dirs(tmp_path):
