@@ -7,6 +7,7 @@ import json
 import re
 import shutil
 import zlib
+from datetime import timedelta
 
 import numpy as np
 import pandas as pd
@@ -16,7 +17,7 @@ from builders import record
 
 from bench.cli import main
 from bench.compare.stats import Run, compare
-from bench.records.store import append_record, load_records, write_machine
+from bench.records.store import append_record, load_many, load_records, write_machine
 from bench.report.frame import records_frame
 from bench.report.render import build_report
 
@@ -139,7 +140,15 @@ def test_a_tree_copied_from_elsewhere_keeps_both_machines(tmp_path, machine_json
     assert bf16.loc["machine-a", "speedup_p50_sig"] == "faster"
     assert bf16.loc["machine-b", "speedup_p50"] == pytest.approx(80 / 78.4, rel=0.02)
     assert bf16.loc["machine-b", "speedup_p50_sig"] == "n.s."  # 2% is within the minimum effect
-    assert (tmp_path / "report" / "hardware.csv").exists()
+    hardware = pd.read_csv(tmp_path / "report" / "hardware.csv").set_index("variant")
+    assert sorted(hardware.index) == ["bf16", "fp32"]  # machines named from their records, not their folders
+    for machine, fp32, bf16 in (("machine-a", 100.0, 50.0), ("machine-b", 80.0, 78.4)):
+        assert hardware.loc["fp32", f"{machine} p50_ms"] == pytest.approx(fp32, rel=0.02)
+        assert hardware.loc["bf16", f"{machine} p50_ms"] == pytest.approx(bf16, rel=0.02)
+    assert hardware.loc["fp32", "best"] == "machine-b" and hardware.loc["bf16", "best"] == "machine-a"
+    assert hardware.loc["fp32", "best_speedup"] == pytest.approx(100 / 80, rel=0.02)
+    assert hardware.loc["bf16", "best_speedup"] == pytest.approx(78.4 / 50, rel=0.02)
+    assert set(hardware["best_speedup_sig"]) == {"faster"} and set(hardware["processes"]) == {"1 v 1"}
 
 
 def test_report_over_several_dirs_and_overlapping_dirs(tmp_path):
@@ -176,6 +185,24 @@ def test_records_of_another_harness_are_not_processes_of_the_newest():
             record("a", samples_ms=samples(100.0), session="new")]
     row = records_frame(recs).iloc[0]
     assert row["processes"] == "1" and row["p50_ms"] == pytest.approx(100.0, rel=0.01)
+
+
+def started(rec, hours: float):
+    """`rec` as if it started `hours` after the builders' fixed start time."""
+    return rec.model_copy(update={"started_at": rec.started_at + timedelta(hours=hours)})
+
+
+def test_newest_harness_stands_behind_the_row_whatever_the_read_order(tmp_path):
+    """`bench report NEW OLD` reads the newer harness's records first: the row is still the newest record's,
+    and its processes are the newer harness's, not the one older record read last."""
+    from builders import HARNESS
+
+    older = HARNESS.model_copy(update={"source_digest": "older"})
+    for session in ("s1", "s2"):
+        append_record(tmp_path / "new", started(record("a", samples_ms=samples(100.0), session=session), 2))
+    append_record(tmp_path / "old", record("a", samples_ms=samples(150.0), harness=older, session="old"))
+    row = records_frame(load_many([tmp_path / "new", tmp_path / "old"])).iloc[0]
+    assert row["processes"] == "2" and row["p50_ms"] == pytest.approx(100.0, rel=0.01)
 
 
 def test_markdown_shows_interval_and_ns_while_csv_keeps_numbers(tmp_path):
@@ -233,7 +260,7 @@ def test_compare_directories_on_known_samples(tmp_path, capsys):
     assert table.loc["same", "verdict"] == "n.s."
     assert table.loc["slow", "verdict"] == "slower" and table.loc["slow", "time_ratio"] == pytest.approx(1.2, rel=0.02)
     assert table.loc["fast", "verdict"] == "faster"
-    assert table.loc["gone", "verdict"] == "only in BASE" and table.loc["new", "verdict"] == "only in NEW"
+    assert table.loc["gone", "verdict"] == "missing from NEW" and table.loc["new", "verdict"] == "only in NEW"
     assert (table["processes"].dropna() == "1 v 1").all() and set(table["test"].dropna()) == {"within process only"}
     md = (tmp_path / "out" / "compare.md").read_text()
     assert "1.20x [" in md and "within-process noise only" in md
@@ -264,6 +291,32 @@ def test_a_point_that_breaks_in_new_fails_the_gate(tmp_path, capsys):
     append_record(tmp_path / "b", record(machine="m", variant="x", status="failed", error="boom"))
     assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--fail-on-regression", "5"]) == 1
     assert "failed in NEW" in capsys.readouterr().out
+
+
+def test_a_point_missing_from_new_fails_the_gate(tmp_path, capsys):
+    """A benchmark that silently stops running must fail a CI gate, and the gate says which; a point only in
+    NEW, or one that was not ok in BASE either, is no regression."""
+    _side(tmp_path / "a", "m", {"x": 100.0, "gone": 100.0})
+    append_record(tmp_path / "a", record(machine="m", variant="broken", status="failed", error="boom"))
+    _side(tmp_path / "b", "m", {"x": 100.0, "new": 100.0})
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--fail-on-regression", "5"]) == 1
+    regressions = [line for line in capsys.readouterr().out.splitlines() if line.startswith("regression")]
+    assert len(regressions) == 1 and "gone" in regressions[0] and "missing from NEW" in regressions[0]
+    _side(tmp_path / "c", "m", {"x": 100.0})
+    append_record(tmp_path / "c", record(machine="m", variant="broken", status="failed", error="boom"))
+    assert main(["compare", str(tmp_path / "c"), str(tmp_path / "b"), "--fail-on-regression", "5"]) == 0
+
+
+def test_compare_takes_each_sides_newest_record_whatever_the_read_order(tmp_path):
+    """A side read as two suite folders sorted by name: the point's newer ok run is compared, not its older
+    failure read last."""
+    rerun = record(machine="m", variant="x", session="rerun", samples_ms=samples(100.0))
+    append_record(tmp_path / "a" / "1-rerun", started(rerun, 1))
+    append_record(tmp_path / "a" / "2-first", record(machine="m", variant="x", status="failed", error="boom"))
+    _side(tmp_path / "b", "m", {"x": 100.0})
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--fail-on-regression", "5",
+                 "--out", str(tmp_path / "out")]) == 0
+    assert pd.read_csv(tmp_path / "out" / "compare.csv")["verdict"].tolist() == ["n.s."]
 
 
 def test_compare_by_machine_variant_and_run_within_one_tree(tmp_path, capsys):

@@ -1,5 +1,6 @@
 """`bench compare BASE NEW`: every point the two sides share, NEW against BASE, with a 95% interval and a
-verdict from the one rule of bench/compare/stats.py; points on one side only are listed.
+verdict from the one rule of bench/compare/stats.py; points on one side only are listed, and a point ok in
+BASE that NEW lacks is `missing from NEW` (a regression for `--fail-on-regression`).
 
 BASE and NEW are result directories, or with `--by` names within the results under `--in`: two machine ids,
 two variants (paired by model, device, scenario and shape on each machine), or two runs (session ids or
@@ -145,11 +146,12 @@ class Compare(Command):
         parser.add_argument("--min-effect", type=float, default=2.0, metavar="PCT",
                             help="smaller changes are n.s. however small p is (default: 2, as pyperf and asv do)")
         parser.add_argument("--fail-on-regression", type=float, metavar="PCT",
-                            help="exit 1 when any point is significantly slower by more than PCT percent")
+                            help="exit 1 when any point is significantly slower by more than PCT percent, or "
+                                 "is ok in BASE and failed or missing in NEW")
         parser.add_argument("--out", help="write compare.md and compare.csv into this directory")
 
     def __call__(self, args) -> int:
-        from ..compare.pairs import pair_table, regressions
+        from ..compare.pairs import ONE_SIDED, pair_table, regressions
 
         if not 0 <= args.min_effect < 100:
             raise ConfigError("--min-effect", str(args.min_effect), "must be a percentage from 0 to under 100",
@@ -159,7 +161,7 @@ class Compare(Command):
                               "use e.g. --fail-on-regression 5")
         base, new, key, repeated = select(args)
         table = pair_table(base, new, key, args.min_effect / 100)
-        if table["verdict"].str.startswith("only in").all():
+        if table["verdict"].isin(ONE_SIDED).all():
             raise ConfigError(f"{args.base} / {args.new}", "(points)", "no point was measured on both sides",
                               "check that both sides ran the same suite" + ("" if args.by else ", or use --by"))
         if table["machine"].nunique() <= 1:
@@ -181,7 +183,7 @@ class Compare(Command):
         worse = regressions(table, args.fail_on_regression)
         if worse.empty:
             out.print(f"regression gate passed: no point significantly slower by more than "
-                      f"{args.fail_on_regression:g}%, none broken")
+                      f"{args.fail_on_regression:g}%, none broken or missing")
             return GATE_OK
         for _, row in worse.iterrows():
             change = "" if row["verdict"] != "slower" else (

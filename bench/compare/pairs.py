@@ -1,7 +1,8 @@
 """Which records stand behind a point on each side, and the point-by-point table `bench compare` prints.
 
 A point's processes are its ok records made by the same harness as its newest record (comparisons trust
-only records of one harness); the same run read twice (overlapping directories) counts once.
+only records of one harness); the same run read twice (overlapping directories) counts once. Newest means
+started last (`started_at`), whatever order the records were read in.
 """
 
 from __future__ import annotations
@@ -16,19 +17,24 @@ from ..records.schema import Record
 from .stats import MIN_EFFECT, Run, compare
 
 Key = Callable[[Record], Hashable]
+ONLY_IN_NEW, ONLY_IN_BASE = "only in NEW", "only in BASE"
+MISSING_FROM_NEW = "missing from NEW"  # ok in BASE: a benchmark that stopped running
+ONE_SIDED = (ONLY_IN_NEW, ONLY_IN_BASE, MISSING_FROM_NEW)
 DESCRIBE = ["machine", "model", "backend", "device", "variant", "scenario", "batch", "seq", "target"]
 
 
 def unique_runs(records: Iterable[Record]) -> list[Record]:
-    """Each run once (the last read of it), in the order runs were last read."""
+    """Each run once (the last read of it), oldest first by start time; runs started at the same time keep the
+    order they were last read in."""
     seen: dict[tuple[str, str], Record] = {}
     for rec in records:
         seen.pop((rec.machine_id, rec.run_id), None)
         seen[(rec.machine_id, rec.run_id)] = rec
-    return list(seen.values())
+    return sorted(seen.values(), key=lambda r: r.started_at)
 
 
 def group(records: Iterable[Record], key: Key) -> dict[Hashable, list[Record]]:
+    """Each key's runs, oldest first: a group's last record is its newest."""
     groups: dict[Hashable, list[Record]] = defaultdict(list)
     for rec in unique_runs(records):
         groups[key(rec)].append(rec)
@@ -69,9 +75,9 @@ def _one_workload(groups: dict, side: str) -> None:
 
 def _status_row(base: list[Record] | None, new: list[Record] | None) -> str:
     if base is None:
-        return "only in NEW"
+        return ONLY_IN_NEW
     if new is None:
-        return "only in BASE"
+        return MISSING_FROM_NEW if base[-1].status == "ok" else ONLY_IN_BASE
     failed = [f"{g[-1].status} in {name}" for name, g in (("BASE", base), ("NEW", new)) if g[-1].status != "ok"]
     return "not comparable: " + ", ".join(failed)
 
@@ -101,8 +107,8 @@ def pair_table(base: list[Record], new: list[Record], key: Key, min_effect: floa
 
 
 def regressions(table: pd.DataFrame, pct: float) -> pd.DataFrame:
-    """Rows significantly slower by more than `pct` percent, and points ok in BASE that are not in NEW (a point
-    that no longer runs must not pass a gate that a slower one fails)."""
+    """Rows significantly slower by more than `pct` percent, and points ok in BASE that are not ok in NEW or not
+    in NEW at all (a point that no longer runs must not pass a gate that a slower one fails)."""
     slower = (table["verdict"] == "slower") & ((table["time_ratio"] - 1) * 100 > pct)
     broken = table["verdict"].str.startswith("not comparable") & ~table["verdict"].str.contains("in BASE")
-    return table[slower | broken]
+    return table[slower | broken | (table["verdict"] == MISSING_FROM_NEW)]

@@ -26,8 +26,35 @@ def append_record(out_dir: Path, record: Record) -> None:
     """One line per record, flushed and fsynced: a crash loses at most the line being written."""
     out_dir.mkdir(parents=True, exist_ok=True)
     line = record.model_dump_json() + "\n"
+    _end_torn_line(out_dir / RUNS_FILE)
     with open(out_dir / RUNS_FILE, "a", encoding="utf-8") as fh:
         fh.write(line)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _end_torn_line(path: Path) -> None:
+    """Make the file end with a newline, so the next record starts a line of its own instead of being glued
+    onto what a crash left (and lost with it, or making every later read fail).
+
+    The last line of a file that does not end with a newline was cut by a crash: a fragment that is not JSON
+    holds no whole record and is cut away; a whole record that lost only its newline is kept and ended.
+    """
+    if not path.exists():
+        return
+    with open(path, "r+b") as fh:
+        if fh.seek(0, os.SEEK_END) == 0:
+            return
+        fh.seek(-1, os.SEEK_END)
+        if fh.read(1) == b"\n":
+            return
+        fh.seek(0)
+        data = fh.read()
+        start = data.rfind(b"\n") + 1
+        if _is_json(data[start:]):
+            fh.write(b"\n")
+        else:
+            fh.truncate(start)
         fh.flush()
         os.fsync(fh.fileno())
 
@@ -72,21 +99,38 @@ def load_records(path: Path) -> list[Record]:
     """All records under a directory (or one runs.jsonl). A torn last line from a crash is skipped."""
     records = []
     for file in find_run_files(path):
-        with open(file, encoding="utf-8") as fh:
-            lines = fh.readlines()
+        lines = file.read_bytes().splitlines()
         for number, line in enumerate(lines, 1):
             line = line.strip()
             if not line:
                 continue
             try:
                 data = json.loads(line)
-            except json.JSONDecodeError:
+            except ValueError:  # not JSON, or not UTF-8 where a crash cut a character in two
                 if number == len(lines):
                     continue  # the line a crash tore; everything before it is intact
-                raise ConfigError(f"{file}:{number}", "(line)", "not JSON",
-                                  "remove the damaged line; the other records are kept") from None
+                raise ConfigError(f"{file}:{number}", "(line)", "not JSON", _damaged_line_fix(line)) from None
             records.append(parse_record(data, f"{file}:{number}"))
     return records
+
+
+def _damaged_line_fix(line: bytes) -> str:
+    """How to mend a line that is not JSON. Older versions of bench appended after a torn line without ending it,
+    so a whole record may follow the fragment on the same line: deleting the line would delete that record too."""
+    text = line.decode("utf-8", errors="replace")
+    glued = text.rfind('{"schema_version":', 1)
+    if glued > 0 and _is_json(text[glued:]):
+        return (f"a crash tore a record and the next was appended to it: delete its first {glued} characters "
+                "(the torn record), keeping the whole record after them")
+    return "remove the damaged line; the other records are kept"
+
+
+def _is_json(text: bytes | str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:  # JSONDecodeError, or UnicodeDecodeError where a crash cut a character in two
+        return False
+    return True
 
 
 def load_many(paths: Iterable[Path]) -> list[Record]:
@@ -106,11 +150,13 @@ def load_many(paths: Iterable[Path]) -> list[Record]:
 
 
 def latest_per_point(records: Iterable[Record]) -> list[Record]:
-    """The newest record of each (machine, point), in first-seen order: re-runs replace, never duplicate,
-    and the same point measured on two machines stays two rows."""
+    """The newest record of each (machine, point) by its start time, in first-seen order: re-runs replace, never
+    duplicate, whatever order folders are read in (`bench report NEW OLD`); records started at the same time
+    keep read order. The same point measured on two machines stays two rows."""
     latest: dict[tuple[str, str], Record] = {}
     for rec in records:
-        latest[rec.key] = rec
+        if rec.key not in latest or rec.started_at >= latest[rec.key].started_at:
+            latest[rec.key] = rec
     return list(latest.values())
 
 
