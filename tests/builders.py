@@ -16,14 +16,14 @@ HARNESS = Harness(version="0.0.test", commit=None, dirty=None, source_digest="te
 def point(model: str = "m", backend: str = "pytorch", variant: str = "fp32", precision: str = "fp32",
           transforms=(), batch: int = 8, seq: int = 128, device: str = "cpu", scenario: str = "single-stream",
           teacher: str | None = None, weights: str = "real", task: str = "encoder", target: str | None = None,
-          options: dict | None = None) -> RunPoint:
+          options: dict | None = None, suite: str = "test", settings: Defaults | None = None) -> RunPoint:
     return RunPoint(
-        suite="test", model=ModelSpec(name=model, source="random", id="bert-base-uncased", teacher=teacher),
+        suite=suite, model=ModelSpec(name=model, source="random", id="bert-base-uncased", teacher=teacher),
         task=task, weights=weights, backend=backend, device=device,
         variant=VariantSpec(name=variant, precision=precision,
                             transforms=[t if isinstance(t, TransformSpec) else TransformSpec(**t) for t in transforms]),
         scenario=ScenarioSpec(name=scenario, options=options or {}), batch_size=batch, seq_len=seq,
-        settings=Defaults(), target=target)
+        settings=settings or Defaults(), target=target)
 
 
 def record(point_id: str | None = None, machine: str = "test-machine", status: str = "ok", p50: float = 100.0,
@@ -44,3 +44,4 @@ def record(point_id: str | None = None, machine: str = "test-machine", status: s
                   point_id=point_id or cfg.point_id, status=status, error=error,
                   started_at=datetime(2026, 11, 23, tzinfo=timezone.utc), wall_s=1.0, harness=harness, config=cfg,
                   machine={"machine_id": machine}, provenance={"weights": weights}, metrics=Metrics.model_validate(fields))
+

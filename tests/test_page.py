@@ -98,17 +98,28 @@ def test_best_variant_per_model_says_what_quality_allows():
     assert best.loc["dec", "answer"] == RANDOM and best.loc["dec", "variant"] == "bf16"
     assert best.loc["dec", "flags"] == "insufficient sample"  # random weights are the answer, not a flag
     assert best.loc["strict", "answer"] == NOTHING_MEETS and best.loc["strict", "variant"] == "fp32"
-    assert best.loc["same", "answer"] == NONE_FASTER and best.loc["same", "speedup_p50_sig"] == "n.s."
+    assert best.loc["same", "answer"] == NONE_FASTER and best.loc["same", "variant"] == "fp32"
+    assert best.loc["same", "closest"].startswith("bf16: 1.00x the speed of fp32 (not significantly different)")
 
 
-def test_speed_only_says_when_no_variant_is_faster():
-    """A significantly slower variant is the closest, never the winner."""
-    recs = [record(model="slow", weights="random", samples_ms=samples(50, 10), metrics=DRIFT),
-            record(model="slow", weights="random", variant="bf16", precision="bf16", samples_ms=samples(80, 11),
-                   metrics=DRIFT)]
+@pytest.mark.parametrize("weights, quality, answer", [("real", within(0.9999), NONE_FASTER), ("random", DRIFT, RANDOM)],
+                         ids=["real weights", "random weights"])
+def test_when_nothing_is_faster_the_answer_keeps_fp32_not_a_slower_variant(tmp_path, weights, quality, answer):
+    """Defect: with every variant slower, the answer named one ("closest: bf16: 0.62x ... significantly slower")
+    and best.csv listed it as the pick. The pick is fp32; the closest variant is named only as information."""
+    recs = [record(model="slow", weights=weights, samples_ms=samples(50, 10), metrics=quality),
+            record(model="slow", weights=weights, variant="bf16", precision="bf16", samples_ms=samples(80, 11),
+                   metrics=quality)]
     (row,) = best_variants(records_frame(recs)).to_dict("records")
-    assert row["answer"] == RANDOM and row["speedup_p50_sig"] == "slower"
-    assert headline(row).startswith("No variant is significantly faster than fp32; closest: bf16: 0.6")
+    assert row["answer"] == answer and row["variant"] == "fp32" and row["speedup_p50_sig"] == "baseline"
+    assert row["closest"].startswith("bf16: 0.6") and "significantly slower" in row["closest"]
+    assert headline(row).startswith("No variant is significantly faster than fp32")
+    assert ": keep fp32. Closest: bf16: 0.6" in headline(row)
+    build_report(recs, tmp_path)
+    import pandas as pd
+
+    (pick,) = pd.read_csv(tmp_path / "best.csv").to_dict("records")
+    assert pick["variant"] == "fp32" and pick["answer"] == answer
 
 
 def test_page_opens_with_the_answer_and_embeds_everything(tmp_path):

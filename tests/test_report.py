@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -276,3 +277,36 @@ def test_a_compiled_point_that_recompiled_inside_the_timed_traffic_is_flagged():
     df = records_frame([record("a"), compiled("clean", 0), compiled("dirty", 2)]).set_index("point_id")
     assert "recompiled" not in df.loc["clean", "flags"]
     assert "recompiled in timed traffic (2 frames)" in df.loc["dirty", "flags"]
+
+
+def test_two_suites_fp32_at_one_shape_are_both_baselines_never_a_variant(tmp_path):
+    """Defect: quickstart and frontier both measure the same fp32 shape with their own settings; the report kept
+    the last as the baseline and published the other as "fp32: 1.06x faster than fp32", a variant within bound."""
+    from bench.config import Defaults
+    from bench.report.summary import best_variants, headline
+
+    quick, frontier = dict(suite="quickstart", settings=Defaults()), dict(suite="frontier",
+                                                                          settings=Defaults(min_duration_s=10))
+    recs = [record(p50=94.0, **quick), record(variant="bf16", precision="bf16", p50=47.0, **quick),
+            record(p50=100.0, **frontier), record(variant="int8", transforms=[{"name": "int8-dynamic"}], p50=40.0,
+                                                  **frontier)]
+    df = records_frame(recs)
+    assert df[df["variant"] == "fp32"]["speedup_p50_sig"].tolist() == ["baseline", "baseline"]
+    by_variant = df.set_index("variant")
+    assert by_variant.loc["bf16", "speedup_p50"] == pytest.approx(2.0)  # against its own suite's fp32 (94 ms)
+    assert by_variant.loc["int8", "speedup_p50"] == pytest.approx(2.5)  # against frontier's (100 ms)
+    (best,) = best_variants(df).to_dict("records")
+    assert best["variant"] == "int8" and best["baseline_p50_ms"] == pytest.approx(100.0)
+    assert "faster than fp32" in headline(best) and not headline(best).startswith("fp32")
+    md, _ = build_report(recs, tmp_path)
+    assert not any(re.search(r"\bfp32\b.*faster than fp32", line) for line in md.splitlines())
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "fp32: 1.06x" not in page
+    import pandas as pd
+
+    assert set(pd.read_csv(tmp_path / "comparison.csv")["suite"]) == {"quickstart", "frontier"}  # which fp32 is which
+
+
+def test_a_variant_of_a_suite_without_fp32_falls_back_to_the_fp32_of_its_shape():
+    recs = [record(p50=100.0, suite="quickstart"), record(variant="bf16", precision="bf16", p50=50.0, suite="bf16-only")]
+    assert records_frame(recs).set_index("variant").loc["bf16", "speedup_p50"] == pytest.approx(2.0)

@@ -1,5 +1,5 @@
 """Flatten records into one pandas row per (machine, point), and attach each point's fp32 PyTorch baseline
-measured on the same machine.
+measured on the same machine, in the same suite where that suite measured one.
 
 A report over several machines keeps every machine's rows: the same point on two machines is two rows,
 and a speedup is never a ratio across machines (that is the hardware section's job).
@@ -8,6 +8,10 @@ Where a point was run in several processes (`bench run --repeat N`), its row sta
 the mean of the processes' medians and samples/s the mean of their rates (the centres bench/compare/stats.py
 tests), `processes` says how many, and every speedup carries its 95% interval and verdict (`*_ci_low`,
 `*_ci_high`, `*_sig`) from that one rule.
+
+Suites measure the same shape with their own settings (quickstart, frontier and pruning all time minilm-l6
+fp32 b8 s128): each fp32 point is a baseline, never a variant of another suite's fp32, and a variant is
+measured against its own suite's fp32 (another suite's at its shape where its own suite has none).
 """
 
 from __future__ import annotations
@@ -59,6 +63,7 @@ def records_frame(records: list[Record]) -> pd.DataFrame:
             "machine": rec.machine_id,
             "target": cfg.target or "",
             "node": rec.node,
+            "suite": cfg.suite,
             "model": cfg.model.name,
             "teacher": cfg.model.teacher,
             "weights": rec.provenance.weights,
@@ -130,17 +135,31 @@ def with_interval(*names: str) -> list[str]:
     return [f"{n}{s}" for n in names for s in ("", "_ci_low", "_ci_high", "_sig")]
 
 
+def _baseline(row, base: pd.DataFrame, by_suite: pd.DataFrame, by_shape: pd.DataFrame) -> pd.Series | None:
+    """The baseline a row is measured against: itself where it has the baseline's configuration, else the fp32
+    of its own suite at its shape, else the last fp32 of any suite at its shape."""
+    if row["status"] != "ok":
+        return None
+    if row["is_baseline"]:
+        return base.loc[row.name]
+    shape = tuple(row[k] for k in SHAPE)
+    for table, key in ((by_suite, (*shape, row["suite"])), (by_shape, shape)):
+        if key in table.index:
+            return table.loc[key]
+    return None
+
+
 def attach_baseline(df: pd.DataFrame) -> pd.DataFrame:
-    """speedup = baseline p50 / p50 (latency) and throughput / baseline throughput, per shape and machine,
-    each with its 95% interval and verdict (`untested` where a side has no samples or the rate is set by
-    the arrivals, not the system); the baseline row itself is marked `baseline`."""
+    """speedup = baseline p50 / p50 (latency) and throughput / baseline throughput, per shape and machine (and
+    suite: see `_baseline`), each with its 95% interval and verdict (`untested` where a side has no samples or
+    the rate is set by the arrivals, not the system); a baseline row itself is marked `baseline`."""
     base = df[df["is_baseline"] & (df["status"] == "ok")]
-    base = base.drop_duplicates(SHAPE, keep="last").set_index(SHAPE)
+    by_suite = base.drop_duplicates([*SHAPE, "suite"], keep="last").set_index([*SHAPE, "suite"])
+    by_shape = base.drop_duplicates(SHAPE, keep="last").set_index(SHAPE)
     columns: dict[str, list] = {f"{n}{s}": [] for n in RATIOS for s in ("", "_ci_low", "_ci_high", "_sig")}
     size_ratios, baseline_ids, pairs = [], [], []
     for _, row in df.iterrows():
-        key = tuple(row[k] for k in SHAPE)
-        b = base.loc[key] if row["status"] == "ok" and key in base.index else None
+        b = _baseline(row, base, by_suite, by_shape)
         size_ratios.append(row["size_bytes"] / b["size_bytes"] if b is not None and row["size_bytes"]
                            and b["size_bytes"] else math.nan)
         baseline_ids.append(None if b is None else b["point_id"])

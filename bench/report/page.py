@@ -175,8 +175,8 @@ def render_page(df: pd.DataFrame, parts) -> str:
         body = "<h1>Benchmark report</h1><p>No records found.</p>"
     else:
         body = (f"<h1>Benchmark report</h1><p class='lede'>{len(df)} point(s) on {df['machine'].nunique()} machine(s). "
-                "Speedups are against the fp32 PyTorch point of the same shape on the same machine, each with its 95% "
-                "interval.</p>"
+                "Speedups are against the fp32 PyTorch point of the same shape on the same machine (and of the same "
+                "suite where it measured one), each with its 95% interval.</p>"
                 f"<h2 id='answer'>The answer</h2>{_answers(df)}{_machines(parts)}"
                 f"<h2 id='provenance'>Where the numbers come from</h2><div class='card'>{_provenance(df)}</div>"
                 f"<h2 id='charts'>Charts</h2>{_charts(parts)}"

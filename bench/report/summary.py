@@ -1,10 +1,11 @@
 """The answer a reader wants first, its charts, and the narrow table a terminal shows.
 
 Per model and shape (machine, device, scenario, batch, sequence length): the best variant within the quality
-bound. Best = the highest speedup over the fp32 PyTorch point of the same shape and machine, preferring a
-variant that is significantly faster (the rule of bench/compare/stats.py) over one whose estimate is higher
-but not significant. Where quality cannot decide (random weights, quality not measured) the answer says so
-and ranks on speed alone; where no variant meets the bound it says so and keeps fp32.
+bound. Best = the highest speedup over the fp32 PyTorch point of the same shape and machine (and suite: frame.py),
+preferring a variant that is significantly faster (the rule of bench/compare/stats.py) over one whose estimate is
+higher but not significant. Where quality cannot decide (random weights, quality not measured) the answer says so
+and ranks on speed alone; where no variant meets the bound, or none is significantly faster, it keeps fp32 (naming
+the closest variant only as information).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from . import section
 from .frame import SHAPE, SIGNIFICANCE, with_interval
 
 WITHIN = "within bound"
-NONE_FASTER = "none significantly faster within bound"
+NONE_FASTER = "none significantly faster: keep fp32"
 NOTHING_MEETS = "nothing meets the quality bound"
 RANDOM = "speed only: random weights"
 UNMEASURED = "speed only: quality not measured"
@@ -32,7 +33,7 @@ TERMINAL_WIDTH = 120  # the widest a table printed to a terminal or a log gets
 NOTES_MIN = 20  # the terminal table's notes column is never narrower (flags such as "unstable (cv 15%)")
 TICK_WIDTH = 36  # characters per line of a chart's row label (a server scenario's options run long)
 BEST_COLUMNS = [*SHAPE, "weights", "answer", "variant", "backend", "p50_ms", "baseline_p50_ms",
-                *with_interval("speedup_p50"), "processes", "size_ratio", "quality", "flags", "excluded"]
+                *with_interval("speedup_p50"), "processes", "size_ratio", "quality", "flags", "closest", "excluded"]
 COLOURS = {"baseline": "#1f5f9e", "within": "#2e7d32", "breaks": "#c62828", "error": "#ef6c00",
            "not meaningful": "#8a8a8a", "not measured": "#8a8a8a"}
 LEGEND = {"baseline": "fp32 baseline", "within": "within the quality bound", "breaks": "breaks the quality bound",
@@ -87,42 +88,63 @@ def _excluded(others: pd.DataFrame, pick_speedup: float) -> str:
                      for _, r in _ranked(others[ruled_out]).iterrows())
 
 
-def _answer(rows: pd.DataFrame) -> tuple[str, pd.Series | None, str]:
-    """(answer, the row it names, what the quality bound excluded) for the points of one shape."""
+def _baseline_of(rows: pd.DataFrame, row) -> pd.Series:
+    """The fp32 point a row of this shape is measured against (its own suite's: frame.attach_baseline)."""
+    return rows[rows["point_id"] == row["baseline_point"]].iloc[0]
+
+
+def _answer(rows: pd.DataFrame) -> tuple[str, pd.Series | None, pd.Series | None, str]:
+    """(answer, the row it names, the closest variant where none is significantly faster and fp32 is kept,
+    what the quality bound excluded) for the points of one shape."""
     ok = rows[(rows["status"] == "ok") & rows["p50_ms"].notna()]
     if ok.empty:
-        return ALL_FAILED, None, ""
+        return ALL_FAILED, None, None, ""
     base = ok[ok["speedup_p50_sig"] == "baseline"]
     others = ok[(ok["speedup_p50_sig"] != "baseline") & ok["speedup_p50"].notna()]
     if base.empty:
-        return NO_BASELINE, ok.sort_values("p50_ms", kind="stable").iloc[0], ""
+        return NO_BASELINE, ok.sort_values("p50_ms", kind="stable").iloc[0], None, ""
     if others.empty:
-        return ONLY_BASELINE, base.iloc[0], ""
+        return ONLY_BASELINE, base.iloc[0], None, ""
     states = [quality_state(r) for _, r in others.iterrows()]
     within = others[[s == "within" for s in states]]
     if not within.empty:
-        pick = _ranked(within).iloc[0]
-        answer = WITHIN if pick["speedup_p50_sig"] == "faster" else NONE_FASTER
-        return answer, pick, _excluded(others, pick["speedup_p50"])
+        best = _ranked(within).iloc[0]
+        if best["speedup_p50_sig"] == "faster":
+            return WITHIN, best, None, _excluded(others, best["speedup_p50"])
+        return NONE_FASTER, _baseline_of(ok, best), best, _excluded(others, 1.0)
     if any(s in ("breaks", "error") for s in states):
-        return NOTHING_MEETS, base.iloc[0], _excluded(others, 1.0)
-    return (RANDOM if all(s == "not meaningful" for s in states) else UNMEASURED), _ranked(others).iloc[0], ""
+        return NOTHING_MEETS, _baseline_of(ok, _ranked(others).iloc[0]), None, _excluded(others, 1.0)
+    answer = RANDOM if all(s == "not meaningful" for s in states) else UNMEASURED
+    best = _ranked(others).iloc[0]
+    if best["speedup_p50_sig"] == "faster":
+        return answer, best, None, ""
+    return answer, _baseline_of(ok, best), best, ""
+
+
+def _closest(row) -> str:
+    """The variant nearest to fp32 where none is significantly faster: information, never the pick."""
+    speed = speed_phrase(row["speedup_p50"], row["speedup_p50_ci_low"], row["speedup_p50_ci_high"],
+                         row["speedup_p50_sig"])
+    quality = f", quality {quality_text(row)}" if quality_state(row) == "within" else ""
+    return f"{row['variant']}: {speed}{quality}"
 
 
 def best_variants(df: pd.DataFrame) -> pd.DataFrame | None:
-    """One row per (machine, model, shape): the answer, the variant it names, its speedup with the interval,
-    size ratio, quality and flags, and which faster variants the bound excluded."""
+    """One row per (machine, model, shape): the answer, the variant it names (fp32 where none is significantly
+    faster), its speedup with the interval, size ratio, quality and flags, the closest variant where fp32 is
+    kept, and which faster variants the bound excluded."""
     rows = []
     for key, group in df.groupby(SHAPE, sort=True, dropna=False):
-        answer, pick, excluded = _answer(group)
-        row = {**dict(zip(SHAPE, key)), "weights": group["weights"].iloc[0], "answer": answer, "excluded": excluded}
-        base = group[group["speedup_p50_sig"] == "baseline"]
-        row["baseline_p50_ms"] = base["p50_ms"].iloc[0] if not base.empty else math.nan
+        answer, pick, closest, excluded = _answer(group)
+        row = {**dict(zip(SHAPE, key)), "weights": group["weights"].iloc[0], "answer": answer, "excluded": excluded,
+               "closest": _closest(closest) if closest is not None else "", "baseline_p50_ms": math.nan}
         if pick is not None:
             row.update({k: pick[k] for k in ("variant", "backend", "p50_ms", *with_interval("speedup_p50"),
                                              "processes", "size_ratio")})
             row.update(quality=quality_text(pick),
                        flags="; ".join(f for f in pick["flags"].split("; ") if f and f != "random weights"))
+            if isinstance(pick["baseline_point"], str):
+                row["baseline_p50_ms"] = _baseline_of(group, pick)["p50_ms"]
         rows.append(row)
     if not rows:
         return None
@@ -151,17 +173,23 @@ def headline(row) -> str:
         return f"Only the fp32 baseline was measured (p50 {row['p50_ms']:.3g} ms).{flags}"
     if answer == NOTHING_MEETS:
         return f"Nothing meets the quality bound: keep {row['variant']}. Excluded: {row['excluded']}."
+    excluded = f" Faster but over the bound: {row['excluded']}." if row["excluded"] else ""
+    if row["closest"]:
+        within = " within the quality bound" if answer == NONE_FASTER else ""
+        said = f"No variant is significantly faster than fp32{within}: keep fp32. Closest: {row['closest']}."
+        if answer in (RANDOM, UNMEASURED):
+            return f"{said} Speed only: {_speed_only_reason(answer)}.{flags}"
+        return f"{said}{flags}{excluded}"
     speed = speed_phrase(row["speedup_p50"], row["speedup_p50_ci_low"], row["speedup_p50_ci_high"],
                          row["speedup_p50_sig"])
     size = f", {row['size_ratio']:.2f}x the size" if pd.notna(row["size_ratio"]) else ""
     if answer in (RANDOM, UNMEASURED):
-        why = "quality is not meaningful with random weights" if answer == RANDOM else "quality was not measured"
-        lead = "" if row["speedup_p50_sig"] == "faster" else "No variant is significantly faster than fp32; closest: "
-        return f"{lead}{row['variant']}: {speed}{size}. Speed only: {why}.{flags}"
-    lead = "No variant is significantly faster than fp32 within the quality bound; closest: " \
-        if answer == NONE_FASTER else ""
-    excluded = f" Faster but over the bound: {row['excluded']}." if row["excluded"] else ""
-    return f"{lead}{row['variant']}: {speed}{size}, quality {row['quality']}.{flags}{excluded}"
+        return f"{row['variant']}: {speed}{size}. Speed only: {_speed_only_reason(answer)}.{flags}"
+    return f"{row['variant']}: {speed}{size}, quality {row['quality']}.{flags}{excluded}"
+
+
+def _speed_only_reason(answer: str) -> str:
+    return "quality is not meaningful with random weights" if answer == RANDOM else "quality was not measured"
 
 
 def shape_label(row, device: bool = False) -> str:
@@ -338,9 +366,10 @@ def answer_charts(df: pd.DataFrame, out_dir: Path) -> list[Path]:
 
 @section("best", "The answer: best variant per model within the quality bound", order=5, plot=answer_charts,
          note="Best = the highest p50 speedup over fp32 PyTorch at the same shape and machine among the variants "
-              "within the quality bound, a significantly faster one first. `speed only` = the quality cannot decide "
-              "(random weights, or quality not measured); `nothing meets the quality bound` = keep fp32; `excluded` "
-              "= faster variants the bound rules out. " + SIGNIFICANCE)
+              "within the quality bound, a significantly faster one first; where none is significantly faster the "
+              "answer is fp32 and `closest` names the nearest variant for information. `speed only` = the quality "
+              "cannot decide (random weights, or quality not measured); `nothing meets the quality bound` = keep "
+              "fp32; `excluded` = faster variants the bound rules out. " + SIGNIFICANCE)
 def best_section(df: pd.DataFrame) -> pd.DataFrame | None:
     table = best_variants(df)
     return table.drop(columns="machine") if table is not None and table["machine"].nunique() <= 1 else table
