@@ -228,3 +228,29 @@ def test_page_renders_in_a_headless_browser(tmp_path):
     assert pixels.shape[:2] == (900, 1280)
     colours = {tuple(c) for c in (pixels.reshape(-1, 3) * 255).astype(int)[::97]}
     assert len(colours) > 20  # text, cards, coloured answer borders: not a blank or one-colour page
+
+
+def test_a_server_point_says_which_validity_check_failed_not_insufficient_sample(tmp_path):
+    """Defect: a server point over its latency bound was flagged "insufficient sample" ("fewer queries or a
+    shorter window") on the page and in the terminal; the flag now names the check that failed."""
+    from builders import server_metrics
+
+    from bench.report.page import FLAGS
+
+    failures = {"over the latency bound": dict(checks={"latency_bound": False}, estimate_ms=150.0),
+                "too few queries": dict(checks={"min_queries": False, "latency_bound": False}, estimate_ms=None),
+                "run too short": dict(checks={"min_duration": False}),
+                "unserved requests": dict(checks={"all_served": False})}
+    records = [record(scenario="server", options={"rate_qps": rate}, metrics=server_metrics(rate, **failed))
+               for rate, failed in enumerate(failures.values(), start=10)]
+    assert records_frame(records)["flags"].tolist() == list(failures)
+    build_report(records, tmp_path)
+    provenance = visible_text((tmp_path / "report.html").read_text(encoding="utf-8"))
+    for rate, flag in enumerate(failures, start=10):
+        assert f"{flag} (1 point(s): m fp32 server(rate_qps={rate}) b8 s128): {FLAGS[flag]}" in provenance
+    out = io.StringIO()
+    from rich.console import Console
+
+    print_summary(Console(file=out, width=120), records_frame(records), [tmp_path / "report.html"])
+    assert "insufficient" not in provenance + out.getvalue()
+    assert all(flag in out.getvalue() for flag in failures)

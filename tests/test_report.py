@@ -245,22 +245,14 @@ def test_pareto_plot_shows_every_variant_and_the_front(tmp_path, saved_figures):
 
 
 def test_throughput_latency_curve_plots_each_server_run(tmp_path, saved_figures):
+    from builders import server_metrics
     from conftest import figure_texts
 
     from bench.report.serving import _curve
 
-    def server(rate, done, p99):
-        validity = {"valid": True, "checks": {}, "reasons": [], "percentile": 0.99, "confidence": 0.99,
-                    "tolerance": 1}
-        return {"server": {"target_qps": rate, "requests": 100, "scheduled_requests": 100, "duration_s": 10.0,
-                           "latency_ms": {"p50": p99 / 2, "p90": p99 * 0.9, "p99": p99}, "queue_ms_p99": 1.0,
-                           "mean_batch_size": 1.0, "completed_samples_per_s": done, "goodput_requests_per_s": done,
-                           "good_fraction": 1.0, "bounds_ms": {"latency": 130.0}, "validity": validity},
-                "batching": {"policy": "single", "max_batch_size": 1}}
-
-    recs = [record("x", scenario="server", options={"rate_qps": 10}, metrics=server(10.0, 9.8, 40.0)),
+    recs = [record("x", scenario="server", options={"rate_qps": 10}, metrics=server_metrics(10.0, 9.8, 40.0)),
             record("y", scenario="server", variant="bf16", precision="bf16", options={"rate_qps": 20},
-                   metrics=server(20.0, 19.5, 25.0))]
+                   metrics=server_metrics(20.0, 19.5, 25.0))]
     (path,) = _curve(records_frame(recs), tmp_path)
     (fig, _), = saved_figures
     lines = {line.get_label(): list(zip(line.get_xdata(), line.get_ydata())) for line in fig.axes[0].get_lines()}
