@@ -302,3 +302,26 @@ def test_two_suites_fp32_at_one_shape_are_both_baselines_never_a_variant(tmp_pat
 def test_a_variant_of_a_suite_without_fp32_falls_back_to_the_fp32_of_its_shape():
     recs = [record(p50=100.0, suite="quickstart"), record(variant="bf16", precision="bf16", p50=50.0, suite="bf16-only")]
     assert records_frame(recs).set_index("variant").loc["bf16", "speedup_p50"] == pytest.approx(2.0)
+
+
+def test_pruning_pareto_front_is_drawn_per_shape(tmp_path, saved_figures):
+    """Defect: one front over every shape, so a b1 fp32 point (10 ms) dominated every b8 point."""
+    from bench.report.pruning import _pareto, _pruned_models
+
+    def cosine(value: float) -> dict:
+        return {"quality": {"verdict": "within bound", "cosine_mean": value}}
+
+    prune = [{"name": "prune-structured", "options": {}}]
+    recs = [record(batch=1, p50=10.0, metrics=cosine(1.0)),
+            record(batch=1, variant="pruned", transforms=prune, p50=8.0, metrics=cosine(0.95)),
+            record(batch=8, p50=100.0, metrics=cosine(1.0)),
+            record(batch=8, variant="pruned", transforms=prune, p50=60.0, metrics=cosine(0.95)),
+            record(batch=8, variant="bf16", precision="bf16", p50=70.0, metrics=cosine(0.9))]  # dominated at b8
+    _pareto(_pruned_models(records_frame(recs)), tmp_path)
+    (fig, _), = saved_figures
+    fronts = [line for line in fig.axes[0].get_lines() if line.get_linestyle() == "--"]
+    assert sorted(list(zip(line.get_xdata(), line.get_ydata())) for line in fronts) == [
+        [(8.0, 0.95), (10.0, 1.0)], [(60.0, 0.95), (100.0, 1.0)]]
+    from conftest import figure_texts
+
+    assert "Pareto front (per shape)" in figure_texts(fig)

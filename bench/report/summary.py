@@ -273,10 +273,13 @@ def _latency_chart(df: pd.DataFrame, out_dir: Path) -> list[Path]:
     return written
 
 
-def _front(points: list[tuple[float, float]], higher_better: bool) -> list[tuple[float, float]]:
-    """The points no other point beats on both speedup (higher) and quality, by speedup."""
-    better = (lambda a, b: a >= b) if higher_better else (lambda a, b: a <= b)
-    return sorted({p for p in points if not any(q != p and q[0] >= p[0] and better(q[1], p[1]) for q in points)})
+def pareto_front(points: list[tuple[float, float]], higher_x: bool = True,
+                 higher_y: bool = True) -> list[tuple[float, float]]:
+    """The points no other point matches or beats on both x and y (higher is better, or lower where told), by x."""
+    def beats(q, p) -> bool:
+        return (q[0] >= p[0] if higher_x else q[0] <= p[0]) and (q[1] >= p[1] if higher_y else q[1] <= p[1])
+
+    return sorted({p for p in points if not any(q != p and beats(q, p) for q in points)})
 
 
 def _quality_chart(df: pd.DataFrame, out_dir: Path) -> list[Path]:
@@ -309,7 +312,7 @@ def _quality_chart(df: pd.DataFrame, out_dir: Path) -> list[Path]:
         ax.axhline(float(limit.split()[1]), color=COLOURS["breaks"], ls=":", lw=1,
                    label=f"quality bound ({metric} {limit})")
         for i, points in enumerate(by_shape.values()):
-            front = _front(points, higher_better)
+            front = pareto_front(points, higher_y=higher_better)
             ax.plot([p[0] for p in front], [p[1] for p in front], "k--", lw=1,
                     label=("Pareto front" + (" (per shape)" if shapes else "")) if i == 0 else None)
         ax.margins(x=0.12, y=0.12)  # room for the labels of the points at the edges
