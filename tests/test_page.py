@@ -254,3 +254,27 @@ def test_a_server_point_says_which_validity_check_failed_not_insufficient_sample
     print_summary(Console(file=out, width=120), records_frame(records), [tmp_path / "report.html"])
     assert "insufficient" not in provenance + out.getvalue()
     assert all(flag in out.getvalue() for flag in failures)
+
+
+def test_terminal_summary_keeps_variant_and_verdict_with_long_scenario_names(tmp_path):
+    """Defect: with two long server scenario names the shape column took the whole width and the 120-column table
+    ended at `model | shape | p50 ms | vs fp32 [95%`: nothing said which row was fp32 and which int8."""
+    from rich.console import Console
+
+    from builders import server_metrics
+
+    options = {"batching": "dynamic", "latency_bound_ms": 130, "max_wait_ms": 5, "distribution": "poisson",
+               "burstiness": 1.0, "driver": "bench"}
+    records = [record(scenario="server", options={**options, "rate_qps": rate}, samples_ms=samples(median, seed),
+                      metrics=server_metrics(rate), **variant)
+               for seed, (rate, variant, median) in enumerate(
+                   (rate, variant, median) for rate in (20, 40)
+                   for variant, median in (({}, 100.0), ({"variant": "int8", "transforms": [{"name": "int8-dynamic"}]},
+                                                         50.0)))]
+    out = io.StringIO()
+    print_summary(Console(file=out, width=120), records_frame(records), [tmp_path / "report.html"])
+    printed = out.getvalue()
+    assert max(len(line) for line in printed.splitlines()) <= 120
+    rows = re.findall(r"^m +(fp32|int8) .*?(baseline|2\.0\dx \[)", printed, re.MULTILINE)
+    assert sorted((variant, verdict[:3]) for variant, verdict in rows) == [("fp32", "bas")] * 2 + [("int8", "2.0")] * 2
+    assert all(f"rate_qps={rate}" in printed for rate in (20, 40))
