@@ -300,7 +300,8 @@ def test_two_suites_fp32_at_one_shape_are_both_baselines_never_a_variant(tmp_pat
 
 
 def test_a_variant_of_a_suite_without_fp32_falls_back_to_the_fp32_of_its_shape():
-    recs = [record(p50=100.0, suite="quickstart"), record(variant="bf16", precision="bf16", p50=50.0, suite="bf16-only")]
+    recs = [record(p50=100.0, suite="quickstart"),
+            record(variant="bf16", precision="bf16", p50=50.0, suite="bf16-only")]
     assert records_frame(recs).set_index("variant").loc["bf16", "speedup_p50"] == pytest.approx(2.0)
 
 

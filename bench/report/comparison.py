@@ -13,8 +13,8 @@ from .frame import SIGNIFICANCE, with_interval
               "measured one; throughput ratio = samples/s / baseline samples/s. "
               "Rows flagged `random weights` are valid for speed only. " + SIGNIFICANCE)
 def comparison(df: pd.DataFrame) -> pd.DataFrame:
-    cols = ["machine", "target", "suite", "model", "weights", "backend", "device", "variant", "scenario", "batch", "seq",
-            "status", "p50_ms", "p90_ms", "p99_ms", "cv", "n", "samples_per_s", "tokens_per_s",
+    cols = ["machine", "target", "suite", "model", "weights", "backend", "device", "variant", "scenario", "batch",
+            "seq", "status", "p50_ms", "p90_ms", "p99_ms", "cv", "n", "samples_per_s", "tokens_per_s",
             *with_interval("speedup_p50", "throughput_ratio"), "processes", "peak_rss_mb", "flags", "error"]
     out = df[cols].copy()
     # Columns with nothing in them (no failures, no flags) only widen a pasted table.
