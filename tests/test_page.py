@@ -176,13 +176,20 @@ def test_latency_chart_whiskers_are_the_records_median_intervals(tmp_path, saved
                                sorted((frame.loc[v, "speedup_p50"], frame.loc[v, "cosine_mean"]) for v in ("bf16", "int8")))
 
 
-def test_several_machines_say_which_is_faster(tmp_path):
+def test_several_machines_say_which_is_faster(tmp_path, saved_figures):
     records = [record(machine=m, samples_ms=samples(p50, i), metrics=within(1.0))
                for i, (m, p50) in enumerate((("box-a", 100), ("box-b", 50)))]
     build_report(records, tmp_path)
     text = visible_text((tmp_path / "report.html").read_text(encoding="utf-8"))
     assert "Which machine" in text and "box-b: 2.00x faster than box-a [95% CI" in text
-    assert (tmp_path / "machines-m.png").exists()
+    (fig, _), = [(f, p) for f, p in saved_figures if p == tmp_path / "machines-m.png"]
+    ax = fig.axes[0]
+    p50 = records_frame(records).set_index("machine")["p50_ms"]
+    bars = {bar.get_label(): [patch.get_width() for patch in bar] for bar in ax.containers}
+    assert bars == {"box-a": [pytest.approx(p50["box-a"])], "box-b": [pytest.approx(p50["box-b"])]}
+    assert [tick.get_text() for tick in ax.get_yticklabels()] == ["pytorch/fp32 · single-stream b8 s128"]
+    (note,) = [t.get_text() for t in ax.texts]
+    assert re.fullmatch(r"best: box-b\n2\.0\dx \[\d\.\d\d, \d\.\d\d\] vs box-a", note)
 
 
 def test_terminal_summary_fits_120_columns(tmp_path):
