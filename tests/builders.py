@@ -16,14 +16,14 @@ HARNESS = Harness(version="0.0.test", commit=None, dirty=None, source_digest="te
 def point(model: str = "m", backend: str = "pytorch", variant: str = "fp32", precision: str = "fp32",
           transforms=(), batch: int = 8, seq: int = 128, device: str = "cpu", scenario: str = "single-stream",
           teacher: str | None = None, weights: str = "real", task: str = "encoder", target: str | None = None,
-          options: dict | None = None) -> RunPoint:
+          options: dict | None = None, suite: str = "test", settings: Defaults | None = None) -> RunPoint:
     return RunPoint(
-        suite="test", model=ModelSpec(name=model, source="random", id="bert-base-uncased", teacher=teacher),
+        suite=suite, model=ModelSpec(name=model, source="random", id="bert-base-uncased", teacher=teacher),
         task=task, weights=weights, backend=backend, device=device,
         variant=VariantSpec(name=variant, precision=precision,
                             transforms=[t if isinstance(t, TransformSpec) else TransformSpec(**t) for t in transforms]),
         scenario=ScenarioSpec(name=scenario, options=options or {}), batch_size=batch, seq_len=seq,
-        settings=Defaults(), target=target)
+        settings=settings or Defaults(), target=target)
 
 
 def record(point_id: str | None = None, machine: str = "test-machine", status: str = "ok", p50: float = 100.0,
@@ -44,3 +44,19 @@ def record(point_id: str | None = None, machine: str = "test-machine", status: s
                   point_id=point_id or cfg.point_id, status=status, error=error,
                   started_at=datetime(2026, 11, 23, tzinfo=timezone.utc), wall_s=1.0, harness=harness, config=cfg,
                   machine={"machine_id": machine}, provenance={"weights": weights}, metrics=Metrics.model_validate(fields))
+
+
+def server_metrics(rate: float = 10.0, done: float = 9.8, p99: float = 40.0, checks: dict | None = None,
+                   estimate_ms: float | None = 40.0) -> dict:
+    """The `server` metrics of a server-scenario record; `checks` fails validity checks by name (min_duration,
+    min_queries, latency_bound, all_served), and the run is valid (sufficient) when none fails. `estimate_ms`:
+    the early-stopping upper bound on the percentile (None: too few queries to estimate it)."""
+    checks = {"min_duration": True, "min_queries": True, "latency_bound": True, **(checks or {})}
+    valid = all(checks.values())
+    validity = {"valid": valid, "checks": checks, "reasons": [], "percentile": 0.99, "confidence": 0.99,
+                "tolerance": 1, "conservative_percentile_s": None if estimate_ms is None else estimate_ms / 1e3}
+    return {"server": {"target_qps": rate, "requests": 100, "scheduled_requests": 100, "duration_s": 10.0,
+                       "latency_ms": {"p50": p99 / 2, "p90": p99 * 0.9, "p99": p99}, "queue_ms_p99": 1.0,
+                       "mean_batch_size": 1.0, "completed_samples_per_s": done, "goodput_requests_per_s": done,
+                       "good_fraction": 1.0, "bounds_ms": {"latency": 130.0}, "validity": validity},
+            "batching": {"policy": "single", "max_batch_size": 1}, "sufficient": valid}

@@ -98,17 +98,28 @@ def test_best_variant_per_model_says_what_quality_allows():
     assert best.loc["dec", "answer"] == RANDOM and best.loc["dec", "variant"] == "bf16"
     assert best.loc["dec", "flags"] == "insufficient sample"  # random weights are the answer, not a flag
     assert best.loc["strict", "answer"] == NOTHING_MEETS and best.loc["strict", "variant"] == "fp32"
-    assert best.loc["same", "answer"] == NONE_FASTER and best.loc["same", "speedup_p50_sig"] == "n.s."
+    assert best.loc["same", "answer"] == NONE_FASTER and best.loc["same", "variant"] == "fp32"
+    assert best.loc["same", "closest"].startswith("bf16: 1.00x the speed of fp32 (not significantly different)")
 
 
-def test_speed_only_says_when_no_variant_is_faster():
-    """A significantly slower variant is the closest, never the winner."""
-    recs = [record(model="slow", weights="random", samples_ms=samples(50, 10), metrics=DRIFT),
-            record(model="slow", weights="random", variant="bf16", precision="bf16", samples_ms=samples(80, 11),
-                   metrics=DRIFT)]
+@pytest.mark.parametrize("weights, quality, answer", [("real", within(0.9999), NONE_FASTER), ("random", DRIFT, RANDOM)],
+                         ids=["real weights", "random weights"])
+def test_when_nothing_is_faster_the_answer_keeps_fp32_not_a_slower_variant(tmp_path, weights, quality, answer):
+    """Defect: with every variant slower, the answer named one ("closest: bf16: 0.62x ... significantly slower")
+    and best.csv listed it as the pick. The pick is fp32; the closest variant is named only as information."""
+    recs = [record(model="slow", weights=weights, samples_ms=samples(50, 10), metrics=quality),
+            record(model="slow", weights=weights, variant="bf16", precision="bf16", samples_ms=samples(80, 11),
+                   metrics=quality)]
     (row,) = best_variants(records_frame(recs)).to_dict("records")
-    assert row["answer"] == RANDOM and row["speedup_p50_sig"] == "slower"
-    assert headline(row).startswith("No variant is significantly faster than fp32; closest: bf16: 0.6")
+    assert row["answer"] == answer and row["variant"] == "fp32" and row["speedup_p50_sig"] == "baseline"
+    assert row["closest"].startswith("bf16: 0.6") and "significantly slower" in row["closest"]
+    assert headline(row).startswith("No variant is significantly faster than fp32")
+    assert ": keep fp32. Closest: bf16: 0.6" in headline(row)
+    build_report(recs, tmp_path)
+    import pandas as pd
+
+    (pick,) = pd.read_csv(tmp_path / "best.csv").to_dict("records")
+    assert pick["variant"] == "fp32" and pick["answer"] == answer
 
 
 def test_page_opens_with_the_answer_and_embeds_everything(tmp_path):
@@ -165,13 +176,20 @@ def test_latency_chart_whiskers_are_the_records_median_intervals(tmp_path, saved
                                sorted((frame.loc[v, "speedup_p50"], frame.loc[v, "cosine_mean"]) for v in ("bf16", "int8")))
 
 
-def test_several_machines_say_which_is_faster(tmp_path):
+def test_several_machines_say_which_is_faster(tmp_path, saved_figures):
     records = [record(machine=m, samples_ms=samples(p50, i), metrics=within(1.0))
                for i, (m, p50) in enumerate((("box-a", 100), ("box-b", 50)))]
     build_report(records, tmp_path)
     text = visible_text((tmp_path / "report.html").read_text(encoding="utf-8"))
     assert "Which machine" in text and "box-b: 2.00x faster than box-a [95% CI" in text
-    assert (tmp_path / "machines-m.png").exists()
+    (fig, _), = [(f, p) for f, p in saved_figures if p == tmp_path / "machines-m.png"]
+    ax = fig.axes[0]
+    p50 = records_frame(records).set_index("machine")["p50_ms"]
+    bars = {bar.get_label(): [patch.get_width() for patch in bar] for bar in ax.containers}
+    assert bars == {"box-a": [pytest.approx(p50["box-a"])], "box-b": [pytest.approx(p50["box-b"])]}
+    assert [tick.get_text() for tick in ax.get_yticklabels()] == ["pytorch/fp32 · single-stream b8 s128"]
+    (note,) = [t.get_text() for t in ax.texts]
+    assert re.fullmatch(r"best: box-b\n2\.0\dx \[\d\.\d\d, \d\.\d\d\] vs box-a", note)
 
 
 def test_terminal_summary_fits_120_columns(tmp_path):
@@ -217,3 +235,53 @@ def test_page_renders_in_a_headless_browser(tmp_path):
     assert pixels.shape[:2] == (900, 1280)
     colours = {tuple(c) for c in (pixels.reshape(-1, 3) * 255).astype(int)[::97]}
     assert len(colours) > 20  # text, cards, coloured answer borders: not a blank or one-colour page
+
+
+def test_a_server_point_says_which_validity_check_failed_not_insufficient_sample(tmp_path):
+    """Defect: a server point over its latency bound was flagged "insufficient sample" ("fewer queries or a
+    shorter window") on the page and in the terminal; the flag now names the check that failed."""
+    from builders import server_metrics
+
+    from bench.report.page import FLAGS
+
+    failures = {"over the latency bound": dict(checks={"latency_bound": False}, estimate_ms=150.0),
+                "too few queries": dict(checks={"min_queries": False, "latency_bound": False}, estimate_ms=None),
+                "run too short": dict(checks={"min_duration": False}),
+                "unserved requests": dict(checks={"all_served": False})}
+    records = [record(scenario="server", options={"rate_qps": rate}, metrics=server_metrics(rate, **failed))
+               for rate, failed in enumerate(failures.values(), start=10)]
+    assert records_frame(records)["flags"].tolist() == list(failures)
+    build_report(records, tmp_path)
+    provenance = visible_text((tmp_path / "report.html").read_text(encoding="utf-8"))
+    for rate, flag in enumerate(failures, start=10):
+        assert f"{flag} (1 point(s): m fp32 server(rate_qps={rate}) b8 s128): {FLAGS[flag]}" in provenance
+    out = io.StringIO()
+    from rich.console import Console
+
+    print_summary(Console(file=out, width=120), records_frame(records), [tmp_path / "report.html"])
+    assert "insufficient" not in provenance + out.getvalue()
+    assert all(flag in out.getvalue() for flag in failures)
+
+
+def test_terminal_summary_keeps_variant_and_verdict_with_long_scenario_names(tmp_path):
+    """Defect: with two long server scenario names the shape column took the whole width and the 120-column table
+    ended at `model | shape | p50 ms | vs fp32 [95%`: nothing said which row was fp32 and which int8."""
+    from rich.console import Console
+
+    from builders import server_metrics
+
+    options = {"batching": "dynamic", "latency_bound_ms": 130, "max_wait_ms": 5, "distribution": "poisson",
+               "burstiness": 1.0, "driver": "bench"}
+    records = [record(scenario="server", options={**options, "rate_qps": rate}, samples_ms=samples(median, seed),
+                      metrics=server_metrics(rate), **variant)
+               for seed, (rate, variant, median) in enumerate(
+                   (rate, variant, median) for rate in (20, 40)
+                   for variant, median in (({}, 100.0), ({"variant": "int8", "transforms": [{"name": "int8-dynamic"}]},
+                                                         50.0)))]
+    out = io.StringIO()
+    print_summary(Console(file=out, width=120), records_frame(records), [tmp_path / "report.html"])
+    printed = out.getvalue()
+    assert max(len(line) for line in printed.splitlines()) <= 120
+    rows = re.findall(r"^m +(fp32|int8) .*?(baseline|2\.0\dx \[)", printed, re.MULTILINE)
+    assert sorted((variant, verdict[:3]) for variant, verdict in rows) == [("fp32", "bas")] * 2 + [("int8", "2.0")] * 2
+    assert all(f"rate_qps={rate}" in printed for rate in (20, 40))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -244,22 +245,14 @@ def test_pareto_plot_shows_every_variant_and_the_front(tmp_path, saved_figures):
 
 
 def test_throughput_latency_curve_plots_each_server_run(tmp_path, saved_figures):
+    from builders import server_metrics
     from conftest import figure_texts
 
     from bench.report.serving import _curve
 
-    def server(rate, done, p99):
-        validity = {"valid": True, "checks": {}, "reasons": [], "percentile": 0.99, "confidence": 0.99,
-                    "tolerance": 1}
-        return {"server": {"target_qps": rate, "requests": 100, "scheduled_requests": 100, "duration_s": 10.0,
-                           "latency_ms": {"p50": p99 / 2, "p90": p99 * 0.9, "p99": p99}, "queue_ms_p99": 1.0,
-                           "mean_batch_size": 1.0, "completed_samples_per_s": done, "goodput_requests_per_s": done,
-                           "good_fraction": 1.0, "bounds_ms": {"latency": 130.0}, "validity": validity},
-                "batching": {"policy": "single", "max_batch_size": 1}}
-
-    recs = [record("x", scenario="server", options={"rate_qps": 10}, metrics=server(10.0, 9.8, 40.0)),
+    recs = [record("x", scenario="server", options={"rate_qps": 10}, metrics=server_metrics(10.0, 9.8, 40.0)),
             record("y", scenario="server", variant="bf16", precision="bf16", options={"rate_qps": 20},
-                   metrics=server(20.0, 19.5, 25.0))]
+                   metrics=server_metrics(20.0, 19.5, 25.0))]
     (path,) = _curve(records_frame(recs), tmp_path)
     (fig, _), = saved_figures
     lines = {line.get_label(): list(zip(line.get_xdata(), line.get_ydata())) for line in fig.axes[0].get_lines()}
@@ -276,3 +269,60 @@ def test_a_compiled_point_that_recompiled_inside_the_timed_traffic_is_flagged():
     df = records_frame([record("a"), compiled("clean", 0), compiled("dirty", 2)]).set_index("point_id")
     assert "recompiled" not in df.loc["clean", "flags"]
     assert "recompiled in timed traffic (2 frames)" in df.loc["dirty", "flags"]
+
+
+def test_two_suites_fp32_at_one_shape_are_both_baselines_never_a_variant(tmp_path):
+    """Defect: quickstart and frontier both measure the same fp32 shape with their own settings; the report kept
+    the last as the baseline and published the other as "fp32: 1.06x faster than fp32", a variant within bound."""
+    from bench.config import Defaults
+    from bench.report.summary import best_variants, headline
+
+    quick, frontier = dict(suite="quickstart", settings=Defaults()), dict(suite="frontier",
+                                                                          settings=Defaults(min_duration_s=10))
+    recs = [record(p50=94.0, **quick), record(variant="bf16", precision="bf16", p50=47.0, **quick),
+            record(p50=100.0, **frontier), record(variant="int8", transforms=[{"name": "int8-dynamic"}], p50=40.0,
+                                                  **frontier)]
+    df = records_frame(recs)
+    assert df[df["variant"] == "fp32"]["speedup_p50_sig"].tolist() == ["baseline", "baseline"]
+    by_variant = df.set_index("variant")
+    assert by_variant.loc["bf16", "speedup_p50"] == pytest.approx(2.0)  # against its own suite's fp32 (94 ms)
+    assert by_variant.loc["int8", "speedup_p50"] == pytest.approx(2.5)  # against frontier's (100 ms)
+    (best,) = best_variants(df).to_dict("records")
+    assert best["variant"] == "int8" and best["baseline_p50_ms"] == pytest.approx(100.0)
+    assert "faster than fp32" in headline(best) and not headline(best).startswith("fp32")
+    md, _ = build_report(recs, tmp_path)
+    assert not any(re.search(r"\bfp32\b.*faster than fp32", line) for line in md.splitlines())
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "fp32: 1.06x" not in page
+    import pandas as pd
+
+    assert set(pd.read_csv(tmp_path / "comparison.csv")["suite"]) == {"quickstart", "frontier"}  # which fp32 is which
+
+
+def test_a_variant_of_a_suite_without_fp32_falls_back_to_the_fp32_of_its_shape():
+    recs = [record(p50=100.0, suite="quickstart"),
+            record(variant="bf16", precision="bf16", p50=50.0, suite="bf16-only")]
+    assert records_frame(recs).set_index("variant").loc["bf16", "speedup_p50"] == pytest.approx(2.0)
+
+
+def test_pruning_pareto_front_is_drawn_per_shape(tmp_path, saved_figures):
+    """Defect: one front over every shape, so a b1 fp32 point (10 ms) dominated every b8 point."""
+    from bench.report.pruning import _pareto, _pruned_models
+
+    def cosine(value: float) -> dict:
+        return {"quality": {"verdict": "within bound", "cosine_mean": value}}
+
+    prune = [{"name": "prune-structured", "options": {}}]
+    recs = [record(batch=1, p50=10.0, metrics=cosine(1.0)),
+            record(batch=1, variant="pruned", transforms=prune, p50=8.0, metrics=cosine(0.95)),
+            record(batch=8, p50=100.0, metrics=cosine(1.0)),
+            record(batch=8, variant="pruned", transforms=prune, p50=60.0, metrics=cosine(0.95)),
+            record(batch=8, variant="bf16", precision="bf16", p50=70.0, metrics=cosine(0.9))]  # dominated at b8
+    _pareto(_pruned_models(records_frame(recs)), tmp_path)
+    (fig, _), = saved_figures
+    fronts = [line for line in fig.axes[0].get_lines() if line.get_linestyle() == "--"]
+    assert sorted(list(zip(line.get_xdata(), line.get_ydata())) for line in fronts) == [
+        [(8.0, 0.95), (10.0, 1.0)], [(60.0, 0.95), (100.0, 1.0)]]
+    from conftest import figure_texts
+
+    assert "Pareto front (per shape)" in figure_texts(fig)

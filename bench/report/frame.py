@@ -1,5 +1,5 @@
 """Flatten records into one pandas row per (machine, point), and attach each point's fp32 PyTorch baseline
-measured on the same machine.
+measured on the same machine, in the same suite where that suite measured one.
 
 A report over several machines keeps every machine's rows: the same point on two machines is two rows,
 and a speedup is never a ratio across machines (that is the hardware section's job).
@@ -8,6 +8,10 @@ Where a point was run in several processes (`bench run --repeat N`), its row sta
 the mean of the processes' medians and samples/s the mean of their rates (the centres bench/compare/stats.py
 tests), `processes` says how many, and every speedup carries its 95% interval and verdict (`*_ci_low`,
 `*_ci_high`, `*_sig`) from that one rule.
+
+Suites measure the same shape with their own settings (quickstart, frontier and pruning all time minilm-l6
+fp32 b8 s128): each fp32 point is a baseline, never a variant of another suite's fp32, and a variant is
+measured against its own suite's fp32 (another suite's at its shape where its own suite has none).
 """
 
 from __future__ import annotations
@@ -22,6 +26,23 @@ from ..records.schema import Record
 from ..records.store import latest_per_point
 
 SHAPE = ["machine", "model", "device", "scenario", "batch", "seq", "target"]
+SERVER_CHECKS = {"min_queries": "too few queries", "min_duration": "run too short",
+                 "latency_bound": "over the latency bound", "all_served": "unserved requests"}  # validity.checks
+
+
+def sample_flags(metrics) -> list[str]:
+    """Why a point's sample does not suffice: for a server run, each validity check it failed (a run too short
+    to estimate its percentile fails the latency check for want of an estimate: that is too few queries)."""
+    if metrics.sufficient:
+        return []
+    if metrics.server is None:
+        return ["insufficient sample"]
+    validity = metrics.server.validity
+    failed = {check for check, passed in validity.checks.items() if not passed}
+    if validity.conservative_percentile_s is None and "min_queries" in failed:
+        failed.discard("latency_bound")
+    named = [flag for check, flag in SERVER_CHECKS.items() if check in failed]
+    return named + sorted(failed - SERVER_CHECKS.keys()) or ["invalid server run"]
 
 
 def _flags(rec: Record) -> list[str]:
@@ -29,8 +50,8 @@ def _flags(rec: Record) -> list[str]:
     lat = rec.metrics.latency
     if lat and lat.unstable:
         flags.append(f"unstable (cv {lat.cv:.0%})")
-    if rec.status == "ok" and not rec.metrics.sufficient:
-        flags.append("insufficient sample")
+    if rec.status == "ok":
+        flags += sample_flags(rec.metrics)
     if lat and any(w.startswith("outliers") for w in lat.warnings):
         flags.append("outliers")
     recompiled = (rec.provenance.backend.get("compile") or {}).get("recompiled_in_traffic")
@@ -59,6 +80,7 @@ def records_frame(records: list[Record]) -> pd.DataFrame:
             "machine": rec.machine_id,
             "target": cfg.target or "",
             "node": rec.node,
+            "suite": cfg.suite,
             "model": cfg.model.name,
             "teacher": cfg.model.teacher,
             "weights": rec.provenance.weights,
@@ -130,17 +152,31 @@ def with_interval(*names: str) -> list[str]:
     return [f"{n}{s}" for n in names for s in ("", "_ci_low", "_ci_high", "_sig")]
 
 
+def _baseline(row, base: pd.DataFrame, by_suite: pd.DataFrame, by_shape: pd.DataFrame) -> pd.Series | None:
+    """The baseline a row is measured against: itself where it has the baseline's configuration, else the fp32
+    of its own suite at its shape, else the last fp32 of any suite at its shape."""
+    if row["status"] != "ok":
+        return None
+    if row["is_baseline"]:
+        return base.loc[row.name]
+    shape = tuple(row[k] for k in SHAPE)
+    for table, key in ((by_suite, (*shape, row["suite"])), (by_shape, shape)):
+        if key in table.index:
+            return table.loc[key]
+    return None
+
+
 def attach_baseline(df: pd.DataFrame) -> pd.DataFrame:
-    """speedup = baseline p50 / p50 (latency) and throughput / baseline throughput, per shape and machine,
-    each with its 95% interval and verdict (`untested` where a side has no samples or the rate is set by
-    the arrivals, not the system); the baseline row itself is marked `baseline`."""
+    """speedup = baseline p50 / p50 (latency) and throughput / baseline throughput, per shape and machine (and
+    suite: see `_baseline`), each with its 95% interval and verdict (`untested` where a side has no samples or
+    the rate is set by the arrivals, not the system); a baseline row itself is marked `baseline`."""
     base = df[df["is_baseline"] & (df["status"] == "ok")]
-    base = base.drop_duplicates(SHAPE, keep="last").set_index(SHAPE)
+    by_suite = base.drop_duplicates([*SHAPE, "suite"], keep="last").set_index([*SHAPE, "suite"])
+    by_shape = base.drop_duplicates(SHAPE, keep="last").set_index(SHAPE)
     columns: dict[str, list] = {f"{n}{s}": [] for n in RATIOS for s in ("", "_ci_low", "_ci_high", "_sig")}
     size_ratios, baseline_ids, pairs = [], [], []
     for _, row in df.iterrows():
-        key = tuple(row[k] for k in SHAPE)
-        b = base.loc[key] if row["status"] == "ok" and key in base.index else None
+        b = _baseline(row, base, by_suite, by_shape)
         size_ratios.append(row["size_bytes"] / b["size_bytes"] if b is not None and row["size_bytes"]
                            and b["size_bytes"] else math.nan)
         baseline_ids.append(None if b is None else b["point_id"])

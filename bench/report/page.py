@@ -54,6 +54,14 @@ footer{margin-top:36px;font-size:13px;color:#4a535c}
 ANSWER_CLASS = {WITHIN: "within", NOTHING_MEETS: "nothing", RANDOM: "speed-only", UNMEASURED: "speed-only"}
 FLAGS = {"random weights": "valid for speed only; quality describes numerical drift",
          "insufficient sample": "fewer queries or a shorter window than the suite asks for",
+         "too few queries": "a server run with fewer queries than the suite's minimum or the early-stopping rule needs "
+                            "for its percentile",
+         "run too short": "a server run shorter than the suite's minimum duration",
+         "over the latency bound": "a server run whose tail latency (the early-stopping upper bound on its percentile) "
+                                   "is over the scenario's latency bound: the offered rate is more than it serves "
+                                   "within the bound",
+         "unserved requests": "a server run that left requests unserved at its deadline: overloaded at the offered "
+                              "rate",
          "unstable": "stdev at or above the suite's instability threshold of the mean",
          "outliers": "min or max 50% or more away from the mean"}
 
@@ -175,8 +183,8 @@ def render_page(df: pd.DataFrame, parts) -> str:
         body = "<h1>Benchmark report</h1><p>No records found.</p>"
     else:
         body = (f"<h1>Benchmark report</h1><p class='lede'>{len(df)} point(s) on {df['machine'].nunique()} machine(s). "
-                "Speedups are against the fp32 PyTorch point of the same shape on the same machine, each with its 95% "
-                "interval.</p>"
+                "Speedups are against the fp32 PyTorch point of the same shape on the same machine (and of the same "
+                "suite where it measured one), each with its 95% interval.</p>"
                 f"<h2 id='answer'>The answer</h2>{_answers(df)}{_machines(parts)}"
                 f"<h2 id='provenance'>Where the numbers come from</h2><div class='card'>{_provenance(df)}</div>"
                 f"<h2 id='charts'>Charts</h2>{_charts(parts)}"

@@ -1,4 +1,5 @@
-"""Sparsity and structure against latency against quality, and a latency-quality Pareto plot."""
+"""Sparsity and structure against latency against quality, and a latency-quality plot with a Pareto front per
+shape."""
 
 from __future__ import annotations
 
@@ -7,7 +8,11 @@ from pathlib import Path
 import pandas as pd
 
 from . import drop_single_machine, section
-from .frame import SIGNIFICANCE, with_interval
+from .frame import SHAPE, SIGNIFICANCE, with_interval
+from .summary import pareto_front
+
+FRONT_SHAPE = [c for c in SHAPE if c not in ("machine", "model")]  # a plot is per machine and model
+
 
 def _structure(rec) -> str:
     """Each transform's own description, with what a pruning transform achieved where it says so."""
@@ -55,10 +60,13 @@ def _pareto(df: pd.DataFrame, out_dir: Path) -> list[Path]:
         for x, y, label in pts:
             ax.plot(x, y, "o")
             ax.annotate(label, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
-        better = (lambda a, b: a >= b) if encoder else (lambda a, b: a <= b)
-        front = sorted((p for p in pts if not any(q[0] <= p[0] and better(q[1], p[1]) and q != p and
-                                                  (q[0] < p[0] or q[1] != p[1]) for q in pts)), key=lambda p: p[0])
-        ax.plot([p[0] for p in front], [p[1] for p in front], "k--", lw=1, label="Pareto front")
+        # a front per shape: a b1 point's latency says nothing against a b8 point's
+        shapes = rows.groupby(FRONT_SHAPE, sort=True, dropna=False)
+        for i, (_, group) in enumerate(shapes):
+            front = pareto_front([(r["p50_ms"], _quality(r)) for _, r in group.iterrows()], higher_x=False,
+                                 higher_y=encoder)
+            ax.plot([p[0] for p in front], [p[1] for p in front], "k--", lw=1,
+                    label=("Pareto front" + (" (per shape)" if shapes.ngroups > 1 else "")) if i == 0 else None)
         ax.set_xlabel("p50 latency (ms)")
         ax.set_ylabel("embedding cosine vs fp32 (higher is better)" if encoder else "perplexity ratio vs fp32 (lower is better)")
         ax.set_title(f"{model} on {machine}: latency against quality")

@@ -1,10 +1,11 @@
 """The answer a reader wants first, its charts, and the narrow table a terminal shows.
 
 Per model and shape (machine, device, scenario, batch, sequence length): the best variant within the quality
-bound. Best = the highest speedup over the fp32 PyTorch point of the same shape and machine, preferring a
-variant that is significantly faster (the rule of bench/compare/stats.py) over one whose estimate is higher
-but not significant. Where quality cannot decide (random weights, quality not measured) the answer says so
-and ranks on speed alone; where no variant meets the bound it says so and keeps fp32.
+bound. Best = the highest speedup over the fp32 PyTorch point of the same shape and machine (and suite: frame.py),
+preferring a variant that is significantly faster (the rule of bench/compare/stats.py) over one whose estimate is
+higher but not significant. Where quality cannot decide (random weights, quality not measured) the answer says so
+and ranks on speed alone; where no variant meets the bound, or none is significantly faster, it keeps fp32 (naming
+the closest variant only as information).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from . import section
 from .frame import SHAPE, SIGNIFICANCE, with_interval
 
 WITHIN = "within bound"
-NONE_FASTER = "none significantly faster within bound"
+NONE_FASTER = "none significantly faster: keep fp32"
 NOTHING_MEETS = "nothing meets the quality bound"
 RANDOM = "speed only: random weights"
 UNMEASURED = "speed only: quality not measured"
@@ -32,7 +33,7 @@ TERMINAL_WIDTH = 120  # the widest a table printed to a terminal or a log gets
 NOTES_MIN = 20  # the terminal table's notes column is never narrower (flags such as "unstable (cv 15%)")
 TICK_WIDTH = 36  # characters per line of a chart's row label (a server scenario's options run long)
 BEST_COLUMNS = [*SHAPE, "weights", "answer", "variant", "backend", "p50_ms", "baseline_p50_ms",
-                *with_interval("speedup_p50"), "processes", "size_ratio", "quality", "flags", "excluded"]
+                *with_interval("speedup_p50"), "processes", "size_ratio", "quality", "flags", "closest", "excluded"]
 COLOURS = {"baseline": "#1f5f9e", "within": "#2e7d32", "breaks": "#c62828", "error": "#ef6c00",
            "not meaningful": "#8a8a8a", "not measured": "#8a8a8a"}
 LEGEND = {"baseline": "fp32 baseline", "within": "within the quality bound", "breaks": "breaks the quality bound",
@@ -87,42 +88,63 @@ def _excluded(others: pd.DataFrame, pick_speedup: float) -> str:
                      for _, r in _ranked(others[ruled_out]).iterrows())
 
 
-def _answer(rows: pd.DataFrame) -> tuple[str, pd.Series | None, str]:
-    """(answer, the row it names, what the quality bound excluded) for the points of one shape."""
+def _baseline_of(rows: pd.DataFrame, row) -> pd.Series:
+    """The fp32 point a row of this shape is measured against (its own suite's: frame.attach_baseline)."""
+    return rows[rows["point_id"] == row["baseline_point"]].iloc[0]
+
+
+def _answer(rows: pd.DataFrame) -> tuple[str, pd.Series | None, pd.Series | None, str]:
+    """(answer, the row it names, the closest variant where none is significantly faster and fp32 is kept,
+    what the quality bound excluded) for the points of one shape."""
     ok = rows[(rows["status"] == "ok") & rows["p50_ms"].notna()]
     if ok.empty:
-        return ALL_FAILED, None, ""
+        return ALL_FAILED, None, None, ""
     base = ok[ok["speedup_p50_sig"] == "baseline"]
     others = ok[(ok["speedup_p50_sig"] != "baseline") & ok["speedup_p50"].notna()]
     if base.empty:
-        return NO_BASELINE, ok.sort_values("p50_ms", kind="stable").iloc[0], ""
+        return NO_BASELINE, ok.sort_values("p50_ms", kind="stable").iloc[0], None, ""
     if others.empty:
-        return ONLY_BASELINE, base.iloc[0], ""
+        return ONLY_BASELINE, base.iloc[0], None, ""
     states = [quality_state(r) for _, r in others.iterrows()]
     within = others[[s == "within" for s in states]]
     if not within.empty:
-        pick = _ranked(within).iloc[0]
-        answer = WITHIN if pick["speedup_p50_sig"] == "faster" else NONE_FASTER
-        return answer, pick, _excluded(others, pick["speedup_p50"])
+        best = _ranked(within).iloc[0]
+        if best["speedup_p50_sig"] == "faster":
+            return WITHIN, best, None, _excluded(others, best["speedup_p50"])
+        return NONE_FASTER, _baseline_of(ok, best), best, _excluded(others, 1.0)
     if any(s in ("breaks", "error") for s in states):
-        return NOTHING_MEETS, base.iloc[0], _excluded(others, 1.0)
-    return (RANDOM if all(s == "not meaningful" for s in states) else UNMEASURED), _ranked(others).iloc[0], ""
+        return NOTHING_MEETS, _baseline_of(ok, _ranked(others).iloc[0]), None, _excluded(others, 1.0)
+    answer = RANDOM if all(s == "not meaningful" for s in states) else UNMEASURED
+    best = _ranked(others).iloc[0]
+    if best["speedup_p50_sig"] == "faster":
+        return answer, best, None, ""
+    return answer, _baseline_of(ok, best), best, ""
+
+
+def _closest(row) -> str:
+    """The variant nearest to fp32 where none is significantly faster: information, never the pick."""
+    speed = speed_phrase(row["speedup_p50"], row["speedup_p50_ci_low"], row["speedup_p50_ci_high"],
+                         row["speedup_p50_sig"])
+    quality = f", quality {quality_text(row)}" if quality_state(row) == "within" else ""
+    return f"{row['variant']}: {speed}{quality}"
 
 
 def best_variants(df: pd.DataFrame) -> pd.DataFrame | None:
-    """One row per (machine, model, shape): the answer, the variant it names, its speedup with the interval,
-    size ratio, quality and flags, and which faster variants the bound excluded."""
+    """One row per (machine, model, shape): the answer, the variant it names (fp32 where none is significantly
+    faster), its speedup with the interval, size ratio, quality and flags, the closest variant where fp32 is
+    kept, and which faster variants the bound excluded."""
     rows = []
     for key, group in df.groupby(SHAPE, sort=True, dropna=False):
-        answer, pick, excluded = _answer(group)
-        row = {**dict(zip(SHAPE, key)), "weights": group["weights"].iloc[0], "answer": answer, "excluded": excluded}
-        base = group[group["speedup_p50_sig"] == "baseline"]
-        row["baseline_p50_ms"] = base["p50_ms"].iloc[0] if not base.empty else math.nan
+        answer, pick, closest, excluded = _answer(group)
+        row = {**dict(zip(SHAPE, key)), "weights": group["weights"].iloc[0], "answer": answer, "excluded": excluded,
+               "closest": _closest(closest) if closest is not None else "", "baseline_p50_ms": math.nan}
         if pick is not None:
             row.update({k: pick[k] for k in ("variant", "backend", "p50_ms", *with_interval("speedup_p50"),
                                              "processes", "size_ratio")})
             row.update(quality=quality_text(pick),
                        flags="; ".join(f for f in pick["flags"].split("; ") if f and f != "random weights"))
+            if isinstance(pick["baseline_point"], str):
+                row["baseline_p50_ms"] = _baseline_of(group, pick)["p50_ms"]
         rows.append(row)
     if not rows:
         return None
@@ -151,17 +173,23 @@ def headline(row) -> str:
         return f"Only the fp32 baseline was measured (p50 {row['p50_ms']:.3g} ms).{flags}"
     if answer == NOTHING_MEETS:
         return f"Nothing meets the quality bound: keep {row['variant']}. Excluded: {row['excluded']}."
+    excluded = f" Faster but over the bound: {row['excluded']}." if row["excluded"] else ""
+    if row["closest"]:
+        within = " within the quality bound" if answer == NONE_FASTER else ""
+        said = f"No variant is significantly faster than fp32{within}: keep fp32. Closest: {row['closest']}."
+        if answer in (RANDOM, UNMEASURED):
+            return f"{said} Speed only: {_speed_only_reason(answer)}.{flags}"
+        return f"{said}{flags}{excluded}"
     speed = speed_phrase(row["speedup_p50"], row["speedup_p50_ci_low"], row["speedup_p50_ci_high"],
                          row["speedup_p50_sig"])
     size = f", {row['size_ratio']:.2f}x the size" if pd.notna(row["size_ratio"]) else ""
     if answer in (RANDOM, UNMEASURED):
-        why = "quality is not meaningful with random weights" if answer == RANDOM else "quality was not measured"
-        lead = "" if row["speedup_p50_sig"] == "faster" else "No variant is significantly faster than fp32; closest: "
-        return f"{lead}{row['variant']}: {speed}{size}. Speed only: {why}.{flags}"
-    lead = "No variant is significantly faster than fp32 within the quality bound; closest: " \
-        if answer == NONE_FASTER else ""
-    excluded = f" Faster but over the bound: {row['excluded']}." if row["excluded"] else ""
-    return f"{lead}{row['variant']}: {speed}{size}, quality {row['quality']}.{flags}{excluded}"
+        return f"{row['variant']}: {speed}{size}. Speed only: {_speed_only_reason(answer)}.{flags}"
+    return f"{row['variant']}: {speed}{size}, quality {row['quality']}.{flags}{excluded}"
+
+
+def _speed_only_reason(answer: str) -> str:
+    return "quality is not meaningful with random weights" if answer == RANDOM else "quality was not measured"
 
 
 def shape_label(row, device: bool = False) -> str:
@@ -245,10 +273,13 @@ def _latency_chart(df: pd.DataFrame, out_dir: Path) -> list[Path]:
     return written
 
 
-def _front(points: list[tuple[float, float]], higher_better: bool) -> list[tuple[float, float]]:
-    """The points no other point beats on both speedup (higher) and quality, by speedup."""
-    better = (lambda a, b: a >= b) if higher_better else (lambda a, b: a <= b)
-    return sorted({p for p in points if not any(q != p and q[0] >= p[0] and better(q[1], p[1]) for q in points)})
+def pareto_front(points: list[tuple[float, float]], higher_x: bool = True,
+                 higher_y: bool = True) -> list[tuple[float, float]]:
+    """The points no other point matches or beats on both x and y (higher is better, or lower where told), by x."""
+    def beats(q, p) -> bool:
+        return (q[0] >= p[0] if higher_x else q[0] <= p[0]) and (q[1] >= p[1] if higher_y else q[1] <= p[1])
+
+    return sorted({p for p in points if not any(q != p and beats(q, p) for q in points)})
 
 
 def _quality_chart(df: pd.DataFrame, out_dir: Path) -> list[Path]:
@@ -281,7 +312,7 @@ def _quality_chart(df: pd.DataFrame, out_dir: Path) -> list[Path]:
         ax.axhline(float(limit.split()[1]), color=COLOURS["breaks"], ls=":", lw=1,
                    label=f"quality bound ({metric} {limit})")
         for i, points in enumerate(by_shape.values()):
-            front = _front(points, higher_better)
+            front = pareto_front(points, higher_y=higher_better)
             ax.plot([p[0] for p in front], [p[1] for p in front], "k--", lw=1,
                     label=("Pareto front" + (" (per shape)" if shapes else "")) if i == 0 else None)
         ax.margins(x=0.12, y=0.12)  # room for the labels of the points at the edges
@@ -338,9 +369,10 @@ def answer_charts(df: pd.DataFrame, out_dir: Path) -> list[Path]:
 
 @section("best", "The answer: best variant per model within the quality bound", order=5, plot=answer_charts,
          note="Best = the highest p50 speedup over fp32 PyTorch at the same shape and machine among the variants "
-              "within the quality bound, a significantly faster one first. `speed only` = the quality cannot decide "
-              "(random weights, or quality not measured); `nothing meets the quality bound` = keep fp32; `excluded` "
-              "= faster variants the bound rules out. " + SIGNIFICANCE)
+              "within the quality bound, a significantly faster one first; where none is significantly faster the "
+              "answer is fp32 and `closest` names the nearest variant for information. `speed only` = the quality "
+              "cannot decide (random weights, or quality not measured); `nothing meets the quality bound` = keep "
+              "fp32; `excluded` = faster variants the bound rules out. " + SIGNIFICANCE)
 def best_section(df: pd.DataFrame) -> pd.DataFrame | None:
     table = best_variants(df)
     return table.drop(columns="machine") if table is not None and table["machine"].nunique() <= 1 else table
@@ -378,50 +410,77 @@ def print_summary(console, df: pd.DataFrame, files: list[Path]) -> None:
 
 
 def _print_points(console, df: pd.DataFrame) -> None:
-    """The points (compact columns), then the answer per model and shape."""
-    from rich import box
+    """The points (compact columns) in one table per scenario, its name said once above its rows (a server
+    scenario's options run longer than a terminal line), then the answer per model and shape."""
     from rich.table import Table
     from rich.text import Text
 
     from .render import ratio_cell
 
     machines, devices = df["machine"].nunique() > 1, df["device"].nunique() > 1
-    one_scenario = df["scenario"].nunique() == 1  # then it is said once, above the table, and not on every row
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, title_justify="left",
-                  title=f"scenario: {df['scenario'].iloc[0]}" if one_scenario else None)
-    rows = []
-    for _, r in df.sort_values([*SHAPE, "p50_ms"], kind="stable").iterrows():
+    scenarios: dict[str, list[list[str]]] = {}
+    for _, r in df.sort_values(["scenario", *SHAPE, "p50_ms"], kind="stable").iterrows():
         speed = "baseline" if r["speedup_p50_sig"] == "baseline" else ratio_cell(
             r["speedup_p50"], r["speedup_p50_ci_low"], r["speedup_p50_ci_high"], r["speedup_p50_sig"])
         flags = "; ".join(f for f in r["flags"].split("; ") if f and f != "random weights")
         notes = flags if r["status"] == "ok" else f"{r['status']}: {shorten(r['error'], 60, placeholder=' ...')}"
         cells = ([r["machine"]] if machines else []) + [
-            r["model"], r["variant"], shape_label(r, devices).removeprefix(f"{r['scenario']} " if one_scenario else ""),
+            r["model"], r["variant"], _shape_in_scenario(r, devices),
             f"{r['p50_ms']:.{1 if r['p50_ms'] < 1000 else 0}f}" if pd.notna(r["p50_ms"]) else "",
             speed, f"{r['size_ratio']:.2f}x" if pd.notna(r["size_ratio"]) else "", _quality_short(r), notes]
-        rows.append([str(c) for c in cells])
+        scenarios.setdefault(r["scenario"], []).append([str(c) for c in cells])
     columns = (["machine"] if machines else []) + ["model", "variant", "shape", "p50 ms", "vs fp32 [95% CI]", "size",
                                                    "quality", "notes"]
-    # one line per point: every column but the notes keeps its widest cell and the notes wrap in what is left;
-    # where that leaves the notes less than NOTES_MIN, long variant (and machine) names fold instead
+    # one line per point: every column but the notes keeps its widest cell (over every scenario's table, so the
+    # tables line up) and the notes wrap in what is left; where that leaves the notes less than NOTES_MIN, long
+    # variant (and machine) names fold instead
+    rows = [row for table_rows in scenarios.values() for row in table_rows]
     widest = [max([len(column), *(len(row[i]) for row in rows)]) for i, column in enumerate(columns)]
     deficit = NOTES_MIN - (console.width - sum(widest[:-1]) - 2 * (len(columns) - 1))
+    for scenario, table_rows in scenarios.items():
+        console.print(_scenario_heading(scenario))
+        table = _points_table(columns, widest, deficit)
+        for row in table_rows:
+            table.add_row(*(Text(c) for c in row))
+        console.print(table)
+    best = best_variants(df)
+    if best is None:
+        return
+    console.print(Text("Best variant per model, within the quality bound:", style="bold"))
+    several = len(scenarios) > 1
+    for scenario, rows in best.groupby("scenario", sort=True):
+        if several:
+            console.print(_scenario_heading(scenario))
+        answers = Table.grid(padding=(0, 1))
+        answers.add_column(style="bold")
+        answers.add_column()
+        for _, row in rows.iterrows():
+            where = f"{row['machine']} · " if machines else ""
+            shape = _shape_in_scenario(row, devices) if several else shape_label(row, devices)
+            answers.add_row(Text(f"{where}{row['model']} ({shape}):"), Text(headline(row)))
+        console.print(answers)
+
+
+def _scenario_heading(scenario: str):
+    from rich.text import Text
+
+    return Text(f"scenario: {scenario}", style="italic")
+
+
+def _shape_in_scenario(row, device: bool) -> str:
+    """`b8 s128`: the shape under its scenario's heading."""
+    return shape_label(row, device).removeprefix(f"{row['scenario']} ")
+
+
+def _points_table(columns: list[str], widest: list[int], deficit: int):
+    """An empty table of the terminal's columns: each as wide as its widest cell but the notes, which wrap."""
+    from rich import box
+    from rich.table import Table
+
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
     for i, column in enumerate(columns):
         fit = {"ratio": 1, "min_width": NOTES_MIN} if column == "notes" else {"min_width": widest[i], "no_wrap": True}
         if deficit > 0 and column in ("variant", "machine"):
             fit = {"max_width": max(12, widest[i] - deficit)}
         table.add_column(column, justify="right" if column in ("p50 ms", "size") else "left", overflow="fold", **fit)
-    for row in rows:
-        table.add_row(*(Text(c) for c in row))
-    console.print(table)
-    best = best_variants(df)
-    if best is None:
-        return
-    answers = Table.grid(padding=(0, 1))
-    answers.add_column(style="bold")
-    answers.add_column()
-    for _, row in best.iterrows():
-        where = f"{row['machine']} · " if machines else ""
-        answers.add_row(Text(f"{where}{row['model']} ({shape_label(row, devices)}):"), Text(headline(row)))
-    console.print(Text("Best variant per model, within the quality bound:", style="bold"))
-    console.print(answers)
+    return table
