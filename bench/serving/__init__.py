@@ -1,0 +1,1 @@
+"""Serving benchmarks: requests, load patterns and metrics that know nothing of models (see SERVING.md)."""
