@@ -142,6 +142,36 @@ def test_decode_step_and_bytes():
     assert flops.weight_bytes_from_config(config, 2, include_lm_head=False) == 2 * 84_934_656
 
 
+def test_prefill_is_not_charged_the_lm_head_over_every_prompt_token():
+    """Defect: a generation's prefill was charged the LM head over every prompt token (25-44% too many FLOPs in
+    the efficiency and projection tables); both generation paths compute the last position's logits only."""
+    from builders import point, record
+
+    from bench.hardware.work import point_work
+    from bench.measurement.stats import summarize
+    from bench.report.efficiency import phases
+
+    config = transformers.GPT2Config(n_layer=2, n_embd=64, n_head=2, vocab_size=1000)
+    batch, seq = 2, 16
+    generate = point(task="causal-lm", scenario="generate", options={"new_tokens": 4}, batch=batch, seq=seq)
+    work = point_work(config, "causal-lm", generate, weight_bytes=10**6, compute_precision="fp32")
+    lm_head_per_position = 2 * 64 * 1000
+    assert work.prefill.flops == work.flops - lm_head_per_position * batch * (seq - 1)
+    # a plain forward (single-stream of a causal LM) computes every position's logits: its count stays whole
+    forward = point_work(config, "causal-lm", point(task="causal-lm", batch=batch, seq=seq), 10**6, "fp32")
+    assert forward.prefill is None and forward.flops == work.flops
+    assert forward.flops == flops.forward_flops(config, "causal-lm", batch, seq)["total"]
+    # TTFT's efficiency row is judged on the prefill's count
+    timing = summarize([50.0] * 8)
+    generation = {"ttft": timing, "e2e": timing, "tpot": timing, "new_tokens": 4, "prompt_tokens": seq,
+                  "throughput": {"samples_per_s": 1.0, "basis": "test"}}
+    rec = record(task="causal-lm", scenario="generate", options={"new_tokens": 4}, batch=batch, seq=seq,
+                 metrics={"work": work.model_dump(), "generation": generation})
+    prefill, decode = phases(rec)
+    assert prefill["phase"] == "prefill" and prefill["flops"] == work.prefill.flops
+    assert decode["phase"] == "decode" and decode["flops"] == work.decode_step.flops
+
+
 def _tiny_gpt2(**kwargs):
     config = transformers.GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=500, n_positions=64,
                                      bos_token_id=0, eos_token_id=0, **kwargs)

@@ -176,6 +176,16 @@ class Energy(Frozen):
     window: str | None = None
 
 
+class Prefill(Frozen):
+    """A generation request's prompt pass: logits for the last position of each row only, KV cache written."""
+
+    flops: float
+    bytes: float
+    intensity: float
+    flops_breakdown: dict[str, Any] = Field(default_factory=dict)
+    bytes_breakdown: dict[str, Any] = Field(default_factory=dict)
+
+
 class DecodeStep(Frozen):
     flops: float
     bytes: float
@@ -187,7 +197,7 @@ class DecodeStep(Frozen):
 class Work(Frozen):
     """Analytic FLOPs and bytes of one query (hardware/work.py), for rooflines and projections."""
 
-    flops: float
+    flops: float = Field(description="a plain forward: the LM head over every position")
     bytes: float
     intensity: float
     flops_breakdown: dict[str, Any] = Field(default_factory=dict)
@@ -197,6 +207,8 @@ class Work(Frozen):
     precision: str = Field(description="the variant's float precision")
     compute_precision: str = Field(description="the GEMM ceiling the point is judged against, declared by its transforms")
     convention: str = ""
+    prefill: Prefill | None = Field(None, description="generate: the prompt pass, the LM head over the last position "
+                                                    "only; TTFT's efficiency is judged on it")
     decode_step: DecodeStep | None = None
 
 
