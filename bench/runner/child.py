@@ -146,7 +146,8 @@ def run_context(point, source, loaded, intra: int, cache_dir: str | Path) -> Any
                       cpu_flags=cpu_flags(), cache_dir=Path(cache_dir), precision=point.variant.precision,
                       precision_mode=point.variant.precision_mode, backend_options=point.variant.backend_options,
                       tokenizer=loaded.tokenizer, model_config=loaded.config,
-                      model_key={"model": point.model.model_dump(mode="json"), "seed": s.seed, "torch_transforms": []},
+                      model_key={"model": point.model.model_dump(mode="json"), "seed": s.seed,
+                                 "weights": loaded.provenance.get("weights_fingerprint"), "torch_transforms": []},
                       load_original=lambda: source.load(point.model, seed=s.seed, cache_dir=Path(cache_dir)).model)
 
 
