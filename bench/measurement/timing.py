@@ -12,9 +12,9 @@ from typing import Callable, Iterator
 
 class WindowHook:
     """Told when the timed traffic starts and when it ends, so a meter can read its counters over exactly that
-    window (warm-up, sizing runs and peak probes left outside), as LoadGen leaves its power meter to a separate
-    director. Traffic never depends on who listens: this default does nothing. A window opened again replaces
-    the one before (LoadGen's driver repeats a run it finds too short)."""
+    window (warm-up, sizing runs and peak probes left outside); MLPerf's power runs work alike, LoadGen marking
+    only where its run begins and ends. Traffic never depends on who listens: this default does nothing. A
+    window opened again replaces the one before (LoadGen's driver repeats a run it finds too short)."""
 
     def opened(self) -> None:
         """The timed traffic starts now."""
