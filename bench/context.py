@@ -25,7 +25,9 @@ class RunContext:
     backend_options: dict = field(default_factory=dict)
     tokenizer: Any = None
     model_config: Any = None  # the transformers config: graph optimizers need head counts and sizes
-    model_key: dict = field(default_factory=dict)  # identity of the model and its torch transforms (export cache)
+    # identity of the model (its spec, seed and weight files' fingerprint) and of its torch transforms with every
+    # input they declare (`Transform.cache_inputs`): the export cache is keyed on it
+    model_key: dict = field(default_factory=dict)
     export_info: dict | None = None  # what the backend's export recorded (opset, cache hit)
     # loads the untransformed fp32 model afresh (transforms change theirs in place): a teacher for recovery
     load_original: Callable[[], Any] | None = None

@@ -7,6 +7,7 @@ sleep lasting at least as long as asked. The LoadGen cases skip cleanly when mlp
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -16,7 +17,7 @@ from bench.drivers import drivers
 from bench.drivers.loadgen import LoadGenDriver, LoadGenSample, check_trace_against_summary
 from bench.errors import ConfigError, Unsupported
 from bench.measurement.server import BatchingPolicy
-from bench.measurement.timing import LoopSettings
+from bench.measurement.timing import LoopSettings, WindowHook
 from bench.plan import build_plan
 from bench.records.store import load_records
 
@@ -120,6 +121,48 @@ def test_overloaded_server_stops_serving_at_the_deadline(name, tokens):
     records = drivers.get(name)().server(serve, 200.0, 40, 3, "poisson", 1.0, BatchingPolicy("single"), deadline_s=0.1)
     assert 0 < len(records) < 40
     assert all((r["ttft_s"] is not None) == bool(tokens) for r in records)
+
+
+class _CountingWindow(WindowHook):
+    """Counts the system's calls between the window's edges (the last window, as a meter would keep)."""
+
+    def __init__(self, calls: list):
+        self.calls, self.inside, self.closings = calls, None, 0
+
+    def opened(self):
+        self._at = len(self.calls)
+
+    def closed(self):
+        self.inside, self.closings = len(self.calls) - self._at, self.closings + 1
+
+
+@pytest.mark.parametrize("name", DRIVERS)
+@pytest.mark.parametrize("pattern", ["single_stream", "offline", "server"])
+def test_every_driver_tells_the_window_only_its_timed_traffic(name, pattern):
+    """The energy meter reads its counters at the window's edges: warm-up, LoadGen's sizing runs and its
+    server probe must fall outside, every timed call inside."""
+    calls: list[int] = []
+    window = _CountingWindow(calls)
+
+    def serve(*args):
+        calls.append(1)
+        time.sleep(SERVICE_S)
+
+    driver = drivers.get(name)()
+    if pattern == "single_stream":
+        timed = driver.single_stream(serve, replace(SETTINGS, window=window))
+        assert window.inside == timed.count
+        outside = timed.warmup_iterations  # LoadGen's discarded sizing runs are counted as warm-up
+    elif pattern == "offline":
+        timed = driver.offline(serve, 4, replace(SETTINGS, window=window))
+        assert window.inside == len(timed.batch_sizes)
+        outside = timed.warmup_iterations
+    else:
+        records = driver.server(serve, 100.0, 10, 3, "poisson", 1.0, BatchingPolicy("single"), deadline_s=30.0,
+                                window=window)
+        assert window.inside == len(records) == 10 and window.closings == 1
+        outside = 1 if name == "loadgen" else 0  # LoadGen's probe request
+    assert len(calls) == window.inside + outside
 
 
 @needs_loadgen

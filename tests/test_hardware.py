@@ -142,6 +142,36 @@ def test_decode_step_and_bytes():
     assert flops.weight_bytes_from_config(config, 2, include_lm_head=False) == 2 * 84_934_656
 
 
+def test_prefill_is_not_charged_the_lm_head_over_every_prompt_token():
+    """Defect: a generation's prefill was charged the LM head over every prompt token (25-44% too many FLOPs in
+    the efficiency and projection tables); both generation paths compute the last position's logits only."""
+    from builders import point, record
+
+    from bench.hardware.work import point_work
+    from bench.measurement.stats import summarize
+    from bench.report.efficiency import phases
+
+    config = transformers.GPT2Config(n_layer=2, n_embd=64, n_head=2, vocab_size=1000)
+    batch, seq = 2, 16
+    generate = point(task="causal-lm", scenario="generate", options={"new_tokens": 4}, batch=batch, seq=seq)
+    work = point_work(config, "causal-lm", generate, weight_bytes=10**6, compute_precision="fp32")
+    lm_head_per_position = 2 * 64 * 1000
+    assert work.prefill.flops == work.flops - lm_head_per_position * batch * (seq - 1)
+    # a plain forward (single-stream of a causal LM) computes every position's logits: its count stays whole
+    forward = point_work(config, "causal-lm", point(task="causal-lm", batch=batch, seq=seq), 10**6, "fp32")
+    assert forward.prefill is None and forward.flops == work.flops
+    assert forward.flops == flops.forward_flops(config, "causal-lm", batch, seq)["total"]
+    # TTFT's efficiency row is judged on the prefill's count
+    timing = summarize([50.0] * 8)
+    generation = {"ttft": timing, "e2e": timing, "tpot": timing, "new_tokens": 4, "prompt_tokens": seq,
+                  "throughput": {"samples_per_s": 1.0, "basis": "test"}}
+    rec = record(task="causal-lm", scenario="generate", options={"new_tokens": 4}, batch=batch, seq=seq,
+                 metrics={"work": work.model_dump(), "generation": generation})
+    prefill, decode = phases(rec)
+    assert prefill["phase"] == "prefill" and prefill["flops"] == work.prefill.flops
+    assert decode["phase"] == "decode" and decode["flops"] == work.decode_step.flops
+
+
 def _tiny_gpt2(**kwargs):
     config = transformers.GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=500, n_positions=64,
                                      bos_token_id=0, eos_token_id=0, **kwargs)
@@ -323,14 +353,42 @@ def test_rapl_unavailable_when_unreadable(tmp_path, monkeypatch):
 def test_rapl_reads_sums_packages_and_handles_wraparound(tmp_path):
     d0 = _rapl_domain(tmp_path, "intel-rapl:0", 900_000)
     d1 = _rapl_domain(tmp_path, "intel-rapl:1", 5_000)
-    _rapl_domain(tmp_path, "intel-rapl:0:0", 1)  # core sub-domain: inside package 0, not added
-    _rapl_domain(tmp_path, "intel-rapl:2", 7, label="psys")  # platform domain: skipped
+    _rapl_domain(tmp_path, "intel-rapl:0:0", 1, label="core")  # core sub-domain: inside package 0, not added
     meter = energy.select_meter("cpu", rapl_root=tmp_path)
     assert meter.status == "measured" and [d.name for d in meter.domains] == ["intel-rapl:0", "intel-rapl:1"]
+    assert meter.covers == ["package"] and meter.describe()["covers"] == ["package"]
     meter.start()
     (d0 / "energy_uj").write_text("100000")  # wrapped: 1e6 - 900000 + 100000 = 200000 uJ
     (d1 / "energy_uj").write_text("305000")  # 300000 uJ
     assert meter.stop() == pytest.approx(0.5)
+
+
+def test_rapl_reads_dram_domains_and_psys_without_double_counting(tmp_path):
+    """Defect: only the package domains were read, on the assumption that DRAM is inside them; Intel documents
+    DRAM as a domain of its own. psys covers the platform (packages and DRAM), so it is read alone."""
+    server = tmp_path / "server"
+    packages = [_rapl_domain(server, f"intel-rapl:{n}", 1_000) for n in (0, 1)]
+    drams = [_rapl_domain(server, f"intel-rapl:{n}:0", 60_000, max_range=65_000, label="dram") for n in (0, 1)]
+    _rapl_domain(server, "intel-rapl:0:1", 5, label="core")  # inside the package: not added
+    meter = energy.select_meter("cpu", rapl_root=server)
+    assert meter.covers == ["package", "dram"] and "dram" in meter.source
+    meter.start()
+    for d in packages:
+        (d / "energy_uj").write_text("101000")  # 100000 uJ each
+    (drams[0] / "energy_uj").write_text("70000")  # 10000 uJ
+    (drams[1] / "energy_uj").write_text("5000")  # wrapped at its own range: 65000 - 60000 + 5000 = 10000 uJ
+    assert meter.stop() == 0.22
+
+    client = tmp_path / "client"
+    package = _rapl_domain(client, "intel-rapl:0", 0)
+    dram = _rapl_domain(client, "intel-rapl:0:0", 0, label="dram")
+    psys = _rapl_domain(client, "intel-rapl:1", 0, label="psys")
+    meter = energy.select_meter("cpu", rapl_root=client)
+    assert meter.covers == ["psys"] and [d.name for d in meter.domains] == ["intel-rapl:1"]
+    meter.start()
+    for d, uj in ((package, 300_000), (dram, 50_000), (psys, 400_000)):
+        (d / "energy_uj").write_text(str(uj))
+    assert meter.stop() == 0.4  # the platform's figure alone: package and DRAM are inside it
 
 
 def test_rapl_wrap_without_range_is_not_guessed(tmp_path):
@@ -380,6 +438,75 @@ def test_energy_derivations_and_labelled_estimate():
     assert energy.samples_per_s_per_watt(100, 10.0) == 10.0
     est = energy.tdp_estimate(300, 1.0, 10, tokens=100, utilization=0.5)
     assert "estimate" in est["label"] and est["status"] == "estimate" and est["joules_per_inference"] == 15.0
+
+
+class _MeteredSystem:
+    """A fake system under test on a fake meter: every sample it serves costs 0.5 J and 0.25 s of the meter's
+    clock (powers of two, so every figure below is exact), whether warm-up, timed traffic or peak probe."""
+
+    def __init__(self, batch: int):
+        self.batch, self.joules, self.seconds = batch, 0.0, 0.0
+
+    def run_rows(self, rows: int) -> None:
+        self.joules += 0.5 * rows
+        self.seconds += 0.25 * rows
+
+    def run(self) -> None:
+        self.run_rows(self.batch)
+
+    def generate(self, new_tokens, on_token, rows=None) -> None:
+        for i in range(new_tokens):
+            on_token(i)
+        self.run_rows(rows or self.batch)
+
+
+class _FakeMeter(energy.EnergyMeter):
+    status, source, covers = "measured", "fake meter", ["package"]
+
+    def __init__(self, system: _MeteredSystem):
+        self.system = system
+
+    def start(self) -> None:
+        self._start = self.system.joules
+
+    def stop(self) -> float:
+        return self.system.joules - self._start
+
+
+@pytest.mark.parametrize("scenario, options, batch, joules_per_token, counted", [
+    ("server", {"rate_qps": 400, "batching": "dynamic", "max_wait_ms": 1, "find_peak": True, "peak_iterations": 1,
+                "peak_low_qps": 100, "peak_high_qps": 300}, 8, 0.5 / 16, "input tokens processed"),
+    ("generate", {"new_tokens": 4}, 2, 0.5 / 4, "output tokens generated"),
+    ("single-stream", {}, 2, 0.5 / 16, "input tokens processed"),
+])
+def test_energy_divides_the_timed_window_by_what_it_served(scenario, options, batch, joules_per_token, counted):
+    """Defect: the server's J/inference divided by requests x batch size (8x too low at batch 8: each request is
+    one sample), average watts divided energy that included warm-up and every peak probe by the timed window
+    only, and generate's J/token divided by prompt tokens, not generated ones."""
+    from bench.measurement.timing import LoopSettings
+    from bench.measurement.trackers import EnergyTracker
+    from bench.scenarios import Workload, scenarios
+
+    system = _MeteredSystem(batch)
+    tracker = EnergyTracker("cpu", meter=_FakeMeter(system), clock=lambda: system.seconds)
+    settings = LoopSettings(warmup_iterations=3, warmup_s=0.0, min_iterations=8, min_duration_s=0.0, window=tracker)
+    cls = scenarios.get(scenario)
+    with tracker:
+        result = cls().run(system, Workload(batch, 16), settings, cls.Options.model_validate(options))
+    e = tracker.result(result.loop)
+    samples = result.server.requests if scenario == "server" else result.loop.queries * batch
+    assert system.joules > samples * 0.5  # warm-up (and the server's peak probe) served samples outside the window
+    assert e.inferences == samples and e.joules == samples * 0.5 and e.window_s == samples * 0.25
+    assert e.joules_per_inference == 0.5 and e.avg_watts == 2.0 and e.samples_per_s_per_watt == 2.0
+    assert e.joules_per_token == joules_per_token and e.tokens_counted == counted
+    assert e.covers == ["package"] and "timed traffic only" in e.window
+
+    quiet = EnergyTracker("cpu", meter=_FakeMeter(system), clock=lambda: system.seconds)
+    with quiet:  # traffic that announces no window: the whole scenario, and no per-inference figure
+        system.run()
+    whole = quiet.result(result.loop)
+    assert whole.joules == 0.5 * batch and whole.avg_watts == 2.0 and whole.joules_per_inference is None
+    assert "whole scenario" in whole.window
 
 
 # --- cost ----------------------------------------------------------------------------------------------

@@ -245,3 +245,67 @@ def test_cuda_run_fn_with_io_binding(exported):
     fn()
     got = fn.binding.copy_outputs_to_cpu()[0]
     np.testing.assert_allclose(got, torch_out(model, "bert", feed), atol=1e-3, rtol=1e-3)
+
+
+# --- the export cache's key: the weights and every input of the transforms ------------------------------
+
+def _points(write_suite, **suite):
+    from conftest import tiny_suite
+
+    from bench.config import load_suite
+    from bench.plan import build_plan
+
+    path = write_suite(tiny_suite(backends=["onnxruntime"], quality={"enabled": False}, **suite))
+    return build_plan(load_suite(path), path).points
+
+
+def _exported(point, cache_dir) -> dict:
+    """Prepare `point` as the child does and return what its export recorded (path, cache hit)."""
+    from bench.backends import backends
+    from bench.runner.child import load_point, run_context
+    from bench.variants.pipeline import prepare
+
+    source, loaded, inputs, _ = load_point(point, cache_dir)
+    ctx = run_context(point, source, loaded, 1, cache_dir)
+    prepare(loaded, point.variant, backends.get(point.backend)(), inputs, ctx)
+    return ctx.export_info
+
+
+def test_export_cache_sees_a_local_model_resaved_with_other_weights(write_suite, tmp_path):
+    """Defect: the export key held no fingerprint of the weights, so a `local` (or `hub`) model updated in place
+    kept being served its old graph."""
+    from bench.models.sources import stand_in_tokenizer
+
+    folder = tmp_path / "model"
+
+    def save(seed: int) -> None:
+        torch.manual_seed(seed)
+        config = transformers.BertConfig(num_hidden_layers=1, hidden_size=32, num_attention_heads=2,
+                                         intermediate_size=64)
+        transformers.BertModel(config).save_pretrained(folder)
+        stand_in_tokenizer()[0].save_pretrained(folder)
+
+    save(0)
+    (point,) = _points(write_suite, models=[{"name": "local-bert", "source": "local", "id": str(folder)}],
+                       variants=["ort-fp32"])
+    cache_dir = tmp_path / "cache"
+    first = _exported(point, cache_dir)
+    assert not first["cache_hit"] and _exported(point, cache_dir) == {**first, "cache_hit": True}
+    save(1)
+    again = _exported(point, cache_dir)
+    assert not again["cache_hit"] and again["path"] != first["path"]
+
+
+def test_activation_ranked_prune_at_two_seq_lens_is_two_cache_entries(write_suite, tmp_path):
+    """Defect: activation-ranked `prune-structured` calibrates at the run's seq_len, which the export key
+    omitted, so every ORT point after the first reused the first seq_len's pruned graph."""
+    from conftest import TINY_BERT
+
+    act = {"name": "act", "backend": "onnxruntime", "transforms": [
+        {"name": "prune-structured", "options": {"method": "activation", "calibration_samples": 2}}]}
+    short, long = _points(write_suite, models=[TINY_BERT], variants=[act], seq_lens=[16, 32])
+    cache_dir = tmp_path / "cache"
+    at_16, at_32 = _exported(short, cache_dir), _exported(long, cache_dir)
+    assert not at_16["cache_hit"] and not at_32["cache_hit"] and at_16["path"] != at_32["path"]
+    assert len(list((cache_dir / "onnx").iterdir())) == 2
+    assert _exported(short, cache_dir)["path"] == at_16["path"]  # each length finds its own entry again

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pandas as pd
+import pytest
+
 from bench.cli import main
 from bench.records.store import load_records
 
-from conftest import TINY_BERT, TINY_GPT2, tiny_suite
+from conftest import TINY_BERT, TINY_GPT2, figure_points, figure_texts, tiny_suite
 
 
-def test_generate_and_server_scenarios(write_suite, tmp_path):
+def test_generate_and_server_scenarios(write_suite, tmp_path, saved_figures):
     server = {"name": "server", "options": {"rate_qps": 40, "batching": "dynamic", "max_wait_ms": 5,
                                             "latency_bound_ms": 500}}
     path = write_suite(tiny_suite(models=[TINY_GPT2, TINY_BERT], batch_sizes=[2], quality={"enabled": False},
@@ -32,8 +36,27 @@ def test_generate_and_server_scenarios(write_suite, tmp_path):
         assert s.requests >= 8 and s.latency_ms["p99"] >= s.latency_ms["p50"] > 0
         assert not s.validity.valid and any("p99" in reason for reason in s.validity.reasons)
         assert r.metrics.peak.history and r.metrics.samples_ms
-    assert (out / "serving.csv").exists() and (out / "generation.csv").exists()
-    assert (out / "throughput-latency.png").exists()
+    # the tables and the curve carry what the records measured, one row (one curve) per point
+    serving = pd.read_csv(out / "serving.csv").set_index("model")
+    assert sorted(serving.index) == ["tiny-bert", "tiny-gpt2"]
+    for r in servers:
+        row, s = serving.loc[r.config.model.name], r.metrics.server
+        assert (row["target_qps"], row["requests"], row["valid"]) == (40.0, s.requests, False)
+        assert row["p99_ms"] == pytest.approx(s.latency_ms["p99"])
+        assert row["p50_ms"] == pytest.approx(s.latency_ms["p50"])
+        assert row["completed_per_s"] == pytest.approx(s.completed_samples_per_s)
+        assert row["mean_batch"] == pytest.approx(s.mean_batch_size) and "p99" in row["reasons"]
+    (generation,) = pd.read_csv(out / "generation.csv").to_dict("records")
+    assert (generation["model"], generation["new_tokens"], generation["n"]) == ("tiny-gpt2", 5, g.e2e.count)
+    assert generation["ttft_p50_ms"] == pytest.approx(g.ttft.p50_ms)
+    assert generation["tpot_p50_ms"] == pytest.approx(g.tpot.p50_ms)
+    assert generation["decode_tok_s"] == pytest.approx(g.throughput.decode_tokens_per_s)
+    (fig, path), = [(f, p) for f, p in saved_figures if p.name == "throughput-latency.png"]
+    assert path == out / "throughput-latency.png"
+    expected = [(r.metrics.server.completed_samples_per_s, r.metrics.server.latency_ms["p99"]) for r in servers]
+    expected += [(h.completed_samples_per_s, h.p99_ms) for r in servers for h in r.metrics.peak.history]
+    np.testing.assert_allclose(sorted(figure_points(fig)), sorted(expected))  # each run and each peak probe
+    assert {"tiny-gpt2 pytorch/fp32 (dynamic)", "tiny-bert pytorch/fp32 (dynamic)"} <= set(figure_texts(fig))
 
 
 def test_generate_is_skipped_for_encoders(write_suite):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from bench.cli import main
@@ -15,7 +16,7 @@ from bench.hardware.machine import cpu_flags
 from bench.plan import build_plan
 from bench.records.store import load_records
 
-from conftest import TINY_BERT, tiny_suite
+from conftest import TINY_BERT, figure_points, tiny_suite
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -192,10 +193,21 @@ def test_ort_and_int8_points_end_to_end_with_quality(write_suite, tmp_path):
                                                                               ("ort-int8-dynamic", "onnx")]
     assert ort.metrics.work.compute_precision == "int8"
     assert recs["torch-int4-weight-only"].status == "unsupported"  # tiny layers fit no int4 group
-    assert (out / "quantized.csv").exists()
+    # one row per variant, with what its record measured
+    table = pd.read_csv(out / "quantized.csv").set_index("variant")
+    assert sorted(table.index) == sorted(recs)
+    for name in ("fp32", "ort-int8-dynamic"):
+        row, rec = table.loc[name], recs[name]
+        assert row["status"] == "ok" and row["verdict"] == "not meaningful (random weights)"
+        assert row["cosine_mean"] == pytest.approx(rec.metrics.quality.cosine_mean)
+        assert row["p50_ms"] == pytest.approx(rec.metrics.latency.p50_ms)
+    assert table.loc["fp32", "speedup_p50_sig"] == "baseline" and table.loc["fp32", "size_ratio"] == 1.0
+    assert table.loc["ort-int8-dynamic", "size_ratio"] == pytest.approx(
+        ort.provenance.backend["model_file_bytes"] / recs["fp32"].metrics.memory.weight_bytes)
+    assert table.loc["torch-int4-weight-only", "verdict"] == "unsupported"
 
 
-def test_pruning_variants_end_to_end(write_suite, tmp_path):
+def test_pruning_variants_end_to_end(write_suite, tmp_path, saved_figures):
     from conftest import TINY_GPT2
 
     act = {"name": "act", "transforms": [{"name": "prune-structured",
@@ -216,7 +228,27 @@ def test_pruning_variants_end_to_end(write_suite, tmp_path):
     assert pruned.metrics.work.matmul_param_scale < 1 and pruned.metrics.work.compute_precision == "int8"
     assert pruned.metrics.memory.weight_bytes < by["tiny-bert", "fp32"].metrics.memory.weight_bytes
     assert "calibration" in by["tiny-bert", "act"].provenance.transforms[0]
-    assert (out / "pruning.csv").exists() and list(out.glob("pareto-*.png"))
+    # one row per model and variant (the dense fp32 rows compare), carrying what each record measured
+    table = pd.read_csv(out / "pruning.csv")
+    assert sorted(zip(table["model"], table["variant"])) == sorted(by)
+    quality = {"tiny-bert": "cosine_mean", "tiny-gpt2": "ppl_ratio"}
+    for _, row in table.iterrows():
+        rec = by[row["model"], row["variant"]]
+        q = rec.metrics.quality
+        assert row[quality[row["model"]]] == pytest.approx(q.cosine_mean if row["model"] == "tiny-bert" else
+                                                           q.perplexity_ratio)
+        assert row["p50_ms"] == pytest.approx(rec.metrics.latency.p50_ms)
+    structure = dict(zip(zip(table["model"], table["variant"]), table["structure"]))
+    assert structure["tiny-gpt2", "fp32"] == "dense"
+    assert "achieved 50.0%" in structure["tiny-gpt2", "pruned50-unstructured"]
+    assert "activation ranking" in structure["tiny-bert", "act"]
+    # one Pareto plot per model: each variant at (p50, quality)
+    plots = {p.name: f for f, p in saved_figures if p.name.startswith("pareto-")}
+    assert sorted(plots) == sorted(p.name for p in out.glob("pareto-*.png")) and len(plots) == 2
+    for model, column in quality.items():
+        (fig,) = [f for name, f in plots.items() if name.startswith(f"pareto-{model}-")]
+        rows = table[table["model"] == model]
+        np.testing.assert_allclose(sorted(figure_points(fig)), sorted(zip(rows["p50_ms"], rows[column])))
 
 
 def test_int8_dynamic_keeps_named_layers_float():

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Callable, ClassVar
 
 from ..measurement.server import BatchingPolicy
-from ..measurement.timing import LoopSettings, OfflineTiming, TimedSamples
+from ..measurement.timing import NO_WINDOW, LoopSettings, OfflineTiming, TimedSamples, WindowHook
 from ..registry import Registry
 
 OnToken = Callable[[int], None]
@@ -25,7 +25,8 @@ class Driver:
         return None
 
     def single_stream(self, issue: Callable[[], None], settings: LoopSettings) -> TimedSamples:
-        """One query at a time, the next issued when the last completes."""
+        """One query at a time, the next issued when the last completes. Every pattern tells `settings.window`
+        (the server: `window`) when its timed traffic starts and ends."""
         raise NotImplementedError
 
     def offline(self, issue_batch: Callable[[int], None], batch_size: int, settings: LoopSettings) -> OfflineTiming:
@@ -33,7 +34,8 @@ class Driver:
         raise NotImplementedError
 
     def server(self, serve: Callable[[int, OnToken], None], rate_qps: float, count: int, seed: int,
-               distribution: str, burstiness: float, policy: BatchingPolicy, deadline_s: float) -> list[dict]:
+               distribution: str, burstiness: float, policy: BatchingPolicy, deadline_s: float,
+               window: WindowHook = NO_WINDOW) -> list[dict]:
         """Requests arriving at `rate_qps`; one dict per served request (measurement/server.py's fields)."""
         raise NotImplementedError
 

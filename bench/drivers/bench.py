@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..measurement.schedule import arrival_schedule
 from ..measurement.server import run_server
-from ..measurement.timing import offline_loop, time_loop
+from ..measurement.timing import NO_WINDOW, offline_loop, time_loop
 from . import Driver, drivers
 
 
@@ -16,6 +16,6 @@ class BenchDriver(Driver):
     def offline(self, issue_batch, batch_size, settings):
         return offline_loop(issue_batch, batch_size, settings)
 
-    def server(self, serve, rate_qps, count, seed, distribution, burstiness, policy, deadline_s):
+    def server(self, serve, rate_qps, count, seed, distribution, burstiness, policy, deadline_s, window=NO_WINDOW):
         schedule = arrival_schedule(rate_qps, count, seed, distribution, burstiness)
-        return run_server(schedule, serve, policy, deadline_s=deadline_s)
+        return run_server(schedule, serve, policy, deadline_s=deadline_s, window=window)

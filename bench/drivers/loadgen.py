@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..errors import Unsupported
-from ..measurement.timing import OfflineTiming, TimedSamples, gc_paused, warm_up
+from ..measurement.timing import NO_WINDOW, OfflineTiming, TimedSamples, WindowHook, gc_paused, warm_up
 from . import Driver, drivers
 
 # LoadGen's seeds are unsigned 64-bit
@@ -165,9 +165,9 @@ def _ignore_samples(_samples) -> None:
     """The query sample library's load/unload: the system under test holds its inputs already."""
 
 
-def _run_test(lg, test_settings, issue_query: Callable, failure: _FirstFailure) -> LoadGenLog:
+def _run_test(lg, test_settings, issue_query: Callable, failure: _FirstFailure, window: WindowHook) -> LoadGenLog:
     """One LoadGen test with its logs in a temporary directory, never the working directory; what the system
-    under test raised comes first."""
+    under test raised comes first. `window` is told when the test starts and ends (its logs are read after)."""
     with tempfile.TemporaryDirectory(prefix="bench-loadgen-") as logdir:
         log_settings = lg.LogSettings()
         log_settings.log_output.outdir = logdir
@@ -176,7 +176,9 @@ def _run_test(lg, test_settings, issue_query: Callable, failure: _FirstFailure) 
         qsl = lg.ConstructQSL(1, 1, _ignore_samples, _ignore_samples)
         try:
             # an audit.config in the working directory would silently override the settings the record states
+            window.opened()
             lg.StartTestWithLogSettings(sut, qsl, test_settings, log_settings, os.path.join(logdir, "audit.config"))
+            window.closed()
         finally:
             lg.DestroyQSL(qsl)
             lg.DestroySUT(sut)
@@ -314,7 +316,7 @@ class LoadGenDriver(Driver):
 
         for run in range(_SIZING_RUNS):
             with gc_paused():
-                log = _run_test(lg, test, issue_query, failure)
+                log = _run_test(lg, test, issue_query, failure, settings.window)
             if not log.too_short or run == _SIZING_RUNS - 1:
                 break
             warm_count, warm_ns = warm_count + len(log.samples), warm_ns + log.wall_ns
@@ -351,7 +353,7 @@ class LoadGenDriver(Driver):
         for run in range(_SIZING_RUNS):
             sizes.clear()
             with gc_paused():
-                log = _run_test(lg, test, issue_query, failure)
+                log = _run_test(lg, test, issue_query, failure, settings.window)
             if not log.too_short or run == _SIZING_RUNS - 1:
                 break
             warm_count, warm_ns = warm_count + len(sizes), warm_ns + log.wall_ns
@@ -365,7 +367,7 @@ class LoadGenDriver(Driver):
         return OfflineTiming(len(log.samples), sizes, completions, warm_count, warm_ns,
                              stopped_by_max_duration=sum(sizes) < len(log.samples))
 
-    def server(self, serve, rate_qps, count, seed, distribution, burstiness, policy, deadline_s):
+    def server(self, serve, rate_qps, count, seed, distribution, burstiness, policy, deadline_s, window=NO_WINDOW):
         if distribution != "poisson":
             raise Unsupported(f"MLPerf LoadGen draws only Poisson arrivals, not {distribution}; "
                               "use driver: bench for bursty (gamma) traffic")
@@ -382,7 +384,7 @@ class LoadGenDriver(Driver):
         test.use_token_latencies = worker.token_mode
         worker.thread.start()
         try:
-            log = _run_test(lg, test, worker.issue_query, worker.failure)
+            log = _run_test(lg, test, worker.issue_query, worker.failure, window)
         finally:
             worker.queue.put(None)
             worker.thread.join()

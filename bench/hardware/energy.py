@@ -6,10 +6,13 @@ Every meter has the same interface: start(), stop() -> joules or None, `status` 
 and is labelled as an estimate.
 
 RAPL: /sys/class/powercap/intel-rapl:N/energy_uj, one package domain per socket (AMD Zen exposes its
-package counter under the same intel-rapl name on recent kernels). Sub-domains (intel-rapl:N:M: core,
-uncore, dram) are inside the package figure and not added; a `psys` (platform) domain is skipped. Since
-Linux 5.10 (CVE-2020-8694) energy_uj is readable by root only, so ordinary users get `unavailable`.
-The counter wraps at max_energy_range_uj; one wrap per start/stop window is corrected, which holds for
+package counter under the same intel-rapl name on recent kernels). Intel documents DRAM as a domain of its
+own, outside the package (intel-rapl:N:M named `dram`), so it is added where it exists; the core and uncore
+sub-domains are inside the package and are not. A `psys` (platform) domain covers the whole SoC platform,
+packages and memory included, so where there is one it is read alone: never psys and package+dram together.
+Every meter's `covers` names what its figure includes (["package", "dram"], ["package"], ["psys"], ["gpu"]).
+Since Linux 5.10 (CVE-2020-8694) energy_uj is readable by root only, so ordinary users get `unavailable`.
+Each counter wraps at its max_energy_range_uj; one wrap per start/stop window is corrected, which holds for
 windows shorter than the wrap period (tens of minutes at typical package power).
 """
 
@@ -26,6 +29,7 @@ class EnergyMeter:
     status = "unavailable"
     reason = ""
     source = ""
+    covers: list[str] = []
 
     def start(self) -> None:
         pass
@@ -35,7 +39,13 @@ class EnergyMeter:
         return None
 
     def describe(self) -> dict:
-        return {"status": self.status, "source": self.source, "reason": self.reason}
+        return {"status": self.status, "source": self.source, "reason": self.reason, "covers": self.covers}
+
+
+def _zone_name(zone: Path) -> str:
+    """A powercap zone's `name` (package-0, dram, core, uncore, psys); a top-level zone without one is a package."""
+    name_file = zone / "name"
+    return name_file.read_text().strip() if name_file.exists() else "package"
 
 
 class Unavailable(EnergyMeter):
@@ -54,33 +64,31 @@ def rapl_delta_uj(begin: int, end: int, max_range_uj: int | None) -> int | None:
 
 
 class RaplMeter(EnergyMeter):
-    """Sum of the package domains (intel-rapl:N), wrap-around aware."""
+    """RAPL's powercap counters, wrap-around aware: psys where the machine has it, else every package and its
+    DRAM domain."""
 
-    source = "RAPL powercap energy_uj (CPU package domains)"
+    source = "RAPL powercap energy_uj"
 
     def __init__(self, root: Path = RAPL_ROOT):
         root = Path(root)
         if not root.is_dir():
             raise FileNotFoundError(f"no powercap directory {root} (RAPL not exposed: container, VM or kernel)")
-        domains = []
-        for d in sorted(root.glob("intel-rapl:*")):
-            if d.name.count(":") != 1:
-                continue
-            name_file = d / "name"
-            if name_file.exists() and name_file.read_text().strip() == "psys":
-                continue
-            domains.append(d)
-        if not domains:
+        names = {d: _zone_name(d) for d in sorted(root.glob("intel-rapl:*"))}
+        psys = [d for d, name in names.items() if name == "psys"]
+        packages = [d for d, name in names.items() if d.name.count(":") == 1 and name not in ("psys", "dram")]
+        dram = [d for d, name in names.items() if name == "dram"]
+        if not (psys or packages):
             raise FileNotFoundError(f"no RAPL package domains (intel-rapl:N) under {root}")
-        self.domains = domains
+        self.domains = psys or packages + dram
+        self.covers = ["psys"] if psys else ["package", "dram"] if dram else ["package"]
         self.max_range = []
-        for d in domains:
+        for d in self.domains:
             (d / "energy_uj").read_text()  # raises PermissionError when not readable
             mr = d / "max_energy_range_uj"
             self.max_range.append(int(mr.read_text()) if mr.exists() else None)
         self._start: list[int] | None = None
         self.status = "measured"
-        self.source = f"{self.source}: {', '.join(d.name for d in domains)}"
+        self.source = f"{self.source}: {', '.join(f'{d.name} ({names[d]})' for d in self.domains)}"
 
     def _read(self) -> list[int]:
         return [int((d / "energy_uj").read_text()) for d in self.domains]
@@ -106,6 +114,7 @@ class NvmlMeter(EnergyMeter):
     """NVML total energy since driver load, in mJ (Volta and later)."""
 
     source = "NVML nvmlDeviceGetTotalEnergyConsumption (mJ)"
+    covers = ["gpu"]
 
     def __init__(self, index: int = 0):
         import pynvml
@@ -143,15 +152,16 @@ def select_meter(device: str, rapl_root: Path = RAPL_ROOT, gpu_index: int = 0) -
         return Unavailable(f"{type(exc).__name__}: {exc}", source)
 
 
-def derived(joules: float | None, inferences: int, tokens: int, seconds: float) -> dict:
-    """Per-inference and per-token energy, average power and samples/s per W from a measured energy."""
+def derived(joules: float | None, inferences: int | None, tokens: int | None, seconds: float) -> dict:
+    """Per-inference and per-token energy, average power and samples/s per W from the energy of one window,
+    its seconds and what it served (None: not known); the volume is stated beside the figures."""
     if joules is None:
         return {}
-    watts = joules / seconds if seconds else None
-    return {"joules": joules, "avg_watts": watts,
+    return {"joules": joules, "window_s": seconds, "inferences": inferences, "tokens": tokens,
+            "avg_watts": joules / seconds if seconds else None,
             "joules_per_inference": joules / inferences if inferences else None,
             "joules_per_token": joules / tokens if tokens else None,
-            "samples_per_s_per_watt": (inferences / seconds) / watts if watts and seconds else None}
+            "samples_per_s_per_watt": inferences / joules if inferences and joules else None}
 
 
 def joules_per_inference(joules: float | None, inferences: int) -> float | None:

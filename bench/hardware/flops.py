@@ -13,8 +13,10 @@ FLOP convention (stated in every record, see `CONVENTION`):
     FlopCounterMode counts for SDPA. `attention="causal"` counts only the seq (seq + 1) / 2 unmasked
     pairs, which is what block-skipping flash kernels approach for long causal sequences.
   * decode step: one new token per row attending to `context_len` cached positions.
-  * the LM head is counted for causal LMs (tied or not: the matmul is computed either way); BERT's pooler
-    and any classifier head are not.
+  * the LM head is counted for causal LMs (tied or not: the matmul is computed either way) over the positions
+    whose logits are computed: every position of a plain forward, the last of each row in a generation's
+    prefill (`logits_to_keep=1`, the ORT decoder's `logit_positions`); BERT's pooler and any classifier head
+    are not.
 
 Bytes convention (`bytes_moved`): a lower bound on DRAM traffic: weights read once per forward (or per
 decode step), activations written and read once per layer, the attention-probability matrix written and
@@ -62,17 +64,22 @@ def _pairs(seq_len: int, attention: str) -> float:
 
 
 def forward_flops(config: Any, task: str, batch: int, seq_len: int, include_lm_head: bool = True,
-                  attention: str = "full") -> dict:
-    """FLOPs of one forward pass over `batch` x `seq_len` tokens, with its breakdown and convention."""
+                  attention: str = "full", logits_per_row: int | None = None) -> dict:
+    """FLOPs of one forward pass over `batch` x `seq_len` tokens, with its breakdown and convention.
+
+    logits_per_row: positions per row the LM head runs on (None: all `seq_len`; 1: a generation's prefill).
+    """
     if task not in ("encoder", "causal-lm"):
         raise ValueError(f"task must be 'encoder' or 'causal-lm', not {task!r}")
     d = dims(config)
     tokens = batch * seq_len
     linear = 2 * d.layers * matmul_params_per_layer(d) * tokens
     attn = int(4 * d.layers * batch * _pairs(seq_len, attention) * d.q_dim)
-    head = 2 * d.hidden * d.vocab * tokens if task == "causal-lm" and include_lm_head else 0
+    head_positions = batch * (seq_len if logits_per_row is None else min(logits_per_row, seq_len))
+    head = 2 * d.hidden * d.vocab * head_positions if task == "causal-lm" and include_lm_head else 0
     return {"total": linear + attn + head, "linear": linear, "attention": attn, "lm_head": head,
-            "tokens": tokens, "convention": CONVENTION.format(attention=attention)}
+            "tokens": tokens, "logit_positions": head_positions if head else 0,
+            "convention": CONVENTION.format(attention=attention)}
 
 
 def decode_step_flops(config: Any, batch: int, context_len: int, include_lm_head: bool = True) -> dict:

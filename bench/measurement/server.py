@@ -20,6 +20,8 @@ from typing import Callable, Literal
 
 import numpy as np
 
+from .timing import NO_WINDOW, WindowHook
+
 
 @dataclass(frozen=True)
 class BatchingPolicy:
@@ -39,15 +41,17 @@ def _sleep_until(clock_start: float, offset_s: float) -> None:
 
 
 def run_server(schedule_s: np.ndarray, serve: Callable[[int, Callable[[int], None]], None],
-               policy: BatchingPolicy, deadline_s: float | None = None) -> list[dict]:
+               policy: BatchingPolicy, deadline_s: float | None = None, window: WindowHook = NO_WINDOW) -> list[dict]:
     """Serve scheduled requests; `serve(n, on_token)` runs a batch of n and calls on_token(i) per token.
 
     Returns one record per served request with times in seconds relative to the schedule's start. When
     `deadline_s` passes (an overloaded run), the remaining requests are not served: callers see fewer
-    records than scheduled and must count the run as failing.
+    records than scheduled and must count the run as failing. `window` is told when the schedule starts and
+    when the last request is done.
     """
     n = len(schedule_s)
     records: list[dict] = []
+    window.opened()
     start = time.perf_counter()
     now = lambda: time.perf_counter() - start  # noqa: E731
     i = 0
@@ -74,6 +78,7 @@ def run_server(schedule_s: np.ndarray, serve: Callable[[int, Callable[[int], Non
                             "ttft_s": first_token[0] - float(schedule_s[j]) if first_token else None,
                             "batch_size": size})
         i += size
+    window.closed()
     return records
 
 

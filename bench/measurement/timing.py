@@ -10,6 +10,22 @@ from dataclasses import dataclass
 from typing import Callable, Iterator
 
 
+class WindowHook:
+    """Told when the timed traffic starts and when it ends, so a meter can read its counters over exactly that
+    window (warm-up, sizing runs and peak probes left outside); MLPerf's power runs work alike, LoadGen marking
+    only where its run begins and ends. Traffic never depends on who listens: this default does nothing. A
+    window opened again replaces the one before (LoadGen's driver repeats a run it finds too short)."""
+
+    def opened(self) -> None:
+        """The timed traffic starts now."""
+
+    def closed(self) -> None:
+        """The timed traffic has ended."""
+
+
+NO_WINDOW = WindowHook()
+
+
 @dataclass
 class LoopSettings:
     warmup_iterations: int = 5
@@ -19,6 +35,7 @@ class LoopSettings:
     max_duration_s: float = 120.0
     instability_cv: float = 0.10
     seed: int = 0  # for scenarios that draw random schedules
+    window: WindowHook = NO_WINDOW  # told the timed window's edges (the runner's energy meter)
 
 
 @dataclass
@@ -69,6 +86,7 @@ def time_loop(fn: Callable[[], object], settings: LoopSettings) -> TimedSamples:
     clock = time.perf_counter_ns
     min_ns, max_ns = settings.min_duration_s * 1e9, settings.max_duration_s * 1e9
     with gc_paused():
+        settings.window.opened()
         first = clock()
         end = first
         while True:
@@ -83,6 +101,7 @@ def time_loop(fn: Callable[[], object], settings: LoopSettings) -> TimedSamples:
             if elapsed >= max_ns:
                 stopped = True
                 break
+        settings.window.closed()
     return TimedSamples(samples, end - first, warm_count, warm_ns, stopped)
 
 
@@ -134,6 +153,7 @@ def offline_loop(issue_batch: Callable[[int], object], batch_size: int, settings
     max_ns = settings.max_duration_s * 1e9
     stopped = False
     with gc_paused():
+        settings.window.opened()
         start = clock()
         remaining = samples
         while remaining > 0:
@@ -145,4 +165,5 @@ def offline_loop(issue_batch: Callable[[int], object], batch_size: int, settings
             if remaining and completions[-1] >= max_ns:
                 stopped = True
                 break
+        settings.window.closed()
     return OfflineTiming(samples, sizes, completions, len(warm_times), warm_ns, stopped)

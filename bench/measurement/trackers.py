@@ -4,11 +4,13 @@ typed piece to the record. None of them runs a sampling thread: on a 2-core mach
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from typing import Any, Callable
 
-from ..records.schema import Energy, Memory, ScenarioResult
+from ..records.schema import Energy, Loop, Memory
 from .memory import PeakRSS
 from .size import WEIGHT_BYTES_METHOD, weight_bytes
+from .timing import WindowHook
 
 
 class MemoryTracker:
@@ -41,29 +43,58 @@ class MemoryTracker:
                       weight_bytes=weight_bytes(model), weight_bytes_method=WEIGHT_BYTES_METHOD, **self._cuda)
 
 
-class EnergyTracker:
-    """Energy over the window from NVML (GPUs) or RAPL (CPUs), or `unavailable` with the reason."""
+class EnergyTracker(WindowHook):
+    """Energy from NVML (GPUs) or RAPL (CPUs), or `unavailable` with the reason, over the timed traffic.
 
-    def __init__(self, device: str):
+    The tracker is the window hook of the scenario's loop settings: the driver tells it when the timed traffic
+    starts and ends, so the meter is read at those edges only (warm-up, LoadGen's sizing runs and peak probes
+    outside) and the seconds come from the same two readings. The volume is the one the scenario declares it
+    served (`Loop.served`), never guessed from the batch size. Traffic that announced no window is measured over
+    the whole scenario, and says so, without a per-inference figure (its volume is unknown)."""
+
+    def __init__(self, device: str, meter: Any = None, clock: Callable[[], float] = time.perf_counter):
         from ..hardware.energy import select_meter
 
-        self.meter = select_meter(device)
+        self.meter = meter if meter is not None else select_meter(device)
+        self.clock = clock
         self.joules: float | None = None
+        self.window_s: float | None = None
+        self.timed = False  # the last reading pair was the announced timed window
+        self._started = 0.0
+
+    def _start(self) -> None:
+        self.meter.start()
+        self._started = self.clock()
+
+    def _stop(self) -> None:
+        self.joules = self.meter.stop()
+        self.window_s = self.clock() - self._started
 
     def __enter__(self) -> "EnergyTracker":
-        self.meter.start()
+        self._start()
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.joules = self.meter.stop()
+    def opened(self) -> None:
+        self.timed = False
+        self._start()
 
-    def result(self, scenario: ScenarioResult, batch_size: int, seq_len: int) -> Energy:
-        """Per-inference figures divide by the timed queries; the window includes warm-up, and says so."""
+    def closed(self) -> None:
+        self._stop()
+        self.timed = True
+
+    def __exit__(self, *exc) -> None:
+        if not self.timed:
+            self._stop()
+
+    def result(self, loop: Loop | None) -> Energy:
         from ..hardware.energy import derived
 
         out = self.meter.describe()
-        if self.joules is not None and scenario.loop and scenario.loop.queries:
-            inferences = scenario.loop.samples or scenario.loop.queries * batch_size
-            out.update(derived(self.joules, inferences, inferences * seq_len, scenario.loop.wall_s))
-            out["window"] = "whole scenario including warm-up; per-inference figures divide by timed queries"
+        if self.joules is None:
+            return Energy.model_validate(out)
+        served = loop.served if self.timed and loop else None
+        out.update(derived(self.joules, served and served.samples, served and served.tokens, self.window_s),
+                   tokens_counted=served and served.tokens_counted,
+                   window="the timed traffic only: warm-up and peak probes excluded" if self.timed else
+                   "the whole scenario, warm-up included: its traffic announced no timed window")
         return Energy.model_validate(out)

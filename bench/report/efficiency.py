@@ -21,8 +21,12 @@ def phases(rec) -> list[dict]:
     batch, seq = rec.config.batch_size, rec.config.seq_len
     gen = m.generation
     if gen:
-        out = [{"phase": "prefill", "flops": work.flops, "bytes": work.bytes,
-                "seconds": gen.ttft.p50_ms / 1e3, "items": batch, "tokens": batch * seq}]
+        # the prompt pass computes the last position's logits only; a record made before `prefill` was counted
+        # has only the full forward, which charges the LM head per prompt token, so it gets no prefill row
+        out = []
+        if work.prefill:
+            out.append({"phase": "prefill", "flops": work.prefill.flops, "bytes": work.prefill.bytes,
+                        "seconds": gen.ttft.p50_ms / 1e3, "items": batch, "tokens": batch * seq})
         if work.decode_step and gen.tpot:
             out.append({"phase": "decode", "flops": work.decode_step.flops, "bytes": work.decode_step.bytes,
                         "seconds": gen.tpot.p50_ms / 1e3, "items": batch, "tokens": batch})
@@ -97,11 +101,11 @@ def _plot(df: pd.DataFrame, out_dir: Path) -> list[Path]:
 
 @section("efficiency", "Efficiency against this machine's measured ceilings (roofline)", order=50, plot=_plot,
          note="FLOPs and bytes are counted analytically from the model config (2 FLOPs per multiply-add, full "
-              "attention matrix; bytes are a lower bound: weights once, less embedding tables a query only gathers "
-              "rows from (a table tied to the LM head is read whole and stays in), activations once per layer, KV "
-              "cache once per decode step). Ceilings are this machine's measured GEMM peak for the point's compute "
-              "precision and its measured copy bandwidth (`bench peak`). Energy is `unavailable` unless a counter "
-              "could be read.")
+              "attention matrix; a generation's prefill runs the LM head on the last position only; bytes are a "
+              "lower bound: weights once, less embedding tables a query only gathers rows from (a table tied to the "
+              "LM head is read whole and stays in), activations once per layer, KV cache once per decode step). "
+              "Ceilings are this machine's measured GEMM peak for the point's compute precision and its measured "
+              "copy bandwidth (`bench peak`). Energy is `unavailable` unless a counter could be read.")
 def efficiency_table(df: pd.DataFrame) -> pd.DataFrame | None:
     rows = efficiency_rows(df)
     if not rows:

@@ -88,10 +88,12 @@ def execute(point_data: dict, cache_dir: str, spawned_at: float | None = None) -
 
     scenario_cls = scenarios.get(point.scenario.name)
     options = scenario_cls.Options.model_validate(point.scenario.options)
+    energy = EnergyTracker(point.device)  # the driver tells it the timed window's edges
     settings = LoopSettings(warmup_iterations=s.warmup_iterations, warmup_s=s.warmup_s,
                             min_iterations=s.min_iterations, min_duration_s=s.min_duration_s,
-                            max_duration_s=s.max_duration_s, instability_cv=s.instability_cv, seed=s.seed)
-    with MemoryTracker(point.device) as memory, EnergyTracker(point.device) as energy:
+                            max_duration_s=s.max_duration_s, instability_cv=s.instability_cv, seed=s.seed,
+                            window=energy)
+    with MemoryTracker(point.device) as memory, energy:
         result = scenario_cls().run(prepared.session, Workload(point.batch_size, point.seq_len), settings, options)
     phases["scenario_s"], mark = clock() - mark, clock()
     prepared.session.traffic_done()
@@ -113,7 +115,7 @@ def execute(point_data: dict, cache_dir: str, spawned_at: float | None = None) -
                       prepared.compute_precision(point.variant.precision),
                       prepared.flop_scale("matmul"), prepared.flop_scale("attention"), lookup_bytes=lookup)
     metrics = Metrics(**dict(result), memory=mem, work=work, quality=quality,
-                      energy=energy.result(result, point.batch_size, point.seq_len))
+                      energy=energy.result(result.loop))
     provenance = {"weights": loaded.weights, **loaded.provenance, "inputs": input_info,
                   "precision": prepared.precision_info,
                   "transforms": [t.provenance() for t in prepared.applied], "backend": prepared.session.info,
@@ -144,7 +146,8 @@ def run_context(point, source, loaded, intra: int, cache_dir: str | Path) -> Any
                       cpu_flags=cpu_flags(), cache_dir=Path(cache_dir), precision=point.variant.precision,
                       precision_mode=point.variant.precision_mode, backend_options=point.variant.backend_options,
                       tokenizer=loaded.tokenizer, model_config=loaded.config,
-                      model_key={"model": point.model.model_dump(mode="json"), "seed": s.seed, "torch_transforms": []},
+                      model_key={"model": point.model.model_dump(mode="json"), "seed": s.seed,
+                                 "weights": loaded.provenance.get("weights_fingerprint"), "torch_transforms": []},
                       load_original=lambda: source.load(point.model, seed=s.seed, cache_dir=Path(cache_dir)).model)
 
 

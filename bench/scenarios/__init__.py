@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, Field, field_validator
 
 from ..measurement.timing import LoopSettings
-from ..records.schema import ScenarioResult
+from ..records.schema import ScenarioResult, Served
 from ..registry import Registry
 from ..variants import NoOptions
 
@@ -33,6 +33,13 @@ class Workload:
     @property
     def tokens_per_query(self) -> int:
         return self.batch_size * self.seq_len
+
+    def served(self, samples: int, new_tokens: int = 0) -> Served:
+        """What `samples` samples are in volume: the tokens they generated, or else the prompt tokens they
+        processed."""
+        if new_tokens:
+            return Served(samples=samples, tokens=samples * new_tokens, tokens_counted="output tokens generated")
+        return Served(samples=samples, tokens=samples * self.seq_len, tokens_counted="input tokens processed")
 
 
 class DriverOptions(NoOptions):

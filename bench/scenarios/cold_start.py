@@ -31,17 +31,20 @@ class ColdStart(Scenario):
         clock = time.perf_counter_ns
         samples: list[int] = []
         with gc_paused():
+            settings.window.opened()
             for _ in range(options.queries):
                 start = clock()
                 session.run()
                 samples.append(clock() - start)
+            settings.window.closed()
         samples_ms = [ns / 1e6 for ns in samples]
         wall_s = sum(samples) / 1e9
         return ScenarioResult(
             latency=summarize(samples_ms, settings.instability_cv),
             throughput=Throughput(samples_per_s=len(samples) * workload.batch_size / wall_s,
                                   basis="queries x batch / their summed latency, cold queries included"),
-            loop=Loop(queries=len(samples), wall_s=wall_s, min_iterations=options.queries, min_duration_s=0.0),
+            loop=Loop(queries=len(samples), wall_s=wall_s, min_iterations=options.queries, min_duration_s=0.0,
+                      served=workload.served(len(samples) * workload.batch_size)),
             sufficient=len(samples) == options.queries,
             samples_ms=[round(v, 4) for v in samples_ms],
         )

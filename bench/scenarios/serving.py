@@ -13,6 +13,7 @@ from pydantic import Field
 
 from ..measurement.server import BatchingPolicy, find_peak_rate, summarize_server
 from ..measurement.stats import summarize
+from ..measurement.timing import NO_WINDOW
 from ..measurement.validity import check_validity
 from ..records.schema import Batching, Loop, PeakProbe, PeakSearch, ScenarioResult, ServerResult, Throughput
 from . import DriverOptions, Scenario, driver_for, scenarios
@@ -52,13 +53,14 @@ class Server(Scenario):
         seed = settings.seed if options.seed is None else options.seed
         driver = driver_for(options)
         bound_s = options.latency_bound_ms / 1e3
+        windows = iter([settings.window])  # the first run is the timed window (its energy); peak probes come after
 
         def run_at(rate: float) -> tuple[ServerResult, list[float]]:
             n = max(settings.min_iterations, int(rate * settings.min_duration_s) + 1)
             span_s = n / rate
             # an overloaded probe stops at twice its schedule's span (plus one bound) instead of draining for minutes
             served = driver.server(serve, rate, n, seed, options.distribution, options.burstiness, policy,
-                                   deadline_s=2 * span_s + bound_s)
+                                   deadline_s=2 * span_s + bound_s, window=next(windows, NO_WINDOW))
             summary = summarize_server(served, 1, bound_s,
                                        options.ttft_bound_ms / 1e3 if options.new_tokens and options.ttft_bound_ms else None,
                                        options.tpot_bound_ms / 1e3 if options.new_tokens and options.tpot_bound_ms else None,
@@ -93,7 +95,8 @@ class Server(Scenario):
                               max_wait_ms=options.max_wait_ms),
             loop=Loop(driver=options.driver, queries=result.requests, wall_s=result.duration_s,
                       warmup_iterations=max(1, settings.warmup_iterations), min_iterations=settings.min_iterations,
-                      min_duration_s=settings.min_duration_s),
+                      min_duration_s=settings.min_duration_s,
+                      served=workload.served(result.requests, options.new_tokens)),
             sufficient=result.validity.valid,
             samples_ms=[round(v, 4) for v in latencies_ms],
             peak=peak,

@@ -27,7 +27,8 @@ class SingleStream(Scenario):
             loop=Loop(driver=getattr(options, "driver", "bench"), queries=timed.count, wall_s=wall_s,
                       warmup_iterations=timed.warmup_iterations, warmup_s=timed.warmup_ns / 1e9,
                       stopped_by_max_duration=timed.stopped_by_max_duration,
-                      min_iterations=settings.min_iterations, min_duration_s=settings.min_duration_s),
+                      min_iterations=settings.min_iterations, min_duration_s=settings.min_duration_s,
+                      served=workload.served(timed.count * workload.batch_size)),
             sufficient=timed.count >= settings.min_iterations and wall_s >= settings.min_duration_s,
             samples_ms=[round(v, 4) for v in samples_ms],
         )

@@ -35,6 +35,11 @@ class Transform:
         """Return the transformed model (or graph path) and a record of what was done."""
         raise NotImplementedError
 
+    def cache_inputs(self, options: BaseModel, ctx: Any) -> dict:
+        """What the result depends on besides the options and the model (a calibration's sequence length and
+        text): builds and exports of the result are keyed on it, so a cache never serves another's result."""
+        return {}
+
     def compute_precision(self, options: BaseModel, precision: str) -> str | None:
         """The precision the transformed layers compute in, or None when the variant's precision still holds."""
         return None

@@ -1,7 +1,8 @@
 """Graph-stage transforms for ONNX Runtime: fusions, int8 (dynamic and static), int4 weights, fp16.
 
-Each writes a new file next to its input, named by a hash of the input and the options, so a suite
-transforms each exported model once; files are written whole (temp file, then rename).
+Each writes a new file next to its input, named by a hash of the input, the options and every other input the
+transform declares (`cache_inputs`: a calibration's sequence length and text), so a suite transforms each
+exported model once; files are written whole (temp file, then rename).
 """
 
 from __future__ import annotations
@@ -18,15 +19,16 @@ from ..models.inputs import HELD_OUT_TEXT
 from . import NoOptions, Transform, onnx_graph, transforms
 
 
-def derived_dir(src: Path, name: str, options: BaseModel) -> Path:
-    digest = cache_key({"source": str(src), "transform": name, "options": options.model_dump(mode="json")})
+def derived_dir(src: Path, name: str, options: BaseModel, inputs: dict | None = None) -> Path:
+    digest = cache_key({"source": str(src), "transform": name, "options": options.model_dump(mode="json"),
+                        "inputs": inputs or {}})
     return src.parent / f"{name}-{digest[:12]}"
 
 
-def _cached(src: Path, name: str, options: BaseModel, make) -> tuple[Path, dict]:
+def _cached(src: Path, name: str, options: BaseModel, make, inputs: dict | None = None) -> tuple[Path, dict]:
     """Run `make(src, dst) -> info` unless done before; each result lives in its own folder (model and
     external data together, with the info that `make` returned)."""
-    final = derived_dir(src, name, options)
+    final = derived_dir(src, name, options, inputs)
     hit = build_once(final, lambda folder: (folder / "info.json").write_text(
         json.dumps(make(src, folder / "model.onnx"), default=str)))
     return final / "model.onnx", {**json.loads((final / "info.json").read_text()), "cache_hit": hit}
@@ -95,13 +97,20 @@ class OrtInt8Static(Transform):
         samples: int = Field(32, ge=1, description="calibration windows of real text")
         method: Literal["MinMax", "Entropy", "Percentile"] = "MinMax"
 
+    def cache_inputs(self, options, ctx):
+        """Calibration windows of the run's sequence length from the held-out text (one row each: the batch size
+        does not enter)."""
+        return {"calibration": {"seq_len": ctx.seq_len, "text": HELD_OUT_TEXT}}
+
     def apply(self, path, options, ctx):
         s = _int8_settings(options, ctx)
         key = options.model_copy(update={"per_channel": s["per_channel"], "reduce_range": s["reduce_range"]})
-        path, info = _cached(path, f"int8static-s{ctx.seq_len}-b{ctx.batch_size}", key,
-                             lambda src, dst: onnx_graph.quantize_static_int8(
-                                 src, dst, ctx.calibration_batches(options.samples), options.method,
-                                 s["per_channel"], s["reduce_range"]))
+
+        def quantize(src: Path, dst: Path) -> dict:
+            return onnx_graph.quantize_static_int8(src, dst, ctx.calibration_batches(options.samples), options.method,
+                                                   s["per_channel"], s["reduce_range"])
+
+        path, info = _cached(path, "int8static", key, quantize, self.cache_inputs(options, ctx))
         return path, {**info, "settings": s, "calibration": {"samples": options.samples, "method": options.method,
                                                               "seq_len": ctx.seq_len, "text": HELD_OUT_TEXT}}
 

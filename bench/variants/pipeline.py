@@ -68,8 +68,9 @@ def _run(target: Any, selected: list, ctx: Any, applied: list[AppliedTransform])
                                         description=transform.describe(options),
                                         compute_precision=transform.compute_precision(options, ctx.precision),
                                         flop_scales=info.pop("flop_scales", {}), info=info))
-        if cls.stage == "torch":  # the export cache is keyed by what was done to the torch model
-            ctx.model_key.setdefault("torch_transforms", []).append(spec.model_dump(mode="json"))
+        if cls.stage == "torch":  # the export cache is keyed by what was done to the torch model, inputs included
+            ctx.model_key.setdefault("torch_transforms", []).append(
+                {**spec.model_dump(mode="json"), "inputs": transform.cache_inputs(options, ctx)})
     return target
 
 

@@ -537,6 +537,12 @@ class PruneStructured(Transform):
         method: Literal["magnitude", "activation"] = "magnitude"
         calibration_samples: int = Field(8, ge=1, description="real-text windows for activation ranking")
 
+    def cache_inputs(self, options, ctx):
+        """Activation ranking calibrates on held-out windows of the run's sequence length."""
+        if options.method != "activation":
+            return {}
+        return {"calibration": {"seq_len": ctx.seq_len, "samples": options.calibration_samples, "text": HELD_OUT_TEXT}}
+
     def apply(self, model, options, ctx):
         import torch
 
