@@ -17,6 +17,7 @@ from .backends import backends
 from .config import RunPoint, ScenarioSpec, Suite, VariantSpec
 from .drivers import drivers
 from .errors import ConfigError
+from .measurement.validity import min_queries
 from .models import model_sources
 from .scenarios import ALIASES, RETIRED, scenarios
 from .variants import transforms
@@ -37,9 +38,10 @@ class Plan:
         return Plan(self.suite, points, self.skipped)
 
 
-def _check_options(file: str, key: str, options_model, options: dict) -> None:
+def _check_options(file: str, key: str, options_model, options: dict):
+    """The validated options, or a ConfigError naming the first bad one."""
     try:
-        options_model.model_validate(options)
+        return options_model.model_validate(options)
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = ".".join(str(p) for p in err["loc"])
@@ -102,7 +104,8 @@ def _resolve_scenarios(suite: Suite, file: str) -> list[ScenarioSpec]:
         if spec.name not in scenarios:
             raise ConfigError(file, f"scenarios[{i}]", f"unknown scenario {spec.name!r}",
                               f"use one of: {', '.join(scenarios.names())}")
-        _check_options(file, f"scenarios[{i}].options", scenarios.get(spec.name).Options, spec.options)
+        options = _check_options(file, f"scenarios[{i}].options", scenarios.get(spec.name).Options, spec.options)
+        _check_min_iterations(suite, file, f"scenarios[{i}]", spec.name, getattr(options, "percentile", None))
         driver = spec.options.get("driver")
         if driver is not None:
             problem = drivers.get(driver).missing()
@@ -111,6 +114,21 @@ def _resolve_scenarios(suite: Suite, file: str) -> list[ScenarioSpec]:
                                   drivers.get(driver).install or "see README.md")
         out.append(spec)
     return out
+
+
+def _check_min_iterations(suite: Suite, file: str, key: str, scenario: str, percentile: float | None) -> None:
+    """A `min_iterations` the suite sets says how many queries are enough; below what a scenario's percentile
+    claim needs (the validity rule), every point of it would read "insufficient sample". Left out, the default
+    stands and the scenario schedules what its percentile needs."""
+    if percentile is None or "min_iterations" not in suite.defaults.model_fields_set:
+        return
+    need = min_queries(percentile)
+    if suite.defaults.min_iterations < need:
+        raise ConfigError(file, "defaults.min_iterations",
+                          f"{suite.defaults.min_iterations} queries cannot support the p{percentile * 100:g} claim of "
+                          f"{key} ({scenario}): the early-stopping validity rule needs {need}",
+                          f"set defaults.min_iterations to {need} or more, or leave it out (the {scenario} scenario "
+                          f"then schedules the {need} its percentile needs)")
 
 
 def _excluded(suite: Suite, point: RunPoint) -> bool:
