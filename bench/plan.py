@@ -131,15 +131,39 @@ def _check_min_iterations(suite: Suite, file: str, key: str, scenario: str, perc
                           f"then schedules the {need} its percentile needs)")
 
 
-def _excluded(suite: Suite, point: RunPoint) -> bool:
+def _resolve_exclusions(suite: Suite, file: str, variants: list[VariantSpec],
+                        scenario_specs: list[ScenarioSpec]) -> list[dict]:
+    """Each rule's given fields, scenario aliases resolved as in `scenarios`. A rule naming what the suite does
+    not have would match nothing without a word, so the points it was meant to drop would run: refused."""
+    has = {"model": [m.name for m in suite.models],
+           "backend": list(dict.fromkeys([*suite.backends, *(v.backend for v in variants if v.backend)])),
+           "device": suite.devices, "variant": [v.name for v in variants],
+           "scenario": list(dict.fromkeys(s.name for s in scenario_specs)),
+           "batch_size": suite.batch_sizes, "seq_len": suite.seq_lens, "target": suite.targets or []}
+    rules = []
+    for i, rule in enumerate(suite.exclude):
+        given = rule.model_dump(exclude_none=True)
+        if not given:
+            raise ConfigError(file, f"exclude[{i}]", "the rule names no field, so it matches nothing",
+                              f"name at least one of {', '.join(has)}, or remove the rule")
+        if "scenario" in given:
+            given["scenario"] = ALIASES.get(given["scenario"], given["scenario"])
+        for key, value in given.items():
+            if value not in has[key]:
+                known = ", ".join(map(str, has[key]))
+                raise ConfigError(file, f"exclude[{i}].{key}",
+                                  f"{key} {value!r} is not in this suite, so the rule matches nothing",
+                                  f"use one of the suite's: {known}" if known else
+                                  f"remove `{key}` from the rule (the suite names no {key}s)")
+        rules.append(given)
+    return rules
+
+
+def _excluded(rules: list[dict], point: RunPoint) -> bool:
     values = {"model": point.model.name, "backend": point.backend, "device": point.device,
               "variant": point.variant.name, "scenario": point.scenario.name,
               "batch_size": point.batch_size, "seq_len": point.seq_len, "target": point.target}
-    for rule in suite.exclude:
-        given = rule.model_dump(exclude_none=True)
-        if given and all(values[k] == v for k, v in given.items()):
-            return True
-    return False
+    return any(all(values[k] == v for k, v in rule.items()) for rule in rules)
 
 
 def build_plan(suite: Suite, file: str | Path) -> Plan:
@@ -160,6 +184,7 @@ def build_plan(suite: Suite, file: str | Path) -> Plan:
         tasks[model.name] = (source.task(model), source.weights)
     variants = _resolve_variants(suite, file)
     scenario_specs = _resolve_scenarios(suite, file)
+    exclusions = _resolve_exclusions(suite, file, variants, scenario_specs)
 
     points, skipped = [], []
     for model, variant, device, scenario, batch, seq, target in itertools.product(
@@ -171,7 +196,7 @@ def build_plan(suite: Suite, file: str | Path) -> Plan:
                              backend=backend, device=device, variant=variant, scenario=scenario,
                              batch_size=batch, seq_len=seq, settings=suite.defaults,
                              quality=suite.quality, target=target)
-            if _excluded(suite, point):
+            if _excluded(exclusions, point):
                 continue
             options_model = backends.get(backend).Options
             if variant.backend_options and options_model is not None:

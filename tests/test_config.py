@@ -178,3 +178,37 @@ def test_equal_keys_spelled_differently_are_one_key_and_merges_may_be_overridden
     base = "base: &base {warmup_iterations: 1, min_iterations: 5}\ndefaults:\n  <<: *base\n  warmup_iterations: 2\n"
     assert parse_yaml(write_suite(base))["defaults"] == {"warmup_iterations": 2, "min_iterations": 5}
     assert parse_yaml(write_suite("a: {1: x, '1': y}\n"))["a"] == {1: "x", "1": "y"}
+
+
+def test_an_exclusion_naming_a_scenario_alias_drops_its_points(write_suite):
+    """Defect: `exclude: [{scenario: latency}]` matched nothing: the points carry the resolved name."""
+    plan = plan_of(write_suite, tiny_suite(scenarios=["latency", "offline"],
+                                           exclude=[{"model": "tiny-bert", "scenario": "latency"}]))
+    assert sorted((p.model.name, p.scenario.name) for p in plan.points) == [
+        ("tiny-bert", "offline"), ("tiny-gpt2", "offline"), ("tiny-gpt2", "single-stream")]
+
+
+UNKNOWN_IN_EXCLUDE = {
+    "model": ({"model": "tiny-t5"}, "exclude[1].model", "tiny-gpt2, tiny-bert"),
+    "variant": ({"variant": "bf16"}, "exclude[1].variant", "fp32"),
+    "backend": ({"backend": "onnxruntime"}, "exclude[1].backend", "pytorch"),
+    "scenario": ({"scenario": "offline"}, "exclude[1].scenario", "single-stream"),
+    "device": ({"device": "cuda"}, "exclude[1].device", "cpu"),
+    "target": ({"target": "h100"}, "exclude[1].target", "remove"),
+    "batch_size": ({"batch_size": 4}, "exclude[1].batch_size", "2"),
+    "seq_len": ({"seq_len": 32, "model": "tiny-bert"}, "exclude[1].seq_len", "16"),
+    "nothing": ({}, "exclude[1]", "name at least one"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(UNKNOWN_IN_EXCLUDE))
+def test_an_exclusion_naming_what_the_suite_lacks_is_refused(case, write_suite, capsys):
+    """Defect: a rule naming a model, variant, backend, scenario, device or target the suite does not have
+    matched nothing and said nothing, so the points it was meant to drop ran."""
+    rule, key, fix_words = UNKNOWN_IN_EXCLUDE[case]
+    path = write_suite(tiny_suite(exclude=[{"model": "tiny-bert", "batch_size": 2}, rule]))
+    with pytest.raises(ConfigError) as info:
+        build_plan(load_suite(path), path)
+    assert info.value.key == key and fix_words in info.value.fix, info.value
+    assert main(["plan", str(path)]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
