@@ -302,7 +302,7 @@ class UniqueKeySafeLoader(yaml.SafeLoader):
                 key = self.construct_object(key_node)  # equal as PyYAML judges them: `1` and `0x1` are one key
                 marks.setdefault(key, []).append(key_node.start_mark)
                 children.append((f"{path}.{key}" if path else str(key), key, value_node))
-            for child_path, key, value_node in children:
+            for child_path, key, _ in children:
                 if len(marks[key]) > 1:
                     raise DuplicateKey(child_path, marks[key])
             for child_path, _, value_node in children:
