@@ -96,7 +96,8 @@ def test_a_min_iterations_below_the_server_percentile_is_refused_at_plan_time(wr
     assert main(["plan", str(path)]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
     # left out, the default (64, for single-stream's p90) stands: the server schedules what its p99 needs
-    build_plan(load_suite(write_suite(tiny_suite(models=[TINY_BERT], scenarios=[server], defaults={}))), path)
-    enough = tiny_suite(models=[TINY_BERT], scenarios=[{"name": "server", "options": {"percentile": 0.5}}],
-                        defaults={"min_iterations": min_queries(0.5)})
-    build_plan(load_suite(write_suite(enough)), path)
+    left_out = write_suite(tiny_suite(models=[TINY_BERT], scenarios=[server], defaults={}), "left-out.yaml")
+    assert build_plan(load_suite(left_out), left_out).points
+    enough = write_suite(tiny_suite(models=[TINY_BERT], scenarios=[{"name": "server", "options": {"percentile": 0.5}}],
+                                    defaults={"min_iterations": min_queries(0.5)}), "enough.yaml")
+    assert build_plan(load_suite(enough), enough).points
