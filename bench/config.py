@@ -263,8 +263,55 @@ def _config_error(path: str, exc: ValidationError) -> ConfigError:
     return ConfigError(path, _key_path(err["loc"]), err["msg"] + more, fix)
 
 
+class DuplicateKey(Exception):
+    """A mapping gives one key more than once; `marks` are where each occurrence starts."""
+
+    def __init__(self, key_path: str, marks: list):
+        super().__init__(key_path)
+        self.key_path, self.marks = key_path, marks
+
+    def places(self) -> str:
+        """Each occurrence's line, and its column where two share a line (flow style)."""
+        lines = [m.line + 1 for m in self.marks]
+        if len(set(lines)) == len(lines):
+            return ", ".join(f"line {line}" for line in lines)
+        return ", ".join(f"line {m.line + 1} column {m.column + 1}" for m in self.marks)
+
+
+class UniqueKeySafeLoader(yaml.SafeLoader):
+    """The safe loader (plain values only: Python tags still raise), refusing a key given twice in one mapping,
+    at any depth, block or flow style: PyYAML would keep the last one without a word."""
+
+    def construct_document(self, node):
+        self._refuse_duplicate_keys(node, "", set())
+        return super().construct_document(node)
+
+    def _refuse_duplicate_keys(self, node, path: str, seen: set[int]) -> None:
+        if id(node) in seen:  # an alias of a node already walked (or a recursive one)
+            return
+        seen.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                self._refuse_duplicate_keys(item, f"{path}[{i}]", seen)
+        elif isinstance(node, yaml.MappingNode):
+            marks: dict[Any, list] = {}
+            children = []
+            for key_node, value_node in node.value:
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # `<<` merges may be overridden by the mapping's own keys, as YAML intends
+                key = self.construct_object(key_node)  # equal as PyYAML judges them: `1` and `0x1` are one key
+                marks.setdefault(key, []).append(key_node.start_mark)
+                children.append((f"{path}.{key}" if path else str(key), key, value_node))
+            for child_path, key, _ in children:
+                if len(marks[key]) > 1:
+                    raise DuplicateKey(child_path, marks[key])
+            for child_path, _, value_node in children:
+                self._refuse_duplicate_keys(value_node, child_path, seen)
+
+
 def parse_yaml(path: Path) -> Any:
-    """Read YAML with the safe loader: tags that construct Python objects raise, run nothing."""
+    """Read YAML with the safe loader: tags that construct Python objects raise, run nothing, and a key given
+    twice is refused rather than silently reduced to its last value."""
     if not path.exists():
         raise ConfigError(str(path), "(file)", "suite file not found", "check the path, or run `bench run` for the default suite")
     try:
@@ -272,7 +319,10 @@ def parse_yaml(path: Path) -> Any:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(str(path), "(file)", f"cannot read: {exc}", "make the file readable UTF-8 text") from None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=UniqueKeySafeLoader)  # noqa: S506 (a SafeLoader subclass)
+    except DuplicateKey as exc:
+        raise ConfigError(str(path), exc.key_path, f"key given {len(exc.marks)} times ({exc.places()})",
+                          "keep one of them: YAML would silently use the last") from None
     except yaml.constructor.ConstructorError as exc:
         mark = exc.problem_mark
         where = f"line {mark.line + 1}" if mark else "(file)"

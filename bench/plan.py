@@ -17,6 +17,7 @@ from .backends import backends
 from .config import RunPoint, ScenarioSpec, Suite, VariantSpec
 from .drivers import drivers
 from .errors import ConfigError
+from .measurement.validity import min_queries
 from .models import model_sources
 from .scenarios import ALIASES, RETIRED, scenarios
 from .variants import transforms
@@ -37,9 +38,10 @@ class Plan:
         return Plan(self.suite, points, self.skipped)
 
 
-def _check_options(file: str, key: str, options_model, options: dict) -> None:
+def _check_options(file: str, key: str, options_model, options: dict):
+    """The validated options, or a ConfigError naming the first bad one."""
     try:
-        options_model.model_validate(options)
+        return options_model.model_validate(options)
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = ".".join(str(p) for p in err["loc"])
@@ -102,7 +104,8 @@ def _resolve_scenarios(suite: Suite, file: str) -> list[ScenarioSpec]:
         if spec.name not in scenarios:
             raise ConfigError(file, f"scenarios[{i}]", f"unknown scenario {spec.name!r}",
                               f"use one of: {', '.join(scenarios.names())}")
-        _check_options(file, f"scenarios[{i}].options", scenarios.get(spec.name).Options, spec.options)
+        options = _check_options(file, f"scenarios[{i}].options", scenarios.get(spec.name).Options, spec.options)
+        _check_min_iterations(suite, file, f"scenarios[{i}]", spec.name, getattr(options, "percentile", None))
         driver = spec.options.get("driver")
         if driver is not None:
             problem = drivers.get(driver).missing()
@@ -113,15 +116,54 @@ def _resolve_scenarios(suite: Suite, file: str) -> list[ScenarioSpec]:
     return out
 
 
-def _excluded(suite: Suite, point: RunPoint) -> bool:
+def _check_min_iterations(suite: Suite, file: str, key: str, scenario: str, percentile: float | None) -> None:
+    """A `min_iterations` the suite sets says how many queries are enough; below what a scenario's percentile
+    claim needs (the validity rule), every point of it would read "insufficient sample". Left out, the default
+    stands and the scenario schedules what its percentile needs."""
+    if percentile is None or "min_iterations" not in suite.defaults.model_fields_set:
+        return
+    need = min_queries(percentile)
+    if suite.defaults.min_iterations < need:
+        raise ConfigError(file, "defaults.min_iterations",
+                          f"{suite.defaults.min_iterations} queries cannot support the p{percentile * 100:g} claim of "
+                          f"{key} ({scenario}): the early-stopping validity rule needs {need}",
+                          f"set defaults.min_iterations to {need} or more, or leave it out (the {scenario} scenario "
+                          f"then schedules the {need} its percentile needs)")
+
+
+def _resolve_exclusions(suite: Suite, file: str, variants: list[VariantSpec],
+                        scenario_specs: list[ScenarioSpec]) -> list[dict]:
+    """Each rule's given fields, scenario aliases resolved as in `scenarios`. A rule naming what the suite does
+    not have would match nothing without a word, so the points it was meant to drop would run: refused."""
+    has = {"model": [m.name for m in suite.models],
+           "backend": list(dict.fromkeys([*suite.backends, *(v.backend for v in variants if v.backend)])),
+           "device": suite.devices, "variant": [v.name for v in variants],
+           "scenario": list(dict.fromkeys(s.name for s in scenario_specs)),
+           "batch_size": suite.batch_sizes, "seq_len": suite.seq_lens, "target": suite.targets or []}
+    rules = []
+    for i, rule in enumerate(suite.exclude):
+        given = rule.model_dump(exclude_none=True)
+        if not given:
+            raise ConfigError(file, f"exclude[{i}]", "the rule names no field, so it matches nothing",
+                              f"name at least one of {', '.join(has)}, or remove the rule")
+        if "scenario" in given:
+            given["scenario"] = ALIASES.get(given["scenario"], given["scenario"])
+        for key, value in given.items():
+            if value not in has[key]:
+                known = ", ".join(map(str, has[key]))
+                raise ConfigError(file, f"exclude[{i}].{key}",
+                                  f"{key} {value!r} is not in this suite, so the rule matches nothing",
+                                  f"use one of the suite's: {known}" if known else
+                                  f"remove `{key}` from the rule (the suite names no {key}s)")
+        rules.append(given)
+    return rules
+
+
+def _excluded(rules: list[dict], point: RunPoint) -> bool:
     values = {"model": point.model.name, "backend": point.backend, "device": point.device,
               "variant": point.variant.name, "scenario": point.scenario.name,
               "batch_size": point.batch_size, "seq_len": point.seq_len, "target": point.target}
-    for rule in suite.exclude:
-        given = rule.model_dump(exclude_none=True)
-        if given and all(values[k] == v for k, v in given.items()):
-            return True
-    return False
+    return any(all(values[k] == v for k, v in rule.items()) for rule in rules)
 
 
 def build_plan(suite: Suite, file: str | Path) -> Plan:
@@ -142,6 +184,7 @@ def build_plan(suite: Suite, file: str | Path) -> Plan:
         tasks[model.name] = (source.task(model), source.weights)
     variants = _resolve_variants(suite, file)
     scenario_specs = _resolve_scenarios(suite, file)
+    exclusions = _resolve_exclusions(suite, file, variants, scenario_specs)
 
     points, skipped = [], []
     for model, variant, device, scenario, batch, seq, target in itertools.product(
@@ -153,7 +196,7 @@ def build_plan(suite: Suite, file: str | Path) -> Plan:
                              backend=backend, device=device, variant=variant, scenario=scenario,
                              batch_size=batch, seq_len=seq, settings=suite.defaults,
                              quality=suite.quality, target=target)
-            if _excluded(suite, point):
+            if _excluded(exclusions, point):
                 continue
             options_model = backends.get(backend).Options
             if variant.backend_options and options_model is not None:

@@ -133,3 +133,82 @@ def test_backend_precision_and_options_are_judged_at_plan_time(write_suite, caps
     path = write_suite({"models": [TINY_GPT2], "variants": [bad]})
     assert main(["plan", str(path)]) == 2
     assert "backend_options.graph_level" in capsys.readouterr().err
+
+
+DUPLICATE_KEYS = {
+    "block": ("models: [{name: m, source: random, id: gpt2}]\ndefaults:\n  warmup_iterations: 1\n"
+              "  min_iterations: 5\n  warmup_iterations: 2\n", "defaults.warmup_iterations", "line 3, line 5"),
+    "flow": ("models: [{name: m, source: random, id: gpt2}]\n"
+             "defaults: {warmup_iterations: 1, min_iterations: 5, warmup_iterations: 2}\n",
+             "defaults.warmup_iterations", "line 2 column 12, line 2 column 53"),
+    "in_a_list": ("models:\n  - name: m\n    source: random\n    id: gpt2\n    name: n\n", "models[0].name",
+                  "line 2, line 5"),
+    "top_level": ("name: a\nmodels: [{name: m, source: random, id: gpt2}]\nname: b\n", "name", "line 1, line 3"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DUPLICATE_KEYS))
+def test_a_key_given_twice_is_refused_with_each_line(case, write_suite, tmp_path, capsys):
+    """Defect: PyYAML keeps the last of two equal keys, so `warmup_iterations: 1, ..., warmup_iterations: 2`
+    ran with 2 without a word."""
+    text, key, places = DUPLICATE_KEYS[case]
+    path = write_suite(text)
+    with pytest.raises(ConfigError) as info:
+        load_suite(path)
+    assert info.value.key == key and places in info.value.problem and "keep one" in info.value.fix
+    assert main(["run", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(path) in err and not (tmp_path / "out").exists()
+
+
+def test_a_machine_given_twice_in_a_prices_file_is_refused(tmp_path, capsys):
+    prices = tmp_path / "prices.yaml"
+    prices.write_text("machine-a: 3.6\nmachine-b: 1.0\nmachine-a: 2.0\n")
+    assert main(["report", str(tmp_path), "--prices", str(prices)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{prices}: machine-a: key given 2 times (line 1, line 3)" in err
+
+
+def test_equal_keys_spelled_differently_are_one_key_and_merges_may_be_overridden(write_suite):
+    from bench.config import parse_yaml
+
+    with pytest.raises(ConfigError) as info:
+        parse_yaml(write_suite("sizes: {1: a, 0x1: b}\n"))
+    assert info.value.key == "sizes.1"
+    base = "base: &base {warmup_iterations: 1, min_iterations: 5}\ndefaults:\n  <<: *base\n  warmup_iterations: 2\n"
+    assert parse_yaml(write_suite(base))["defaults"] == {"warmup_iterations": 2, "min_iterations": 5}
+    assert parse_yaml(write_suite("a: {1: x, '1': y}\n"))["a"] == {1: "x", "1": "y"}
+
+
+def test_an_exclusion_naming_a_scenario_alias_drops_its_points(write_suite):
+    """Defect: `exclude: [{scenario: latency}]` matched nothing: the points carry the resolved name."""
+    plan = plan_of(write_suite, tiny_suite(scenarios=["latency", "offline"],
+                                           exclude=[{"model": "tiny-bert", "scenario": "latency"}]))
+    assert sorted((p.model.name, p.scenario.name) for p in plan.points) == [
+        ("tiny-bert", "offline"), ("tiny-gpt2", "offline"), ("tiny-gpt2", "single-stream")]
+
+
+UNKNOWN_IN_EXCLUDE = {
+    "model": ({"model": "tiny-t5"}, "exclude[1].model", "tiny-gpt2, tiny-bert"),
+    "variant": ({"variant": "bf16"}, "exclude[1].variant", "fp32"),
+    "backend": ({"backend": "onnxruntime"}, "exclude[1].backend", "pytorch"),
+    "scenario": ({"scenario": "offline"}, "exclude[1].scenario", "single-stream"),
+    "device": ({"device": "cuda"}, "exclude[1].device", "cpu"),
+    "target": ({"target": "h100"}, "exclude[1].target", "remove"),
+    "batch_size": ({"batch_size": 4}, "exclude[1].batch_size", "2"),
+    "seq_len": ({"seq_len": 32, "model": "tiny-bert"}, "exclude[1].seq_len", "16"),
+    "nothing": ({}, "exclude[1]", "name at least one"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(UNKNOWN_IN_EXCLUDE))
+def test_an_exclusion_naming_what_the_suite_lacks_is_refused(case, write_suite, capsys):
+    """Defect: a rule naming a model, variant, backend, scenario, device or target the suite does not have
+    matched nothing and said nothing, so the points it was meant to drop ran."""
+    rule, key, fix_words = UNKNOWN_IN_EXCLUDE[case]
+    path = write_suite(tiny_suite(exclude=[{"model": "tiny-bert", "batch_size": 2}, rule]))
+    with pytest.raises(ConfigError) as info:
+        build_plan(load_suite(path), path)
+    assert info.value.key == key and fix_words in info.value.fix, info.value
+    assert main(["plan", str(path)]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1

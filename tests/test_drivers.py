@@ -18,6 +18,7 @@ from bench.drivers.loadgen import LoadGenDriver, LoadGenSample, check_trace_agai
 from bench.errors import ConfigError, Unsupported
 from bench.measurement.server import BatchingPolicy
 from bench.measurement.timing import LoopSettings, WindowHook
+from bench.measurement.validity import min_queries
 from bench.plan import build_plan
 from bench.records.store import load_records
 
@@ -219,8 +220,8 @@ def test_suite_runs_the_three_patterns_through_loadgen(write_suite, tmp_path):
         models=[TINY_BERT], quality={"enabled": False},
         scenarios=[{"name": "single-stream", "options": loadgen}, {"name": "offline", "options": loadgen},
                    {"name": "server", "options": {**loadgen, "rate_qps": 40, "batching": "dynamic",
-                                                  "latency_bound_ms": 500}}],
-        defaults={"warmup_iterations": 1, "warmup_s": 0, "min_iterations": 8, "min_duration_s": 0.2,
+                                                  "latency_bound_ms": 500, "percentile": 0.5}}],
+        defaults={"warmup_iterations": 1, "warmup_s": 0, "min_iterations": min_queries(0.5), "min_duration_s": 0.2,
                   "intra_op_threads": 1, "timeout_s": 120}))
     out = tmp_path / "out"
     assert main(["run", str(path), "--out", str(out)]) == 0

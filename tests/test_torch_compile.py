@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from bench.cli import main
+from bench.measurement.validity import min_queries
 from bench.records.store import load_records
 
-from conftest import TINY_BERT, tiny_suite
+from conftest import FAST_DEFAULTS, TINY_BERT, tiny_suite
 
 pytest.importorskip("torch._inductor")
 
@@ -18,7 +19,9 @@ def test_compiled_points_record_compile_time_counters_and_match_eager(write_suit
     refuse_partial = {"name": "compiled-server", "backend": "torch-compile"}
     path = write_suite(tiny_suite(models=[TINY_BERT], variants=["fp32", "compile", refuse_partial],
                                   scenarios=["single-stream", {"name": "server", "options": {
-                                      "rate_qps": 50, "batching": "dynamic", "latency_bound_ms": 1000}}],
+                                      "rate_qps": 50, "batching": "dynamic", "latency_bound_ms": 1000,
+                                      "percentile": 0.5}}],
+                                  defaults={**FAST_DEFAULTS, "min_iterations": min_queries(0.5)},
                                   exclude=[{"variant": "compile", "scenario": "server"},
                                            {"variant": "fp32", "scenario": "server"},
                                            {"variant": "compiled-server", "scenario": "single-stream"}],

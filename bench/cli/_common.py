@@ -6,6 +6,8 @@ import json
 from importlib import resources
 from pathlib import Path
 
+from ..errors import ConfigError
+
 DEFAULT_SUITE = "quickstart"
 
 
@@ -50,15 +52,31 @@ def peaks_path(machine: dict, root: Path = Path("results")) -> Path:
     return root / machine["machine_id"] / "peaks.json"
 
 
-def find_peaks(records: list, where: Path, extra: str | None = None) -> dict:
+PEAKS_FIX = "delete it and run `bench peak` on that machine, or give another with --peaks FILE"
+
+
+def read_peaks(path: Path) -> dict:
+    """One peaks file as `bench peak` writes it; anything else ends the command in one line naming the file."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ConfigError(str(path), "(file)", f"not a peaks file: {str(exc).splitlines()[0]}", PEAKS_FIX) from None
+    if not isinstance(data, dict) or not isinstance(data.get("machine_id"), str):
+        raise ConfigError(str(path), "machine_id", "not a peaks file: no machine_id at the top level", PEAKS_FIX)
+    return data
+
+
+def find_peaks(machine_ids: set[str], where: Path, extra: str | None = None) -> dict:
     """Measured ceilings per machine: --peaks, then peaks.json beside or above the results, then results/<machine>/."""
+    if extra and not Path(extra).is_file():
+        raise ConfigError("--peaks", extra, "peaks file not found",
+                          "check the path, or leave --peaks out to use the peaks.json found beside the results")
     found: dict = {}
     candidates = [Path(extra)] if extra else []
     candidates += [where / "peaks.json", where.parent / "peaks.json"]
-    machine_ids = {r.machine_id for r in records}
     candidates += [p for m in sorted(machine_ids) for p in (where / m / "peaks.json", Path("results") / m / "peaks.json")]
     for path in candidates:
         if path.is_file():
-            data = json.loads(path.read_text())
-            found.setdefault(data.get("machine_id"), data)
+            data = read_peaks(path)
+            found.setdefault(data["machine_id"], data)
     return found

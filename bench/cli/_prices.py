@@ -1,8 +1,9 @@
 """Machine prices for the cost columns, shared by `bench run` and `bench report`.
 
 `--prices FILE` (YAML or JSON: machine id -> $/hour), then `--price MACHINE=USD_PER_HOUR` (repeatable, wins
-over the file), and `--price-per-hour USD` for a report that holds one machine. Read before anything runs, so
-a bad price ends the command before a single point is measured.
+over the file), and `--price-per-hour USD` for a report that holds one machine (a run over several targets or
+machines is refused up front). Read before anything runs, so a bad price ends the command before a single point
+is measured.
 """
 
 from __future__ import annotations
@@ -35,14 +36,18 @@ class Prices:
     by_machine: dict[str, float] = field(default_factory=dict)
     single: float | None = None  # --price-per-hour: only for a report of one machine
 
+    def check_one_machine(self, names: list[str], holder: str, noun: str) -> None:
+        """--price-per-hour is one machine's price: refused where `holder` (a report, a run) spans several."""
+        if self.single is not None and len(names) > 1:
+            raise ConfigError("--price-per-hour", f"{self.single:g}",
+                              f"{holder} {len(names)} {noun} ({', '.join(names)}), each priced apart",
+                              "give each machine its price with --price MACHINE=USD_PER_HOUR or --prices FILE")
+
     def for_machines(self, machine_ids: set[str]) -> dict[str, float]:
         """$/hour per machine of this report."""
         if self.single is None:
             return dict(self.by_machine)
-        if len(machine_ids) > 1:
-            raise ConfigError("--price-per-hour", str(self.single),
-                              f"the report holds {len(machine_ids)} machines ({', '.join(sorted(machine_ids))})",
-                              "give each machine its price with --price MACHINE=USD_PER_HOUR or --prices FILE")
+        self.check_one_machine(sorted(machine_ids), "the report holds", "machines")
         return {**{m: self.single for m in machine_ids}, **self.by_machine}
 
 

@@ -17,9 +17,10 @@ def read_results(dirs: list[str], peaks_file: str | None) -> tuple[list, dict, P
 
     sources = [Path(d) for d in dirs]
     records = load_many(sources)
+    machine_ids = {r.machine_id for r in records}
     peaks: dict = {}
     for src in sources:
-        for machine, found in find_peaks(records, src, peaks_file).items():
+        for machine, found in find_peaks(machine_ids, src, peaks_file).items():
             peaks.setdefault(machine, found)
     first = sources[0]
     return records, peaks, first if first.is_dir() else first.parent

@@ -42,6 +42,7 @@ class Run(Command):
 
         path, plan = load_plan(args.suite)  # validation first: a bad suite writes nothing
         prices = read_prices(args)
+        prices.check_one_machine(plan.suite.targets or [], "the suite runs on", "targets")
         if args.repeat < 1:
             raise ConfigError("--repeat", str(args.repeat), "must be 1 or more", "use --repeat 3 (or leave it out)")
         if args.executor not in executors:
@@ -56,6 +57,10 @@ class Run(Command):
         executor = executor_cls(address=args.address, start_method=args.start_method)
         executor.check(plan, str(path))
         out = Path(args.out) if args.out else None
+        machine_ids = sorted(executor.machine_ids(plan.points))
+        prices.check_one_machine(machine_ids, f"the {args.executor} executor will run on", "machines")
+        for machine_id in machine_ids:  # the report reads them after the run: a corrupt one ends it before
+            find_peaks({machine_id}, executor.destination(plan.suite.name, machine_id, out))
         out_console = console()
         out_console.print(f"suite {path}: {len(plan.points)} points, executor {args.executor}")
         for label, reason in plan.skipped:
@@ -70,12 +75,13 @@ class Run(Command):
             return 0
         ids = {p.point_id for p in plan.points}
         records = [r for folder in folders for r in load_records(folder) if r.point_id in ids]
+        recorded = {r.machine_id for r in records}
         report_dir = out or (folders[0] if len(folders) == 1 else folders[0].parents[1])
         peaks: dict = {}
         for folder in folders:
-            for machine, found in find_peaks(records, folder).items():
+            for machine, found in find_peaks(recorded, folder).items():
                 peaks.setdefault(machine, found)
-        df = report_frame(records, peaks, prices.for_machines({r.machine_id for r in records}))
+        df = report_frame(records, peaks, prices.for_machines(recorded))
         _, files = write_report(df, report_dir)
         print_summary(out_console, df, files)
         return 0

@@ -57,6 +57,10 @@ class Executor:
         """The machine description per target, where known before running (local: this machine)."""
         return {}
 
+    def machine_ids(self, points: list[RunPoint]) -> set[str]:
+        """Every machine these points may run on, where known before running."""
+        return {m["machine_id"] for m in self.machines(points).values()}
+
     def run(self, points: list[RunPoint], cache_dir: Path, log_dir: Path,
             announce: Callable[[RunPoint], None]) -> Iterator[Finished]:
         """Yield one Finished per point; call `announce(point)` when a point starts running."""

@@ -222,6 +222,11 @@ class Ray(Executor):
     def machines(self, points):
         return {t: self._machine_of(t) for t in {p.target for p in points}}
 
+    def machine_ids(self, points):
+        """Not only the first node of each kind: a point without a target may run on any node."""
+        targets = {p.target for p in points}
+        return {n.machine["machine_id"] for n in self.nodes() if any(n.serves(t) for t in targets)}
+
     def run(self, points, cache_dir, log_dir, announce):
         import ray
 

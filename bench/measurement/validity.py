@@ -10,6 +10,7 @@ smallest rank such that P(Binomial(n, p) >= k) <= 1 - c, an upper bound on the t
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 
 import numpy as np
@@ -17,6 +18,7 @@ from scipy import stats as sps
 
 CONFIDENCE = 0.99
 TOLERANCE = 1  # queries over the bound LoadGen's early stopping tolerates
+SPAN_CONFIDENCE = 0.9999  # a run that keeps up must not fall short of its minimum duration by its arrivals' luck
 RULE = (f"MLPerf LoadGen early stopping: {CONFIDENCE:.0%} confidence, {TOLERANCE} query over the bound tolerated "
         "(p90 needs 64 queries, p99 needs 662)")
 
@@ -28,6 +30,22 @@ def min_queries(percentile: float, confidence: float = CONFIDENCE, tolerance: in
         raise ValueError(f"percentile must be in (0, 1), not {percentile}")
     n = tolerance + 1
     while sps.binom.cdf(tolerance, n, 1 - percentile) > 1 - confidence:
+        n += 1
+    return n
+
+
+def requests_to_span(rate_qps: float, duration_s: float, burstiness: float = 1.0,
+                     confidence: float = SPAN_CONFIDENCE) -> int:
+    """Requests whose random arrivals at `rate_qps` span at least `duration_s` with probability `confidence`.
+
+    rate x duration requests span the duration only on average, so about half of such runs would fall short.
+    The n - 1 gaps after the first arrival, each gamma with shape `burstiness` (1: Poisson) and mean 1/rate,
+    sum to Gamma((n - 1) x burstiness, scale 1 / (burstiness x rate)).
+    """
+    if duration_s <= 0:
+        return 1
+    n = math.ceil(rate_qps * duration_s) + 1
+    while sps.gamma.cdf(duration_s, (n - 1) * burstiness, scale=1 / (burstiness * rate_qps)) > 1 - confidence:
         n += 1
     return n
 

@@ -14,7 +14,7 @@ from pydantic import Field
 from ..measurement.server import BatchingPolicy, find_peak_rate, summarize_server
 from ..measurement.stats import summarize
 from ..measurement.timing import NO_WINDOW
-from ..measurement.validity import check_validity
+from ..measurement.validity import check_validity, min_queries, requests_to_span
 from ..records.schema import Batching, Loop, PeakProbe, PeakSearch, ScenarioResult, ServerResult, Throughput
 from . import DriverOptions, Scenario, driver_for, scenarios
 
@@ -56,7 +56,11 @@ class Server(Scenario):
         windows = iter([settings.window])  # the first run is the timed window (its energy); peak probes come after
 
         def run_at(rate: float) -> tuple[ServerResult, list[float]]:
-            n = max(settings.min_iterations, int(rate * settings.min_duration_s) + 1)
+            # enough for the validity rule to judge the run at any rate: its percentile's queries, arrivals that
+            # span the minimum duration; so only the latency bound and keeping up decide (and --find-peak bisects)
+            n = max(settings.min_iterations, min_queries(options.percentile),
+                    requests_to_span(rate, settings.min_duration_s,
+                                     options.burstiness if options.distribution == "gamma" else 1.0))
             span_s = n / rate
             # an overloaded probe stops at twice its schedule's span (plus one bound) instead of draining for minutes
             served = driver.server(serve, rate, n, seed, options.distribution, options.burstiness, policy,
