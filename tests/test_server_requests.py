@@ -32,7 +32,7 @@ def scheduled(monkeypatch) -> list[tuple[float, int]]:
     """(rate, count) of every run the server scenario asks the driver for; each request served in SERVICE_S."""
     asked: list[tuple[float, int]] = []
 
-    def serve_instantly(self, serve, rate_qps, count, seed, distribution, burstiness, policy, deadline_s):
+    def serve_instantly(self, serve, rate_qps, count, seed, distribution, burstiness, policy, deadline_s, window=None):
         asked.append((rate_qps, count))
         return [{"scheduled_s": float(t), "start_s": float(t), "done_s": float(t) + SERVICE_S, "latency_s": SERVICE_S,
                  "queue_s": 0.0, "ttft_s": None, "batch_size": 1}
