@@ -1,7 +1,9 @@
 """Named registries for the harness's extension points (backends, scenarios, transforms, sources).
 
-A new backend or scenario is one decorated function or class in its own module; the registry
-imports its package's modules on first lookup, so nothing is registered by hand elsewhere.
+A new backend or scenario is one decorated function or class in its own module; the registry imports
+every module under its packages (subpackages included) on first lookup, so nothing is registered by hand
+elsewhere and nothing depends on import order: a transform that lives beside its engine
+(`bench/backends/onnxruntime/`) is found as surely as one in `bench/variants/`.
 """
 
 from __future__ import annotations
@@ -13,10 +15,18 @@ from typing import Generic, Iterator, TypeVar
 T = TypeVar("T")
 
 
+def import_tree(package: str) -> None:
+    """Import `package` and every module below it, skipping names that start with `_` (private helpers)."""
+    pkg = importlib.import_module(package)
+    for info in pkgutil.walk_packages(pkg.__path__, prefix=f"{package}."):
+        if not info.name.rsplit(".", 1)[-1].startswith("_"):
+            importlib.import_module(info.name)
+
+
 class Registry(Generic[T]):
-    def __init__(self, kind: str, package: str):
+    def __init__(self, kind: str, *packages: str):
         self.kind = kind
-        self.package = package
+        self.packages = packages
         self._items: dict[str, T] = {}
         self._loaded = False
 
@@ -33,10 +43,8 @@ class Registry(Generic[T]):
         if self._loaded:
             return
         self._loaded = True
-        pkg = importlib.import_module(self.package)
-        for info in pkgutil.iter_modules(pkg.__path__):
-            if not info.name.startswith("_"):
-                importlib.import_module(f"{self.package}.{info.name}")
+        for package in self.packages:
+            import_tree(package)
 
     def get(self, name: str) -> T:
         self._load()
