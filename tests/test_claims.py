@@ -19,7 +19,7 @@ from bench.errors import ConfigError
 from bench.hardware.catalog import UNITS, Chip
 from bench.records.schema import Provenance
 from bench.records.store import append_record
-from bench.report.frame import records_frame
+from bench.analysis.frame import records_frame
 from bench.report.render import build_report
 
 SEEDS = Path(os.environ.get("BENCH_SEEDS", "/work/shared/seeds"))

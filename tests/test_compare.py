@@ -18,7 +18,7 @@ from builders import record
 from bench.cli import main
 from bench.compare.stats import Run, compare
 from bench.records.store import append_record, load_many, load_records, write_machine
-from bench.report.frame import records_frame
+from bench.analysis.frame import records_frame
 from bench.report.render import build_report
 
 

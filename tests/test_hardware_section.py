@@ -9,7 +9,7 @@ import pytest
 
 from builders import record
 
-from bench.report.frame import records_frame
+from bench.analysis.frame import records_frame
 from bench.report.hardware import hardware_table
 from bench.report.render import build_report
 

@@ -15,7 +15,7 @@ import pytest
 
 from builders import record
 
-from bench.report.frame import records_frame
+from bench.analysis.frame import records_frame
 from bench.report.render import build_report
 from bench.report.summary import NONE_FASTER, NOTHING_MEETS, RANDOM, WITHIN, best_variants, headline, print_summary
 

@@ -13,7 +13,7 @@ from builders import record
 
 from bench.errors import ConfigError
 from bench.records.store import append_record, latest_per_point, load_records, resume_state
-from bench.report.frame import records_frame
+from bench.analysis.frame import records_frame
 from bench.report.render import build_report
 
 

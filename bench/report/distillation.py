@@ -6,9 +6,9 @@ import math
 
 import pandas as pd
 
+from ..analysis.frame import SIGNIFICANCE
 from ..compare.stats import compare
 from . import drop_single_machine, section
-from .frame import SIGNIFICANCE
 
 MATCH = ["machine", "device", "scenario", "batch", "seq", "backend", "variant"]
 

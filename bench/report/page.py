@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .frame import SIGNIFICANCE
+from ..analysis.frame import SIGNIFICANCE
 from .summary import NOTHING_MEETS, RANDOM, UNMEASURED, WITHIN, best_variants, headline, shape_label, speed_phrase
 
 STYLE = """

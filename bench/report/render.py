@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..analysis.frame import records_frame
 from . import Section, sections
-from .frame import records_frame
 
 FLOAT_FORMAT = {"cv": "{:.1%}", "overhead": "{:.0%}", "cosine_mean": "{:.5f}", "cosine_min": "{:.5f}", "top1_agree": "{:.3f}",
                 "kl_mean": "{:.2e}", "ppl_ratio": "{:.4f}", "perplexity": "{:.2f}"}

@@ -18,8 +18,8 @@ from textwrap import fill, shorten
 import numpy as np
 import pandas as pd
 
+from ..analysis.frame import SHAPE, SIGNIFICANCE, with_interval
 from . import section
-from .frame import SHAPE, SIGNIFICANCE, with_interval
 
 WITHIN = "within bound"
 NONE_FASTER = "none significantly faster: keep fp32"
