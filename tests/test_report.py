@@ -14,7 +14,7 @@ from builders import record
 from bench.errors import ConfigError
 from bench.records.store import append_record, latest_per_point, load_records, resume_state
 from bench.analysis.frame import records_frame
-from bench.report.render import build_report
+from bench.report.writer import build_report
 
 
 def test_baseline_and_speedups():
@@ -275,7 +275,7 @@ def test_two_suites_fp32_at_one_shape_are_both_baselines_never_a_variant(tmp_pat
     """Defect: quickstart and frontier both measure the same fp32 shape with their own settings; the report kept
     the last as the baseline and published the other as "fp32: 1.06x faster than fp32", a variant within bound."""
     from bench.config import Defaults
-    from bench.report.summary import best_variants, headline
+    from bench.report.answer import best_variants, headline
 
     quick, frontier = dict(suite="quickstart", settings=Defaults()), dict(suite="frontier",
                                                                           settings=Defaults(min_duration_s=10))

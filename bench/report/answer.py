@@ -240,7 +240,7 @@ def _legend(ax, states) -> None:
 def _latency_chart(df: pd.DataFrame, out_dir: Path) -> list[Path]:
     """Per machine and model: p50 per variant (and shape) with the 95% interval of the median."""
     plt = _pyplot()
-    from .render import ratio_cell
+    from .writer import ratio_cell
 
     written = []
     ok = df[(df["status"] == "ok") & df["p50_ms"].notna()]
@@ -334,7 +334,7 @@ def _machines_chart(df: pd.DataFrame, out_dir: Path) -> list[Path]:
     if table is None or table.empty:
         return []
     plt = _pyplot()
-    from .render import ratio_cell
+    from .writer import ratio_cell
 
     groups = [c[: -len(" p50_ms")] for c in table.columns if c.endswith(" p50_ms")]
     written = []
@@ -415,7 +415,7 @@ def _print_points(console, df: pd.DataFrame) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from .render import ratio_cell
+    from .writer import ratio_cell
 
     machines, devices = df["machine"].nunique() > 1, df["device"].nunique() > 1
     scenarios: dict[str, list[list[str]]] = {}
