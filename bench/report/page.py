@@ -17,6 +17,7 @@ import pandas as pd
 
 from ..analysis.frame import SIGNIFICANCE
 from .answer import NOTHING_MEETS, RANDOM, UNMEASURED, WITHIN, best_variants, headline, shape_label, speed_phrase
+from .formatting import display
 
 STYLE = """
 body{font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1d2329;margin:0;background:#f6f7f9}
@@ -164,8 +165,6 @@ def _charts(parts) -> str:
 
 
 def _tables(parts) -> str:
-    from .writer import display
-
     blocks = []
     for part in parts:
         note = f"<p class='note'>{_e(part.section.note)}</p>" if part.section.note else ""
