@@ -202,7 +202,7 @@ def test_efficiency_judges_a_point_by_its_declared_compute_precision():
     int4 = transforms.get("ort-int4")
     assert int4().compute_precision(int4.Options(), "fp32") == "int8"
     assert int4().compute_precision(int4.Options(accuracy_level=1), "fp32") == "fp32"
-    from bench.report.efficiency import efficiency_rows
+    from bench.analysis.efficiency import efficiency_rows
 
     work = {"flops": 10e9, "bytes": 1e9, "intensity": 10.0, "precision": "fp32", "compute_precision": "int8"}
     rec = record("a", backend="onnxruntime", variant="ort-int4", transforms=[{"name": "ort-optimize"},
