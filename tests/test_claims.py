@@ -19,8 +19,8 @@ from bench.errors import ConfigError
 from bench.hardware.catalog import UNITS, Chip
 from bench.records.schema import Provenance
 from bench.records.store import append_record
-from bench.report.frame import records_frame
-from bench.report.render import build_report
+from bench.analysis.frame import records_frame
+from bench.report.writer import build_report
 
 SEEDS = Path(os.environ.get("BENCH_SEEDS", "/work/shared/seeds"))
 SOURCE = {"source": "a test datasheet", "date": "2024"}

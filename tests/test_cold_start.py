@@ -10,7 +10,7 @@ from builders import record
 from bench.measurement.timing import LoopSettings
 from bench.records.schema import Phases
 from bench.report.cold_start import cold_start_figures, cold_start_table
-from bench.report.frame import records_frame
+from bench.analysis.frame import records_frame
 from bench.report.overhead import overhead_table
 from bench.scenarios import Workload, scenarios
 

@@ -18,8 +18,8 @@ from builders import record
 from bench.cli import main
 from bench.compare.stats import Run, compare
 from bench.records.store import append_record, load_many, load_records, write_machine
-from bench.report.frame import records_frame
-from bench.report.render import build_report
+from bench.analysis.frame import records_frame
+from bench.report.writer import build_report
 
 
 def samples(median: float, n: int = 200, cv: float = 0.03, seed: int = 0) -> list[float]:

@@ -149,7 +149,7 @@ def test_prefill_is_not_charged_the_lm_head_over_every_prompt_token():
 
     from bench.hardware.work import point_work
     from bench.measurement.stats import summarize
-    from bench.report.efficiency import phases
+    from bench.analysis.efficiency import phases
 
     config = transformers.GPT2Config(n_layer=2, n_embd=64, n_head=2, vocab_size=1000)
     batch, seq = 2, 16

@@ -9,9 +9,9 @@ import pytest
 
 from builders import record
 
-from bench.report.frame import records_frame
+from bench.analysis.frame import records_frame
 from bench.report.hardware import hardware_table
-from bench.report.render import build_report
+from bench.report.writer import build_report
 
 
 def samples(median: float, seed: int, n: int = 200, cv: float = 0.03) -> list[float]:

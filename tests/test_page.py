@@ -15,9 +15,10 @@ import pytest
 
 from builders import record
 
-from bench.report.frame import records_frame
-from bench.report.render import build_report
-from bench.report.summary import NONE_FASTER, NOTHING_MEETS, RANDOM, WITHIN, best_variants, headline, print_summary
+from bench.analysis.frame import records_frame
+from bench.report.answer import NONE_FASTER, NOTHING_MEETS, RANDOM, WITHIN, best_variants, headline
+from bench.report.terminal import print_summary
+from bench.report.writer import build_report
 
 BOUND = {"metric": "cosine_mean", "min": 0.99}
 

@@ -13,8 +13,8 @@ from builders import record
 
 from bench.errors import ConfigError
 from bench.records.store import append_record, latest_per_point, load_records, resume_state
-from bench.report.frame import records_frame
-from bench.report.render import build_report
+from bench.analysis.frame import records_frame
+from bench.report.writer import build_report
 
 
 def test_baseline_and_speedups():
@@ -202,7 +202,7 @@ def test_efficiency_judges_a_point_by_its_declared_compute_precision():
     int4 = transforms.get("ort-int4")
     assert int4().compute_precision(int4.Options(), "fp32") == "int8"
     assert int4().compute_precision(int4.Options(accuracy_level=1), "fp32") == "fp32"
-    from bench.report.efficiency import efficiency_rows
+    from bench.analysis.efficiency import efficiency_rows
 
     work = {"flops": 10e9, "bytes": 1e9, "intensity": 10.0, "precision": "fp32", "compute_precision": "int8"}
     rec = record("a", backend="onnxruntime", variant="ort-int4", transforms=[{"name": "ort-optimize"},
@@ -275,7 +275,7 @@ def test_two_suites_fp32_at_one_shape_are_both_baselines_never_a_variant(tmp_pat
     """Defect: quickstart and frontier both measure the same fp32 shape with their own settings; the report kept
     the last as the baseline and published the other as "fp32: 1.06x faster than fp32", a variant within bound."""
     from bench.config import Defaults
-    from bench.report.summary import best_variants, headline
+    from bench.report.answer import best_variants, headline
 
     quick, frontier = dict(suite="quickstart", settings=Defaults()), dict(suite="frontier",
                                                                           settings=Defaults(min_duration_s=10))

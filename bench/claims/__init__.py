@@ -3,7 +3,7 @@
 Each claim names the report it comes from (file name, a short quote in Chinese, an English gloss) and one
 check. A check is a small registered function `(params, evidence) -> Assessment`; its params are a pydantic
 model, so a bad key in claims.yaml is a one-line ConfigError. Evidence is the chip catalog and, where the
-harness can measure the claim, the records frame (bench.report.frame.records_frame). A verdict is one of
+harness can measure the claim, the records frame (bench.analysis.frame.records_frame). A verdict is one of
 VERDICTS, always with the reason; projections say that they are projections.
 """
 

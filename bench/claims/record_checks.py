@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from ..report.distillation import MATCH
+from ..analysis.matching import teacher_of
 from . import Assessment, Evidence, Strict, check, from_parts
 
 NO_RECORDS = "no records given (pass results directories)"
@@ -51,10 +51,9 @@ def distillation_cuts(df: pd.DataFrame) -> list[dict]:
     ok = df[df["status"] == "ok"]
     rows = []
     for _, s in ok[ok["teacher"].notna()].iterrows():
-        match = ok[(ok["model"] == s["teacher"]) & (ok[MATCH] == s[MATCH]).all(axis=1)]
-        if match.empty or not s["p50_ms"]:
+        t = teacher_of(ok, s)
+        if t is None or not s["p50_ms"]:
             continue
-        t = match.iloc[-1]
         bound = s["record"].config.quality.ppl_ratio_max
         ratio = s["perplexity"] / t["perplexity"] if pd.notna(s["perplexity"]) and pd.notna(t["perplexity"]) else None
         within = s["weights"] == t["weights"] == "real" and ratio is not None and ratio <= bound

@@ -42,7 +42,7 @@ def console():
     terminal = Console(highlight=False, soft_wrap=True)
     if terminal.is_terminal:
         return terminal
-    from ..report.summary import TERMINAL_WIDTH
+    from ..report.terminal import TERMINAL_WIDTH
 
     return Console(highlight=False, soft_wrap=True, width=TERMINAL_WIDTH)
 

@@ -48,7 +48,7 @@ class Claims(Command):
         from ..hardware.catalog import load_catalog
         from ..hardware.machine import describe_machine
         from ..records.store import find_run_files, load_many
-        from ..report.frame import records_frame
+        from ..analysis.frame import records_frame
 
         claims = load_claims()  # a bad claims file stops here, before any records are read
         paths = [Path(p) for p in args.results]

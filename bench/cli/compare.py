@@ -104,7 +104,7 @@ def _varying(table) -> list[str]:
 def _terminal(table, out) -> None:
     from rich.table import Table
 
-    from ..report.render import display
+    from ..report.formatting import display
 
     shown, varying = display(table), _varying(table)
     grid = Table(show_edge=False, pad_edge=False)
@@ -117,7 +117,7 @@ def _terminal(table, out) -> None:
 
 
 def _markdown(table, args) -> str:
-    from ..report.render import display
+    from ..report.formatting import display
 
     title = f"# bench compare: {args.base} -> {args.new}" + (f" (by {args.by})" if args.by else "")
     return f"{title}\n\n{display(table).to_markdown(index=False)}\n\n{_summary(table)}\n\n{RULE}\n"

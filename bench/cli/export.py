@@ -26,7 +26,7 @@ class Export(Command):
 
     def __call__(self, args) -> int:
         from ..export import formats
-        from ..report.render import report_frame
+        from ..report.writer import report_frame
 
         if args.format not in formats:
             raise ConfigError("--format", args.format, f"unknown export format {args.format!r}",

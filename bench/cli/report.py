@@ -37,8 +37,8 @@ class Report(Command):
         add_price_arguments(parser)
 
     def __call__(self, args) -> int:
-        from ..report.render import report_frame, write_report
-        from ..report.summary import print_summary
+        from ..report.terminal import print_summary
+        from ..report.writer import report_frame, write_report
 
         prices = read_prices(args)
         records, peaks, first = read_results(args.dirs, args.peaks)

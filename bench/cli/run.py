@@ -37,8 +37,8 @@ class Run(Command):
     def __call__(self, args) -> int:
         from ..executors import executors
         from ..records.store import load_records
-        from ..report.render import report_frame, write_report
-        from ..report.summary import print_summary
+        from ..report.terminal import print_summary
+        from ..report.writer import report_frame, write_report
 
         path, plan = load_plan(args.suite)  # validation first: a bad suite writes nothing
         prices = read_prices(args)

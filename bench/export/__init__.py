@@ -1,6 +1,6 @@
 """Records in other tools' formats: one module per format, registered by name (`bench export --format NAME`).
 
-A format reads the report's frame (one row per machine and point, bench/report/frame.py: speedups with their
+A format reads the report's frame (one row per machine and point, bench/analysis/frame.py: speedups with their
 intervals, size ratios, quality) and the records behind it, and writes one document per machine: the tools
 these formats feed keep one machine's description per file.
 """

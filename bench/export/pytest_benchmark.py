@@ -25,6 +25,7 @@ from bisect import bisect_left, bisect_right
 
 import pandas as pd
 
+from ..analysis.efficiency import efficiency_rows
 from ..compare.pairs import group, processes
 from . import ExportFormat, formats
 
@@ -93,9 +94,7 @@ def commit_info(harness) -> dict:
 
 
 def _efficiency(df: pd.DataFrame, index) -> list[dict]:
-    """The report's efficiency figures of one row (bench/report/efficiency.py), per timed phase."""
-    from ..report.efficiency import efficiency_rows
-
+    """The efficiency figures the report shows for one row (bench/analysis/efficiency.py), per timed phase."""
     one = df.loc[[index]]
     one.attrs = df.attrs
     return [{k: row[k] for k in EFFICIENCY if k in row} for row in efficiency_rows(one)]

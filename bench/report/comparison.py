@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from ..analysis.frame import SIGNIFICANCE, with_interval
 from . import drop_single_machine, section
-from .frame import SIGNIFICANCE, with_interval
 
 
 @section("comparison", "Comparison (speedup against the fp32 PyTorch point of the same shape)", order=10,

@@ -6,11 +6,10 @@ import math
 
 import pandas as pd
 
+from ..analysis.frame import SIGNIFICANCE
+from ..analysis.matching import teacher_of
 from ..compare.stats import compare
 from . import drop_single_machine, section
-from .frame import SIGNIFICANCE
-
-MATCH = ["machine", "device", "scenario", "batch", "seq", "backend", "variant"]
 
 
 def _quality(student, teacher) -> tuple[str, float]:
@@ -30,8 +29,7 @@ def distillation(df: pd.DataFrame) -> pd.DataFrame | None:
         return None
     rows = []
     for _, s in students.iterrows():
-        match = df[(df["model"] == s["teacher"]) & (df[MATCH] == s[MATCH]).all(axis=1)]
-        t = match.iloc[-1] if not match.empty else None
+        t = teacher_of(df, s)
         ok = t is not None and s["status"] == "ok" and t["status"] == "ok"
         basis, value = _quality(s, t) if ok else ("", math.nan)
         cmp = compare(t["runs"], s["runs"]) if ok else None

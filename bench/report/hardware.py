@@ -11,10 +11,10 @@ import math
 
 import pandas as pd
 
+from ..analysis.frame import SIGNIFICANCE
 from ..compare.stats import compare
 from ..hardware.cost import cost_per_million
 from . import section
-from .frame import SIGNIFICANCE
 
 KEY = ["model", "backend", "variant", "scenario", "batch", "seq"]
 MEASURED = ["p50_ms", "samples_per_s", "output_tokens_per_s", "usd_per_m_inferences", "usd_per_m_tokens",

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from .frame import SIGNIFICANCE
-from .summary import NOTHING_MEETS, RANDOM, UNMEASURED, WITHIN, best_variants, headline, shape_label, speed_phrase
+from ..analysis.frame import SIGNIFICANCE
+from .answer import NOTHING_MEETS, RANDOM, UNMEASURED, WITHIN, best_variants, headline, shape_label, speed_phrase
+from .formatting import display
 
 STYLE = """
 body{font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1d2329;margin:0;background:#f6f7f9}
@@ -164,8 +165,6 @@ def _charts(parts) -> str:
 
 
 def _tables(parts) -> str:
-    from .render import display
-
     blocks = []
     for part in parts:
         note = f"<p class='note'>{_e(part.section.note)}</p>" if part.section.note else ""
@@ -176,7 +175,7 @@ def _tables(parts) -> str:
 
 
 def render_page(df: pd.DataFrame, parts) -> str:
-    """The page for the report's frame and its sections (render.Part: table and figures)."""
+    """The page for the report's frame and its sections (writer.Part: table and figures)."""
     from ..records.harness import current_harness
 
     if df.empty:

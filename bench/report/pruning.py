@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..analysis.frame import SHAPE, SIGNIFICANCE, with_interval
 from . import drop_single_machine, section
-from .frame import SHAPE, SIGNIFICANCE, with_interval
-from .summary import pareto_front
+from .charts import pareto_front
 
 FRONT_SHAPE = [c for c in SHAPE if c not in ("machine", "model")]  # a plot is per machine and model
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from ..analysis.frame import SIGNIFICANCE, with_interval
 from . import drop_single_machine, section
-from .frame import SIGNIFICANCE, with_interval
 
 
 def _verdict(row) -> str:

@@ -3,57 +3,15 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
+from ..analysis.frame import records_frame
 from . import Section, sections
-from .frame import records_frame
-
-FLOAT_FORMAT = {"cv": "{:.1%}", "overhead": "{:.0%}", "cosine_mean": "{:.5f}", "cosine_min": "{:.5f}", "top1_agree": "{:.3f}",
-                "kl_mean": "{:.2e}", "ppl_ratio": "{:.4f}", "perplexity": "{:.2f}"}
-
-
-def _fmt(value, column: str):
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    if isinstance(value, float):
-        if column in FLOAT_FORMAT:
-            return FLOAT_FORMAT[column].format(value)
-        if "speedup" in column or "ratio" in column:
-            return f"{value:.2f}x"
-        return f"{value:.3g}" if abs(value) < 100 else f"{value:.1f}"
-    return value
-
-
-def _interval(shown: str, low, high, sig) -> str:
-    """A ratio as published: `1.52x [1.47, 1.58]`, with `n.s.` or `untested` where the test says so."""
-    if not shown:
-        return shown
-    mark = f" {sig}" if sig in ("n.s.", "untested") else ""
-    has_interval = isinstance(low, float) and not (math.isnan(low) or math.isnan(high))
-    return shown + mark + (f" [{low:.2f}, {high:.2f}]" if has_interval else "")
-
-
-def ratio_cell(value, low, high, sig) -> str:
-    """One ratio with its interval and verdict, as a table cell shows it (empty where there is none)."""
-    return _interval(_fmt(value, "ratio"), low, high, sig)
-
-
-def display(table: pd.DataFrame) -> pd.DataFrame:
-    """Formatted for reading; a ratio's `_ci_low`, `_ci_high` and `_sig` columns (kept apart in the CSV)
-    are folded into the ratio's cell."""
-    out = table.copy()
-    for col in out.columns:
-        out[col] = [_fmt(v, col) for v in out[col]]
-    for col in [c for c in table.columns if f"{c}_ci_low" in table]:
-        parts = [f"{col}_ci_low", f"{col}_ci_high", f"{col}_sig"]
-        sig = table[parts[2]] if parts[2] in table else [""] * len(table)
-        out[col] = [_interval(v, lo, hi, s) for v, lo, hi, s in zip(out[col], table[parts[0]], table[parts[1]], sig)]
-        out = out.drop(columns=[c for c in parts if c in out])
-    return out
+from .formatting import display
+from .page import render_page
 
 
 @dataclass
@@ -106,8 +64,6 @@ def markdown(df: pd.DataFrame, parts: list[Part]) -> str:
 
 def write_report(df: pd.DataFrame, out_dir: Path) -> tuple[str, list[Path]]:
     """Write report.md, one CSV per section, the plots and report.html; return the markdown and the files."""
-    from .page import render_page
-
     out_dir.mkdir(parents=True, exist_ok=True)
     parts = build_parts(df, out_dir)
     csvs = []

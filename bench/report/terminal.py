@@ -1,0 +1,121 @@
+"""The narrow table a terminal shows after a run or a report: every point in 120 columns, one table per
+scenario, then the answer per model and shape, and where the files are."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from textwrap import shorten
+
+import pandas as pd
+
+from ..analysis.frame import SHAPE
+from .answer import best_variants, bound_value, headline, quality_state, shape_label
+from .formatting import ratio_cell
+
+TERMINAL_WIDTH = 120  # the widest a table printed to a terminal or a log gets
+NOTES_MIN = 20  # the terminal table's notes column is never narrower (flags such as "unstable (cv 15%)")
+
+
+def _quality_short(row) -> str:
+    """The quality cell of the terminal table; random weights are said here, once, rather than in the notes."""
+    state = quality_state(row)
+    if state in ("within", "breaks"):
+        _, value, _ = bound_value(row)
+        return f"{value:.5g} {'ok' if state == 'within' else 'BREAKS'}" if value is not None else state
+    if state == "not meaningful" or row["weights"] == "random":
+        return "random weights"
+    return "error" if state == "error" else ""
+
+
+def print_summary(console, df: pd.DataFrame, files: list[Path]) -> None:
+    """Every point in a table that fits 120 columns, the answer per model, and where the files are (the wide
+    tables, the page and the plots)."""
+    from rich.console import Console
+    from rich.text import Text
+
+    # a pipe or a CI log gets the full 120 columns, a narrower terminal its own width
+    width = min(console.width, TERMINAL_WIDTH) if console.is_terminal else TERMINAL_WIDTH
+    console = Console(file=console.file, width=width, highlight=False, force_terminal=console.is_terminal,
+                      no_color=console.no_color)
+    if not df.empty:
+        _print_points(console, df)
+    page = next((f for f in files if f.suffix == ".html"), None)
+    counts = Counter(f.suffix for f in files)
+    console.print(Text(f"report: {page} (open it in a browser); beside it report.md, {counts['.csv']} CSV, "
+                       f"{counts['.png']} PNG"))
+
+
+def _print_points(console, df: pd.DataFrame) -> None:
+    """The points (compact columns) in one table per scenario, its name said once above its rows (a server
+    scenario's options run longer than a terminal line), then the answer per model and shape."""
+    from rich.table import Table
+    from rich.text import Text
+
+    machines, devices = df["machine"].nunique() > 1, df["device"].nunique() > 1
+    scenarios: dict[str, list[list[str]]] = {}
+    for _, r in df.sort_values(["scenario", *SHAPE, "p50_ms"], kind="stable").iterrows():
+        speed = "baseline" if r["speedup_p50_sig"] == "baseline" else ratio_cell(
+            r["speedup_p50"], r["speedup_p50_ci_low"], r["speedup_p50_ci_high"], r["speedup_p50_sig"])
+        flags = "; ".join(f for f in r["flags"].split("; ") if f and f != "random weights")
+        notes = flags if r["status"] == "ok" else f"{r['status']}: {shorten(r['error'], 60, placeholder=' ...')}"
+        cells = ([r["machine"]] if machines else []) + [
+            r["model"], r["variant"], _shape_in_scenario(r, devices),
+            f"{r['p50_ms']:.{1 if r['p50_ms'] < 1000 else 0}f}" if pd.notna(r["p50_ms"]) else "",
+            speed, f"{r['size_ratio']:.2f}x" if pd.notna(r["size_ratio"]) else "", _quality_short(r), notes]
+        scenarios.setdefault(r["scenario"], []).append([str(c) for c in cells])
+    columns = (["machine"] if machines else []) + ["model", "variant", "shape", "p50 ms", "vs fp32 [95% CI]", "size",
+                                                   "quality", "notes"]
+    # one line per point: every column but the notes keeps its widest cell (over every scenario's table, so the
+    # tables line up) and the notes wrap in what is left; where that leaves the notes less than NOTES_MIN, long
+    # variant (and machine) names fold instead
+    rows = [row for table_rows in scenarios.values() for row in table_rows]
+    widest = [max([len(column), *(len(row[i]) for row in rows)]) for i, column in enumerate(columns)]
+    deficit = NOTES_MIN - (console.width - sum(widest[:-1]) - 2 * (len(columns) - 1))
+    for scenario, table_rows in scenarios.items():
+        console.print(_scenario_heading(scenario))
+        table = _points_table(columns, widest, deficit)
+        for row in table_rows:
+            table.add_row(*(Text(c) for c in row))
+        console.print(table)
+    best = best_variants(df)
+    if best is None:
+        return
+    console.print(Text("Best variant per model, within the quality bound:", style="bold"))
+    several = len(scenarios) > 1
+    for scenario, rows in best.groupby("scenario", sort=True):
+        if several:
+            console.print(_scenario_heading(scenario))
+        answers = Table.grid(padding=(0, 1))
+        answers.add_column(style="bold")
+        answers.add_column()
+        for _, row in rows.iterrows():
+            where = f"{row['machine']} · " if machines else ""
+            shape = _shape_in_scenario(row, devices) if several else shape_label(row, devices)
+            answers.add_row(Text(f"{where}{row['model']} ({shape}):"), Text(headline(row)))
+        console.print(answers)
+
+
+def _scenario_heading(scenario: str):
+    from rich.text import Text
+
+    return Text(f"scenario: {scenario}", style="italic")
+
+
+def _shape_in_scenario(row, device: bool) -> str:
+    """`b8 s128`: the shape under its scenario's heading."""
+    return shape_label(row, device).removeprefix(f"{row['scenario']} ")
+
+
+def _points_table(columns: list[str], widest: list[int], deficit: int):
+    """An empty table of the terminal's columns: each as wide as its widest cell but the notes, which wrap."""
+    from rich import box
+    from rich.table import Table
+
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    for i, column in enumerate(columns):
+        fit = {"ratio": 1, "min_width": NOTES_MIN} if column == "notes" else {"min_width": widest[i], "no_wrap": True}
+        if deficit > 0 and column in ("variant", "machine"):
+            fit = {"max_width": max(12, widest[i] - deficit)}
+        table.add_column(column, justify="right" if column in ("p50 ms", "size") else "left", overflow="fold", **fit)
+    return table
