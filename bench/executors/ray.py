@@ -111,7 +111,7 @@ def describe_node() -> dict:
 def prepare_child_env(point_data: dict) -> None:
     """Put the point's thread counts in this worker's environment, which the spawned child inherits."""
     from ..hardware.machine import default_threads
-    from ..runner.child import set_thread_env
+    from ..isolation.child import set_thread_env
 
     set_thread_env(point_data["settings"].get("intra_op_threads") or default_threads())
 
@@ -160,7 +160,7 @@ def run_point(point_data: dict, cache_root: str, timeout_s: float):
     import ray
 
     from ..hardware.machine import describe_machine
-    from ..runner.isolate import run_isolated
+    from ..isolation.isolate import run_isolated
 
     machine = describe_machine()
     node_id = ray.get_runtime_context().get_node_id()
