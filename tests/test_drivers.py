@@ -18,7 +18,7 @@ from bench.drivers.loadgen import LoadGenDriver, LoadGenSample, check_trace_agai
 from bench.errors import ConfigError, Unsupported
 from bench.measurement.server import BatchingPolicy
 from bench.measurement.timing import LoopSettings, WindowHook
-from bench.measurement.validity import min_queries
+from bench.validity import min_queries
 from bench.plan import build_plan
 from bench.records.store import load_records
 
