@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
+from ..config import NoOptions
 from ..errors import Unsupported
-from . import NoOptions, Transform, transforms
+from . import Transform, transforms
 from .prune_structured import block_list
 
 

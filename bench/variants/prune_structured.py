@@ -40,10 +40,11 @@ from typing import Any, Iterable, Literal
 
 from pydantic import Field
 
+from ..config import NoOptions
 from ..errors import Unsupported
 from ..models.inputs import HELD_OUT_TEXT
 from ..models.families import Family, family_of
-from . import NoOptions, Transform, transforms
+from . import Transform, transforms
 from .sparsity import count_params, is_linear_like
 
 # --------------------------------------------------------------------------- layout of a model

@@ -10,7 +10,8 @@ from typing import Any, Callable, Literal
 
 from pydantic import Field
 
-from . import NoOptions, Transform, transforms
+from ..config import NoOptions
+from . import Transform, transforms
 from .sparsity import candidates, sparsity_report
 
 
