@@ -67,7 +67,7 @@ def test_run_refuses_a_corrupt_peaks_file_before_running(write_suite, tmp_path, 
 def two_machine_cluster(monkeypatch):
     """A Ray executor that surveys two nodes of different machines (kinds kind_a and kind_b) without a cluster,
     and a suite runner that fails the test if anything runs."""
-    from bench.executors.ray import Node, Ray
+    from bench.executors.ray.executor import Node, Ray
     from bench import runner
 
     nodes = [Node("a" * 16, "host-a/aaaa", {"bench_slot": 1, "kind_a": 1}, {}, {"machine_id": "machine-a"}),
