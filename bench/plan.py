@@ -17,7 +17,7 @@ from .backends import backends
 from .config import RunPoint, ScenarioSpec, Suite, VariantSpec
 from .drivers import drivers
 from .errors import ConfigError
-from .measurement.validity import min_queries
+from .validity import min_queries
 from .models import model_sources
 from .scenarios import ALIASES, RETIRED, scenarios
 from .variants import transforms

@@ -107,7 +107,7 @@ def bench_point(request):
         from .errors import Unsupported
         from .hardware.machine import default_threads
         from .measurement.timing import warm_up
-        from .runner.child import load_point, run_context
+        from .isolation.child import load_point, run_context
         from .variants.pipeline import prepare
 
         run_point = resolve_point(suite, point, spec)

@@ -23,7 +23,7 @@ from bench.config import Suite
 from bench.errors import ConfigError
 from bench.hardware.machine import describe_machine
 from bench.plan import build_plan
-from bench.runner.isolate import run_isolated
+from bench.isolation.isolate import run_isolated
 
 DRIVERS = ("bench", "loadgen")
 MINILM = {"name": "minilm-l6", "source": "packaged", "id": "all-minilm-l6-v2"}

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from bench.config import SLOT_RESOURCE, Defaults, ModelSpec, RunPoint, ScenarioSpec
 from bench.executors.local import Local
-from bench.executors.ray import Ray
+from bench.executors.ray.executor import Ray
 from bench.hardware.machine import describe_machine
 from bench.variants.presets import resolve_variant
 

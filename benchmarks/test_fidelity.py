@@ -19,7 +19,7 @@ import pytest
 
 from bench.config import Defaults, ModelSpec, RunPoint, ScenarioSpec
 from bench.hardware.machine import default_threads
-from bench.runner.isolate import run_isolated
+from bench.isolation.isolate import run_isolated
 from bench.variants.presets import resolve_variant
 
 MODEL = ModelSpec(name="minilm-l6", source="packaged", id="all-minilm-l6-v2")

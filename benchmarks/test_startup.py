@@ -20,7 +20,7 @@ from bench.config import Suite
 from bench.hardware.machine import describe_machine
 from bench.plan import build_plan
 from bench.records.build import make_record, now
-from bench.runner.isolate import run_isolated
+from bench.isolation.isolate import run_isolated
 
 ROUNDS = 5
 TINY_BERT = {"name": "tiny-bert", "source": "random", "id": "bert-base-uncased",

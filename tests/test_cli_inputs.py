@@ -67,8 +67,8 @@ def test_run_refuses_a_corrupt_peaks_file_before_running(write_suite, tmp_path, 
 def two_machine_cluster(monkeypatch):
     """A Ray executor that surveys two nodes of different machines (kinds kind_a and kind_b) without a cluster,
     and a suite runner that fails the test if anything runs."""
-    from bench.executors.ray import Node, Ray
-    from bench.runner import suite
+    from bench.executors.ray.executor import Node, Ray
+    from bench import runner
 
     nodes = [Node("a" * 16, "host-a/aaaa", {"bench_slot": 1, "kind_a": 1}, {}, {"machine_id": "machine-a"}),
              Node("b" * 16, "host-b/bbbb", {"bench_slot": 1, "kind_b": 1}, {}, {"machine_id": "machine-b"})]
@@ -78,7 +78,7 @@ def two_machine_cluster(monkeypatch):
     def ran(*args, **kwargs):
         raise AssertionError("the suite ran before --price-per-hour was judged")
 
-    monkeypatch.setattr(suite, "run_plan", ran)
+    monkeypatch.setattr(runner, "run_plan", ran)
 
 
 @pytest.mark.parametrize("targets, words", [(["kind_a", "kind_b"], "2 targets (kind_a, kind_b)"),

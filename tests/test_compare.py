@@ -354,7 +354,7 @@ def test_compare_needs_shared_points(tmp_path, capsys):
 def test_repeat_runs_round_robin_and_resume_counts_runs():
     from collections import Counter
 
-    from bench.runner.suite import _rounds
+    from bench.runner import _rounds
 
     class P:
         def __init__(self, point_id):

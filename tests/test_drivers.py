@@ -14,11 +14,12 @@ import pytest
 from bench.cli import main
 from bench.config import load_suite
 from bench.drivers import drivers
-from bench.drivers.loadgen import LoadGenDriver, LoadGenSample, check_trace_against_summary
+from bench.drivers.loadgen.driver import LoadGenDriver
+from bench.drivers.loadgen.logs import LoadGenSample, check_trace_against_summary
 from bench.errors import ConfigError, Unsupported
 from bench.measurement.server import BatchingPolicy
 from bench.measurement.timing import LoopSettings, WindowHook
-from bench.measurement.validity import min_queries
+from bench.validity import min_queries
 from bench.plan import build_plan
 from bench.records.store import load_records
 

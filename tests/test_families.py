@@ -17,7 +17,8 @@ from bench.errors import Unsupported  # noqa: E402
 from bench.hardware import flops  # noqa: E402
 from bench.models import families  # noqa: E402
 from bench.models.sources import ARCHITECTURES, Local, RandomWeights, stand_in_tokenizer  # noqa: E402
-from bench.variants import onnx_graph, prune_structured  # noqa: E402
+from bench.variants import onnx_graph  # noqa: E402
+from bench.variants.pruning import structured  # noqa: E402
 
 MODEL_TYPES = sorted((f.name, t) for f in families.FAMILIES for t in f.model_types)
 PRUNABLE = [(name, t) for name, t in MODEL_TYPES if families.family_of(t).pruning is not None]
@@ -151,7 +152,7 @@ def test_structured_pruning_equals_masked_original(name, model_type):
     family = families.family_of(model_type)
     model = tiny_model(model_type)
     original = copy.deepcopy(model)
-    pruned, info = prune_structured.structured_prune(model, head_fraction=0.5, ffn_fraction=0.5)
+    pruned, info = structured.structured_prune(model, head_fraction=0.5, ffn_fraction=0.5)
     assert info["family"] == name and info["achieved_head_fraction"] == info["achieved_ffn_fraction"] == 0.5
     assert sum(p.numel() for p in pruned.parameters()) == info["params_after"] < info["params_before"]
     out = run(pruned)
@@ -166,7 +167,7 @@ def test_structured_pruning_equals_masked_original(name, model_type):
 def test_families_without_a_layout_refuse_structured_pruning_with_the_reason(family):
     model = tiny_model(min(family.model_types))
     with pytest.raises(Unsupported, match=family.pruning_refusal.split(":")[0]):
-        prune_structured.structured_prune(model)
+        structured.structured_prune(model)
 
 
 def test_random_architectures_take_their_task_from_the_family():
@@ -198,7 +199,7 @@ def test_a_new_architecture_is_one_family_entry(monkeypatch, tmp_path):
             "task": lambda: Local().load(spec).task,
             "dims": lambda: flops.dims(config),
             "ort": lambda: onnx_graph.ort_model_type("phi"),
-            "pruning": lambda: prune_structured.structured_prune(copy.deepcopy(model)),
+            "pruning": lambda: structured.structured_prune(copy.deepcopy(model)),
         }
 
     monkeypatch.setattr(families, "FAMILIES", tuple(f for f in families.FAMILIES if f is not phi))
@@ -216,7 +217,7 @@ def test_a_new_architecture_is_one_family_entry(monkeypatch, tmp_path):
 
     original = copy.deepcopy(model)
     unmasked = run(original)
-    pruned, info = prune_structured.structured_prune(model, head_fraction=0.5, ffn_fraction=0.5)
+    pruned, info = structured.structured_prune(model, head_fraction=0.5, ffn_fraction=0.5)
     heads = {i: v["removed"] for i, v in info["heads"].items()}
     ffn = {i: v["removed"] for i, v in info["ffn"].items()}
     with torch.no_grad():  # written out by hand for Phi, independent of the family's layout

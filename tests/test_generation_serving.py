@@ -14,7 +14,7 @@ import pytest
 from bench.measurement.generation import request_timings, summarize_generation
 from bench.measurement.schedule import arrival_schedule
 from bench.measurement.server import BatchingPolicy, find_peak_rate, run_server, summarize_server
-from bench.measurement.validity import check_validity, conservative_percentile
+from bench.validity import check_validity, conservative_percentile
 
 MS = 1_000_000  # ns
 

@@ -262,7 +262,7 @@ def _points(write_suite, **suite):
 def _exported(point, cache_dir) -> dict:
     """Prepare `point` as the child does and return what its export recorded (path, cache hit)."""
     from bench.backends import backends
-    from bench.runner.child import load_point, run_context
+    from bench.isolation.child import load_point, run_context
     from bench.variants.pipeline import prepare
 
     source, loaded, inputs, _ = load_point(point, cache_dir)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from bench.variants import transforms
-from bench.variants.prune_layers import blocks_to_drop
+from bench.variants.pruning.layers import blocks_to_drop
 
 
 def tiny(kind: str, layers: int):
@@ -26,7 +26,7 @@ def tiny(kind: str, layers: int):
 
 
 def blocks(model):
-    from bench.variants.prune_structured import block_list
+    from bench.variants.pruning.layout import block_list
 
     return block_list(model)[1]
 

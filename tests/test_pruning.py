@@ -11,7 +11,8 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from bench.errors import Unsupported  # noqa: E402
-from bench.variants import prune_structured, prune_unstructured, sparse_2to4, sparse_csr, sparsity  # noqa: E402
+from bench.variants import sparse_2to4, sparse_csr, sparsity  # noqa: E402
+from bench.variants.pruning import layout, ranking, structured, unstructured  # noqa: E402
 
 # Larger init than the default 0.02 so that every head and neuron visibly moves the output: the
 # equivalence tests would be weak if removing units changed the output by less than atol anyway.
@@ -60,7 +61,7 @@ def blocks(model, family):
 
 def mask_units(model, family, heads: dict, ffn: dict, head_dim=16):
     """Zero, in the unpruned model, exactly what pruning removes: the output-projection inputs of
-    the heads and the up/gate rows plus down columns of the FFN neurons (independent of prune_structured.py)."""
+    the heads and the up/gate rows plus down columns of the FFN neurons (independent of variants/pruning/)."""
     with torch.no_grad():
         for i, block in enumerate(blocks(model, family)):
             dims = [h * head_dim + j for h in heads.get(i, []) for j in range(head_dim)]
@@ -89,7 +90,7 @@ def mask_units(model, family, heads: dict, ffn: dict, head_dim=16):
 @pytest.mark.parametrize("scope", ["layer", "global"])
 def test_magnitude_prune_hits_target_and_is_permanent(family, scope):
     model = make(family)
-    model, info = prune_unstructured.magnitude_prune(model, 0.6, scope=scope)
+    model, info = unstructured.magnitude_prune(model, 0.6, scope=scope)
     assert info["target_sparsity"] == 0.6
     per = info["per_layer"]
     assert per and info["pruned_tensors"] == len(per)
@@ -117,7 +118,7 @@ def test_magnitude_prune_hits_target_and_is_permanent(family, scope):
 
 def test_magnitude_prune_include_filter():
     model = make("bert")
-    model, info = prune_unstructured.magnitude_prune(model, 0.5, scope="layer", include=lambda n, m: "intermediate" in n)
+    model, info = unstructured.magnitude_prune(model, 0.5, scope="layer", include=lambda n, m: "intermediate" in n)
     assert set(info["per_layer"]) == {"encoder.layer.0.intermediate.dense", "encoder.layer.1.intermediate.dense"}
     assert (model.encoder.layer[0].attention.self.query.weight != 0).all()
 
@@ -127,7 +128,7 @@ def test_magnitude_prune_include_filter():
 
 @pytest.mark.parametrize("family", ["bert", "gpt2"])
 def test_sparse_csr_path_matches_dense(family):
-    model, _ = prune_unstructured.magnitude_prune(make(family), 0.7, scope="layer")
+    model, _ = unstructured.magnitude_prune(make(family), 0.7, scope="layer")
     ref = run(model, family)
     sparse, info = sparse_csr.sparse_linear(copy.deepcopy(model), min_sparsity=0.5)
     assert info["replaced"] == {"bert": 13, "gpt2": 8}[family]  # BERT: 6 per layer + pooler
@@ -173,7 +174,7 @@ def test_structured_prune_equals_masked_original(family, kwargs):
     original = copy.deepcopy(model)
     if kwargs.get("method") == "activation":  # numpy batches, as bench.models.inputs.make_inputs gives
         kwargs = dict(kwargs, calibration_batches=[{k: v.numpy() for k, v in inputs(family).items()}])
-    pruned, info = prune_structured.structured_prune(model, head_fraction=0.5, ffn_fraction=0.5, **kwargs)
+    pruned, info = structured.structured_prune(model, head_fraction=0.5, ffn_fraction=0.5, **kwargs)
 
     assert info["params_after"] < info["params_before"]
     # block matmul weights: halving heads and FFN halves them, except GQA "within" keeps all of k/v
@@ -213,7 +214,7 @@ def test_structured_prune_equals_masked_original(family, kwargs):
 
 
 def test_llama_pruned_config_rebuilds_same_shapes():
-    model, _ = prune_structured.structured_prune(make("llama"), head_fraction=0.5, ffn_fraction=0.5)
+    model, _ = structured.structured_prune(make("llama"), head_fraction=0.5, ffn_fraction=0.5)
     cfg = model.config
     assert cfg.intermediate_size == 64 and cfg.num_attention_heads == 2 and cfg.num_key_value_heads == 1
     assert cfg.head_dim == 16 and cfg.pruned_layout["intermediate_size"] == [64, 64]
@@ -225,7 +226,7 @@ def test_llama_pruned_config_rebuilds_same_shapes():
 def test_prune_heads_per_layer_sizes_and_generation():
     model = make("llama")
     original = copy.deepcopy(model)
-    model, info = prune_structured.prune_heads(model, {0: [0, 1]})  # layer 0 loses KV group 0; layer 1 untouched
+    model, info = layout.prune_heads(model, {0: [0, 1]})  # layer 0 loses KV group 0; layer 1 untouched
     assert info["heads"][0]["kv_heads_after"] == 1 and info["heads"][0]["kv_removed"] == [0]
     assert model.config.pruned_layout["num_attention_heads"] == [2, 4]
     assert model.config.num_attention_heads == 4  # not uniform: global field unchanged
@@ -239,16 +240,16 @@ def test_prune_heads_per_layer_sizes_and_generation():
 
 def test_prune_heads_rejects_uneven_gqa_and_empty_layers():
     with pytest.raises(ValueError, match="same number"):
-        prune_structured.prune_heads(make("llama"), {0: [0]})
+        layout.prune_heads(make("llama"), {0: [0]})
     with pytest.raises(ValueError, match="every head"):
-        prune_structured.prune_heads(make("bert"), {0: [0, 1, 2, 3]})
+        layout.prune_heads(make("bert"), {0: [0, 1, 2, 3]})
     with pytest.raises(ValueError, match="every FFN"):
-        prune_structured.prune_ffn_neurons(make("gpt2"), neurons_to_keep={0: []})
+        layout.prune_ffn_neurons(make("gpt2"), neurons_to_keep={0: []})
 
 
 def test_prune_ffn_neurons_keep_and_prune_agree():
-    a, ia = prune_structured.prune_ffn_neurons(make("gpt2"), neurons_to_prune={1: list(range(0, 256, 2))})
-    b, ib = prune_structured.prune_ffn_neurons(make("gpt2"), neurons_to_keep={1: list(range(1, 256, 2))})
+    a, ia = layout.prune_ffn_neurons(make("gpt2"), neurons_to_prune={1: list(range(0, 256, 2))})
+    b, ib = layout.prune_ffn_neurons(make("gpt2"), neurons_to_keep={1: list(range(1, 256, 2))})
     assert ia["ffn"][1]["after"] == ib["ffn"][1]["after"] == 128
     torch.testing.assert_close(run(a, "gpt2"), run(b, "gpt2"))
     assert a.config.pruned_layout["intermediate_size"] == [256, 128]
@@ -257,18 +258,18 @@ def test_prune_ffn_neurons_keep_and_prune_agree():
 @pytest.mark.parametrize("family", ["bert", "gpt2", "llama"])
 def test_rank_functions(family):
     model = make(family)
-    heads = prune_structured.rank_heads(model)
-    ffn = prune_structured.rank_ffn_neurons(model, method="activation", calibration_batches=[inputs(family)])
+    heads = ranking.rank_heads(model)
+    ffn = ranking.rank_ffn_neurons(model, method="activation", calibration_batches=[inputs(family)])
     assert sorted(heads) == [0, 1] and all(len(v) == 4 for v in heads.values())
     width = 256 if family == "gpt2" else 128
     assert all(len(v) == width and min(v) >= 0 for v in ffn.values())
     with pytest.raises(ValueError):
-        prune_structured.rank_heads(model, method="activation")
+        ranking.rank_heads(model, method="activation")
 
 
 def test_unsupported_architecture():
     with pytest.raises(Unsupported):
-        prune_structured.structured_prune(torch.nn.Sequential(torch.nn.Linear(4, 4)))
+        structured.structured_prune(torch.nn.Sequential(torch.nn.Linear(4, 4)))
 
 
 # --------------------------------------------------------------------------- composition with int8
@@ -276,7 +277,7 @@ def test_unsupported_architecture():
 
 @pytest.mark.parametrize("family", ["bert", "llama"])
 def test_structured_then_dynamic_int8(family):
-    model, _ = prune_structured.structured_prune(make(family), head_fraction=0.5, ffn_fraction=0.5)
+    model, _ = structured.structured_prune(make(family), head_fraction=0.5, ffn_fraction=0.5)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         q = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)

@@ -154,8 +154,8 @@ def test_workers_import_this_checkout_and_children_start_clean(cluster):
     @ray.remote(num_cpus=0)
     def probe():
         import bench as worker_bench
-        from bench.executors.ray import prepare_child_env, worker_main_hidden
-        from bench.runner.isolate import run_isolated
+        from bench.executors.ray.node import prepare_child_env, worker_main_hidden
+        from bench.isolation.isolate import run_isolated
 
         ray_default = os.environ.get("OMP_NUM_THREADS")
         prepare_child_env({"settings": {"intra_op_threads": 3}})

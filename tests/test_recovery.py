@@ -18,7 +18,7 @@ from bench.quality.evaluate import quality_inputs
 from bench.records.store import load_records
 from bench.models.inputs import held_out_windows
 from bench.variants import recovery, transforms
-from bench.variants.prune_structured import structured_prune
+from bench.variants.pruning.structured import structured_prune
 
 from conftest import TINY_BERT, TINY_GPT2, tiny_suite
 

@@ -12,7 +12,7 @@ from bench.config import load_suite
 from bench.plan import build_plan
 from bench.executors import local as local_executor
 from bench.records.store import load_records
-from bench.runner.isolate import run_isolated
+from bench.isolation.isolate import run_isolated
 
 from conftest import tiny_suite
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from bench.cli import main
-from bench.measurement.validity import min_queries
+from bench.validity import min_queries
 from bench.records.store import load_records
 
 from conftest import TINY_BERT, TINY_GPT2, figure_points, figure_texts, tiny_suite

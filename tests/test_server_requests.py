@@ -12,7 +12,7 @@ from bench.drivers.bench import BenchDriver
 from bench.errors import ConfigError
 from bench.measurement.schedule import arrival_schedule
 from bench.measurement.timing import LoopSettings
-from bench.measurement.validity import min_queries
+from bench.validity import min_queries
 from bench.plan import build_plan
 from bench.scenarios import Workload
 from bench.scenarios.serving import Server, ServerOptions

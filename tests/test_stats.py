@@ -7,7 +7,7 @@ import pytest
 
 from bench.measurement.stats import median_ci, summarize
 from bench.measurement.timing import LoopSettings, offline_loop, time_loop
-from bench.measurement.validity import min_queries
+from bench.validity import min_queries
 
 
 def test_percentiles_on_known_samples():

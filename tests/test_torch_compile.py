@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from bench.cli import main
-from bench.measurement.validity import min_queries
+from bench.validity import min_queries
 from bench.records.store import load_records
 
 from conftest import FAST_DEFAULTS, TINY_BERT, tiny_suite

@@ -66,7 +66,7 @@ class Run(Command):
         for label, reason in plan.skipped:
             out_console.print(f"  [yellow]skipped[/yellow] {label}: {reason}")
         cache = Path(args.cache_dir) if args.cache_dir else Path(".cache") / "bench"
-        from ..runner.suite import run_plan
+        from ..runner import run_plan
 
         folders = run_plan(plan, out, args.resume, out_console, cache, executor, repeat=args.repeat)
         folders += [d for d in executor.resume_dirs(plan.suite.name, out)

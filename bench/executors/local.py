@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..errors import ConfigError
 from ..records.build import new_id, now
-from ..runner.isolate import run_isolated
+from ..isolation.isolate import run_isolated
 from . import Executor, Finished, executors
 
 

@@ -8,9 +8,9 @@ import numpy as np
 from scipy import stats as sps
 
 from ..records.schema import LatencySummary
-from .validity import min_queries
+from ..validity import min_queries
 
-CLAIMS = (90, 99)  # percentiles whose support a summary reports (the rule: measurement/validity.py)
+CLAIMS = (90, 99)  # percentiles whose support a summary reports (the rule: bench/validity.py)
 
 
 def median_ci(sorted_values: np.ndarray, confidence: float = 0.95) -> tuple[float, float] | None:

@@ -12,10 +12,10 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field, field_validator
 
+from ..config import NoOptions
 from ..measurement.timing import LoopSettings
 from ..records.schema import ScenarioResult, Served
 from ..registry import Registry
-from ..variants import NoOptions
 
 # names earlier versions used: kept working, or refused with the one-line fix
 ALIASES = {"latency": "single-stream"}

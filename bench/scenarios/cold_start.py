@@ -12,10 +12,10 @@ import time
 
 from pydantic import Field
 
+from ..config import NoOptions
 from ..measurement.stats import summarize
 from ..measurement.timing import gc_paused
 from ..records.schema import Loop, ScenarioResult, Throughput
-from ..variants import NoOptions
 from . import Scenario, scenarios
 
 

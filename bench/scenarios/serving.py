@@ -14,7 +14,7 @@ from pydantic import Field
 from ..measurement.server import BatchingPolicy, find_peak_rate, summarize_server
 from ..measurement.stats import summarize
 from ..measurement.timing import NO_WINDOW
-from ..measurement.validity import check_validity, min_queries, requests_to_span
+from ..validity import check_validity, min_queries, requests_to_span
 from ..records.schema import Batching, Loop, PeakProbe, PeakSearch, ScenarioResult, ServerResult, Throughput
 from . import DriverOptions, Scenario, driver_for, scenarios
 

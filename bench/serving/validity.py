@@ -1,4 +1,4 @@
-"""Whether a serving run counts, by the harness's one rule (bench.measurement.validity: MLPerf early stopping).
+"""Whether a serving run counts, by the harness's one rule (bench.validity: MLPerf early stopping).
 
 A run is valid when it has enough requests for its highest SLO percentile (and the suite's minimum), ran at least
 the minimum duration, every SLO bound holds for the conservative estimate of its percentile (an upper bound at 99%
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from ..measurement.validity import CONFIDENCE, RULE, conservative_percentile, min_queries
+from ..validity import CONFIDENCE, RULE, conservative_percentile, min_queries
 from ..records.schema import Frozen
 from .loads import LoadResult
 from .metrics import duration_s, request_latencies, samples_ms

@@ -14,9 +14,10 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from ..cache import build_once, cache_key
+from ..config import NoOptions
 from ..errors import Unsupported
 from ..models.inputs import HELD_OUT_TEXT
-from . import NoOptions, Transform, onnx_graph, transforms
+from . import Transform, onnx_graph, transforms
 
 
 def derived_dir(src: Path, name: str, options: BaseModel, inputs: dict | None = None) -> Path:

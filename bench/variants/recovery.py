@@ -22,7 +22,8 @@ from typing import Any
 from pydantic import Field
 
 from ..cache import build_once, cache_key
-from . import NoOptions, Transform, transforms
+from ..config import NoOptions
+from . import Transform, transforms
 
 # A step of 8 x 128 tokens costs SmolLM2-135M about 7x what it costs MiniLM, so the budget is per task. On 2 CPU
 # cores shared with other work (load average 4.8) MiniLM's 60 steps took 195 s and lifted its embedding cosine at

@@ -10,9 +10,10 @@ from typing import Any, Callable
 
 from pydantic import Field
 
+from ..config import NoOptions
 from ..errors import Unsupported
 from ..models.families import dense_weight
-from . import NoOptions, Transform, transforms
+from . import Transform, transforms
 from .sparsity import candidates, tensor_stats
 
 _SPARSE_LINEAR_CLS = None

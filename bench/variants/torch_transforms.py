@@ -6,8 +6,9 @@ from typing import Literal
 
 from pydantic import Field
 
+from ..config import NoOptions
 from ..errors import Unsupported
-from . import NoOptions, Transform, transforms
+from . import Transform, transforms
 
 
 class _LinearOptions(NoOptions):

@@ -2,7 +2,7 @@
 
 Each point gets its own process, started one of two ways:
 - `forkserver` (default): forked from a server process that imported torch, transformers and the harness
-  once (runner/preload.py), so a point does not pay 2-3 s of imports. The server imports nothing that
+  once (isolation/preload.py), so a point does not pay 2-3 s of imports. The server imports nothing that
   starts a thread and runs no model; the child is still a new process with its own memory.
 - `spawn`: a new interpreter per point, for comparison with the above.
 
@@ -26,7 +26,7 @@ from .child import child_main
 
 KILL_GRACE_S = 5.0
 StartMethod = Literal["forkserver", "spawn"]
-PRELOAD = "bench.runner.preload"
+PRELOAD = "bench.isolation.preload"
 # the fork server's environment: numpy's OpenBLAS starts its worker threads at import unless told not to
 SERVER_ENV = {"OPENBLAS_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
 

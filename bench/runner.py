@@ -12,12 +12,12 @@ from pathlib import Path
 
 from rich.console import Console
 
-from ..executors import Executor
-from ..plan import Plan
-from ..records.build import make_record, new_id
-from ..records.harness import current_harness
-from ..records.schema import Record
-from ..records.store import RUNS_FILE, append_record, load_records, resume_state, write_machine
+from .executors import Executor
+from .plan import Plan
+from .records.build import make_record, new_id
+from .records.harness import current_harness
+from .records.schema import Record
+from .records.store import RUNS_FILE, append_record, load_records, resume_state, write_machine
 
 
 def _headline(record: Record) -> str:
@@ -110,7 +110,7 @@ def run_plan(plan: Plan, out: Path | None, resume: bool, console: Console, cache
 
 
 def _this_machine_id() -> str:
-    from ..hardware.machine import describe_machine
+    from .hardware.machine import describe_machine
 
     return describe_machine()["machine_id"]
 

@@ -1,10 +1,9 @@
-"""The `ray` executor: every point on a node of its target kind, one point per node at a time, records home.
+"""The `ray` executor, the driver's side: survey the cluster, place every point on a node of its target kind,
+one point per node at a time, submit, and bring every record home, whatever happens to the node.
 
 Isolation: every task asks for its node's single `bench_slot` (operators declare `bench_slot: 1` on each
 node; the survey refuses any other amount), so Ray never starts a second point on a node that holds one.
-Inside, the task launches the same spawned child as the local executor (`run_isolated`), with the point's
-thread counts in its environment from the start: Ray gives its workers OMP_NUM_THREADS=1 (the task asks for
-no CPU), and libraries the child imports before it sets its own counts would otherwise keep that 1.
+Inside, the task runs the point as node.py says.
 
 Targets: a resource name (`h100`) asks for a sliver of that resource, so whatever amount a node declares
 matches; `key=value` becomes a Ray label selector. Without targets a point may run on any node with a slot.
@@ -21,23 +20,17 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import logging
-import multiprocessing
-import os
-import socket
-import sys
-import tempfile
-import threading
 import time
-import types
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Iterator
 
-from ..config import SLOT_RESOURCE, RunPoint
-from ..errors import ConfigError
-from ..records.build import now
-from . import Executor, Finished, executors
+from ...config import SLOT_RESOURCE, RunPoint
+from ...errors import ConfigError
+from ...records.build import now
+from .. import Executor, Finished, executors
+from .node import describe_node, node_name, run_point
 
 INSTALL = 'pip install -e ".[cluster]"'
 TARGET_SHARE = 0.001  # of a target resource: a marker that any declared amount satisfies; the slot does the rest
@@ -91,89 +84,6 @@ def placement(target: str | None) -> dict:
         else:
             options["resources"][target] = TARGET_SHARE
     return options
-
-
-def node_name(node_id: str, host: str) -> str:
-    """Host and node id: a host may run several raylets, and a node id alone tells an operator nothing."""
-    return f"{host}/{node_id[:12]}"
-
-
-def describe_node() -> dict:
-    """Runs on a node: its machine description and harness, so the driver files records and refuses a
-    node that runs another bench than the driver."""
-    from ..hardware.machine import describe_machine
-    from ..records.harness import current_harness
-
-    return {"machine": describe_machine(), "harness": current_harness().model_dump(mode="json"),
-            "host": socket.gethostname()}
-
-
-def prepare_child_env(point_data: dict) -> None:
-    """Put the point's thread counts in this worker's environment, which the spawned child inherits."""
-    from ..hardware.machine import default_threads
-    from ..runner.child import set_thread_env
-
-    set_thread_env(point_data["settings"].get("intra_op_threads") or default_threads())
-
-
-@contextlib.contextmanager
-def worker_main_hidden():
-    """multiprocessing's spawn re-runs the parent's `__main__` script in the child; in a Ray worker that is
-    Ray's worker script, which would import Ray into the measured process. A bare stand-in while the child
-    starts keeps the child as lean as the local executor's."""
-    real = sys.modules["__main__"]
-    sys.modules["__main__"] = types.ModuleType("__main__")
-    try:
-        yield
-    finally:
-        sys.modules["__main__"] = real
-
-
-@contextlib.contextmanager
-def ended_with_raylet():
-    """A worker whose raylet dies goes on running its task (Ray does not stop it), so the point would keep
-    measuring on a node the cluster has written off, beside whatever that machine runs next. Watch the
-    raylet (this worker's parent) and end the point's child and this worker with it."""
-    raylet = os.getppid()
-    done = threading.Event()
-
-    def watch() -> None:
-        while not done.wait(1.0):
-            if os.getppid() != raylet:
-                for child in multiprocessing.active_children():
-                    child.kill()
-                os._exit(1)
-
-    threading.Thread(target=watch, name="bench-raylet-watch", daemon=True).start()
-    try:
-        yield
-    finally:
-        done.set()
-
-
-def run_point(point_data: dict, cache_root: str, timeout_s: float):
-    """Runs on a node (a Ray streaming task): first says where it runs, then sends the outcome and the log.
-
-    Exports are cached per machine under `cache_root`, so a shared directory never hands one machine's
-    builds to another.
-    """
-    import ray
-
-    from ..hardware.machine import describe_machine
-    from ..runner.isolate import run_isolated
-
-    machine = describe_machine()
-    node_id = ray.get_runtime_context().get_node_id()
-    yield {"node_id": node_id, "node": node_name(node_id, socket.gethostname()), "machine": machine, "started": now()}
-    prepare_child_env(point_data)
-    with tempfile.TemporaryDirectory(prefix="bench-point-") as tmp:
-        log = Path(tmp) / "point.log"
-        with worker_main_hidden(), ended_with_raylet():
-            # spawn, not the fork server: the child must start from the environment set just above
-            outcome = run_isolated(point_data, str(Path(cache_root) / machine["machine_id"]), str(log), timeout_s,
-                                   start_method="spawn")
-        log_text = log.read_text(encoding="utf-8", errors="replace") if log.exists() else None
-    yield {"outcome": outcome, "log": log_text}
 
 
 def _first_line(exc: BaseException) -> str:
@@ -331,7 +241,7 @@ class Ray(Executor):
         import ray
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        from ..records.harness import current_harness
+        from ...records.harness import current_harness
 
         listed = [n for n in ray.nodes() if n["Alive"] and n["Resources"].get(SLOT_RESOURCE)]
         if not listed:

@@ -1,6 +1,6 @@
 """Unstructured magnitude pruning: zeroes weights but keeps dense tensors, so dense kernels do the same work.
 
-Expect no speed-up from it alone; `sparse-csr` (sparse_csr.py) swaps the pruned layers for a sparse matmul to
+Expect no speed-up from it alone; `sparse-csr` (variants/sparse_csr.py) swaps the pruned layers for a sparse matmul to
 show whether a sparse kernel pays off on the machine at hand.
 """
 
@@ -10,8 +10,9 @@ from typing import Any, Callable, Literal
 
 from pydantic import Field
 
-from . import NoOptions, Transform, transforms
-from .sparsity import candidates, sparsity_report
+from ...config import NoOptions
+from .. import Transform, transforms
+from ..sparsity import candidates, sparsity_report
 
 
 def magnitude_prune(

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from ..errors import Unsupported
-from . import NoOptions, Transform, transforms
-from .prune_structured import block_list
+from ...config import NoOptions
+from ...errors import Unsupported
+from .. import Transform, transforms
+from .layout import block_list
 
 
 def blocks_to_drop(count: int, fraction: float) -> list[int]:
