@@ -15,6 +15,7 @@ from rich.console import Console
 from .executors import Executor
 from .plan import Plan
 from .records.build import make_record, new_id
+from .records.flags import sample_flags
 from .records.harness import current_harness
 from .records.schema import Record
 from .records.store import RUNS_FILE, append_record, load_records, resume_state, write_machine
@@ -29,9 +30,7 @@ def _headline(record: Record) -> str:
         parts.append(f"p50 {m.latency.p50_ms:.2f} ms")
     if m.throughput:
         parts.append(f"{m.throughput.samples_per_s:.1f} samples/s")
-    flags = [w.split(":")[0] for w in (m.latency.warnings if m.latency else [])]
-    if not m.sufficient:
-        flags.append("insufficient sample")
+    flags = [w.split(":")[0] for w in (m.latency.warnings if m.latency else [])] + sample_flags(m)
     return "[green]ok[/green] " + ", ".join(parts) + (f" [yellow]({'; '.join(flags)})[/yellow]" if flags else "")
 
 

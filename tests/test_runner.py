@@ -147,3 +147,13 @@ def test_resume_reruns_points_recorded_by_another_harness_version(write_suite, t
     assert main(["run", str(path), "--out", str(out), "--resume"]) == 0
     assert "1 of 1 points already ok" in capsys.readouterr().out
     assert len(load_records(out)) == 2
+
+
+def test_the_runs_headline_names_the_failed_server_check_as_the_report_does():
+    """Defect: the line printed after each point said "insufficient sample" for a server run over its latency
+    bound, while the report named the failed check."""
+    from bench.runner import _headline
+    from builders import record, server_metrics
+
+    over = record(scenario="server", metrics=server_metrics(checks={"latency_bound": False}, estimate_ms=180.0))
+    assert "over the latency bound" in _headline(over) and "insufficient sample" not in _headline(over)
