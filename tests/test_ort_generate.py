@@ -14,9 +14,11 @@ pytest.importorskip("onnxruntime")
 
 import bench.plan  # noqa: E402,F401 - before bench.models.sources: importing that submodule replaces the package's
 # `sources` registry attribute with the module, and a later `from .models import sources` in plan.py gets the module
-from bench.backends import onnx_export, ort_decoder, ort_session  # noqa: E402
-from bench.backends.onnxruntime import OrtSession  # noqa: E402
-from bench.backends.torch_generate import greedy_generate  # noqa: E402
+from bench.backends.onnxruntime import decoder as ort_decoder  # noqa: E402
+from bench.backends.onnxruntime import export as onnx_export  # noqa: E402
+from bench.backends.onnxruntime import session as ort_session  # noqa: E402
+from bench.backends.onnxruntime.backend import OrtSession  # noqa: E402
+from bench.backends.pytorch.generate import greedy_generate  # noqa: E402
 from bench.cli import main  # noqa: E402
 from bench.records.store import load_records  # noqa: E402
 
@@ -125,7 +127,7 @@ def test_on_token_is_called_once_per_token_in_order_and_rows_are_honoured(export
 def test_forward_runs_feed_an_empty_cache_at_every_batch_size(exported, monkeypatch):
     """run() and run_rows(n) (latency, throughput, dynamic batching) time a full-sequence forward of n rows:
     an empty cache of n rows and logits at every position, whatever n is."""
-    import bench.backends.onnxruntime as backend
+    import bench.backends.onnxruntime.backend as backend
 
     model, path = exported["llama"]
     feeds: list[dict] = []

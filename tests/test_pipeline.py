@@ -123,7 +123,7 @@ def test_ort_cuda_partial_batches_use_io_binding(monkeypatch):
     copies that `run()` avoids. Every partial batch must run bound, with its inputs already on the device."""
     import onnxruntime
 
-    from bench.backends.onnxruntime import OrtSession
+    from bench.backends.onnxruntime.backend import OrtSession
 
     monkeypatch.setattr(onnxruntime.OrtValue, "ortvalue_from_numpy", staticmethod(lambda array, *a: array))
     fake = FakeOrtSession()

@@ -86,7 +86,7 @@ def test_int4_on_a_cpu_without_bf16_is_unsupported_with_reason():
 
 
 def test_onnx_export_is_cached_by_key(tmp_path):
-    from bench.backends import onnx_export, ort_session
+    from bench.backends.onnxruntime import export as onnx_export, session as ort_session
 
     model = tiny("bert")
     ids = torch.randint(0, 1000, (2, 16))
@@ -106,7 +106,7 @@ def test_onnx_export_is_cached_by_key(tmp_path):
 
 
 def test_graph_transforms_run_on_tiny_bert(tmp_path):
-    from bench.backends import onnx_export, ort_session
+    from bench.backends.onnxruntime import export as onnx_export, session as ort_session
     from bench.variants import transforms
 
     model = tiny("bert")
@@ -134,7 +134,7 @@ def test_graph_transforms_run_on_tiny_bert(tmp_path):
 
 
 def test_ort_cuda_and_fp16_are_unsupported_without_cuda(tmp_path):
-    from bench.backends import ort_session
+    from bench.backends.onnxruntime import session as ort_session
     from bench.variants import transforms
 
     import onnxruntime

@@ -34,7 +34,7 @@ Findings on torch 2.13 + torchao 0.18, CPU (x86 with AVX-512 VNNI, AVX512-BF16 a
 * fp16 on CPU runs but is not faster than fp32 without AMX-FP16 (oneDNN converts), so it is refused.
 * TF32: `torch.backends.cuda.matmul.allow_tf32` (legacy) and `...matmul.fp32_precision` (new) must not be
   mixed: reading either after setting the other raises RuntimeError. We set the legacy flags, which
-  `backends/pytorch.py` also reads.
+  `backends/pytorch/eager.py` also reads.
 """
 
 from __future__ import annotations
@@ -335,7 +335,7 @@ def tf32_matmul(enabled: bool) -> dict:
 
     if not torch.cuda.is_available():
         return {"tf32_matmul": enabled, "applied": False, "note": "no CUDA device: TF32 is a CUDA matmul mode"}
-    # legacy flags on purpose: backends/pytorch.py reads allow_tf32, and mixing the legacy and the new
+    # legacy flags on purpose: backends/pytorch/eager.py reads allow_tf32, and mixing the legacy and the new
     # fp32_precision API makes torch raise on the next read.
     torch.backends.cuda.matmul.allow_tf32 = enabled
     torch.backends.cudnn.allow_tf32 = enabled

@@ -14,10 +14,11 @@ from typing import Any, Callable, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from ..errors import Unsupported
-from . import Backend, Session, backends, ort_decoder
-from .onnx_export import DEFAULT_OPSET, cached_export, export_info, onnx_file_bytes, onnx_lookup_table_bytes
-from .ort_session import make_session, run_fn
+from ...errors import Unsupported
+from .. import Backend, Session, backends
+from . import decoder as ort_decoder
+from .export import DEFAULT_OPSET, cached_export, export_info, onnx_file_bytes, onnx_lookup_table_bytes
+from .session import make_session, run_fn
 
 
 class OrtOptions(BaseModel):

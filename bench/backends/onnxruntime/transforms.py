@@ -13,10 +13,11 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from ..cache import build_once, cache_key
-from ..errors import Unsupported
-from ..models.inputs import HELD_OUT_TEXT
-from . import NoOptions, Transform, onnx_graph, transforms
+from ...cache import build_once, cache_key
+from ...errors import Unsupported
+from ...models.inputs import HELD_OUT_TEXT
+from ...variants import NoOptions, Transform, transforms
+from . import graph as onnx_graph
 
 
 def derived_dir(src: Path, name: str, options: BaseModel, inputs: dict | None = None) -> Path:

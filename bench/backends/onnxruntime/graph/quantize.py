@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ..models.families import family_of
+from ....models.families import family_of
 
 
 def _op_counts(model_proto: Any) -> collections.Counter:
@@ -95,7 +95,7 @@ def optimize_transformer(path_in: Path, path_out: Path, model_type: str, num_hea
 def synthetic_feed(session: Any, batch: int = 2, seq: int = 8) -> dict[str, np.ndarray]:
     """Small inputs for a text model's graph: ids < 100, the last row right-padded by a quarter (a decoder
     with a KV cache gets an empty one)."""
-    from ..backends.ort_decoder import extra_inputs
+    from ..decoder import extra_inputs
 
     rng = np.random.default_rng(0)
     feed = extra_inputs(session.get_inputs(), batch, seq)
@@ -164,7 +164,7 @@ def cpu_int8_settings(cpu_flags: set[str]) -> dict:
     return {"per_channel": True, "reduce_range": reduce_range, "reason": reason}
 
 
-def _gemm_to_matmul(model: Any) -> int:
+def gemm_to_matmul(model: Any) -> int:
     """Rewrite Gemm nodes with a constant B (GPT-2's Conv1D projections) as MatMul (+ Add); returns the count.
 
     The dynamic int8 quantizer ignores Gemm and MatMulNBits takes only MatMul, so without this GPT-2's
@@ -208,7 +208,7 @@ def _prepared_input(path_in: Path, work: Path) -> tuple[str, int]:
     import onnx
 
     model = onnx.load(str(path_in))
-    count = _gemm_to_matmul(model)
+    count = gemm_to_matmul(model)
     if not count:
         return str(path_in), 0
     out = work / "gemm_as_matmul.onnx"
@@ -254,7 +254,7 @@ class _Batches:
     with a KV cache gets an empty one)."""
 
     def __init__(self, batches: list[dict[str, np.ndarray]], graph_inputs: list):
-        from ..backends.ort_decoder import extra_inputs
+        from ..decoder import extra_inputs
 
         names = {i.name for i in graph_inputs}
         batches = [{**b, **extra_inputs(graph_inputs, *b["input_ids"].shape)} for b in batches]
@@ -409,7 +409,7 @@ def quantize_int4_weights(path_in: Path, path_out: Path, block_size: int = 32, s
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
     model = onnx.load(str(path_in))
-    gemms = _gemm_to_matmul(model)
+    gemms = gemm_to_matmul(model)
     quantizer = MatMulNBitsQuantizer(model, bits=4, block_size=block_size, is_symmetric=symmetric,
                                      accuracy_level=accuracy_level)
     quantizer.process()

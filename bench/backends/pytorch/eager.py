@@ -7,8 +7,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..errors import Unsupported
-from . import Backend, Session, backends
+from ...errors import Unsupported
+from .. import Backend, Session, backends
 
 
 class TorchSession(Session):
@@ -47,7 +47,7 @@ class TorchSession(Session):
         return primary.float().cpu().numpy()
 
     def generate(self, new_tokens: int, on_token: Callable[[int], None], rows: int | None = None) -> None:
-        from .torch_generate import greedy_generate
+        from .generate import greedy_generate
 
         if self.task != "causal-lm":
             raise Unsupported("generation needs a causal LM")

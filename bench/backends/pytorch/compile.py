@@ -22,9 +22,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..errors import Unsupported
-from . import Backend, Session, backends
-from .pytorch import PyTorch, TorchSession
+from ...errors import Unsupported
+from .. import Backend, Session, backends
+from .eager import PyTorch, TorchSession
 
 MAX_COMPILE_CALLS = 3  # calls on the point's own inputs until no new graph is compiled
 

@@ -28,7 +28,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .onnx_export import GraphSpec, cached_graph, evaluating, export_graph
+from .export import GraphSpec, cached_graph, evaluating, export_graph
 
 PAST, PRESENT = "past_key_values", "present"
 LOGIT_POSITIONS = "logit_positions"
@@ -123,7 +123,7 @@ def verify_greedy(model: Any, session: Any, input_ids: Any, attention_mask: Any,
     """
     import torch
 
-    from .torch_generate import greedy_generate as torch_greedy
+    from ..pytorch.generate import greedy_generate as torch_greedy
 
     limit = _max_positions(model.config)
     new_tokens = min(new_tokens, limit - input_ids.shape[1]) if limit else new_tokens
