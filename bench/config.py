@@ -18,7 +18,7 @@ from .errors import ConfigError
 from .measurement.validity import min_queries
 
 Task = Literal["encoder", "causal-lm"]
-Device = Literal["cpu", "cuda"]
+Device = str  # a name in the device registry (bench/devices/), checked by the plan
 Precision = Literal["fp32", "bf16", "fp16"]
 
 

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from .backends import backends
 from .config import RunPoint, ScenarioSpec, Suite, VariantSpec
+from .devices import devices
 from .drivers import drivers
 from .errors import ConfigError
 from .measurement.validity import min_queries
@@ -172,6 +173,10 @@ def build_plan(suite: Suite, file: str | Path) -> Plan:
         if name not in backends:
             raise ConfigError(file, f"backends[{i}]", f"unknown backend {name!r}",
                               f"use one of: {', '.join(backends.names())}")
+    for i, name in enumerate(suite.devices):
+        if name not in devices:
+            raise ConfigError(file, f"devices[{i}]", f"unknown device {name!r}",
+                              f"use one of: {', '.join(devices.names())} (a new one is a module in bench/devices/)")
     tasks: dict[str, tuple[str | None, str]] = {}
     for i, model in enumerate(suite.models):
         if model.source not in model_sources:

@@ -104,6 +104,7 @@ def bench_point(request):
     def run(suite: str | Path | None = None, point: str | None = None, *, spec: dict | None = None,
             cache_dir: str | Path = CACHE_DIR):
         from .backends import backends
+        from .devices import get_device
         from .errors import Unsupported
         from .hardware.machine import default_threads
         from .measurement.timing import warm_up
@@ -115,8 +116,9 @@ def bench_point(request):
         intra = s.intra_op_threads or default_threads()
         torch.set_num_threads(intra)
         torch.manual_seed(s.seed)
-        if run_point.device == "cuda" and not torch.cuda.is_available():
-            pytest.skip("CUDA is not available on this machine")
+        unavailable = get_device(run_point.device).unavailable()
+        if unavailable:
+            pytest.skip(unavailable)
         try:
             source, loaded, inputs, input_info = load_point(run_point, cache_dir)
             prepared = prepare(loaded, run_point.variant, backends.get(run_point.backend)(), inputs,

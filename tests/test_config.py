@@ -212,3 +212,15 @@ def test_an_exclusion_naming_what_the_suite_lacks_is_refused(case, write_suite, 
     assert info.value.key == key and fix_words in info.value.fix, info.value
     assert main(["plan", str(path)]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_a_device_not_in_the_registry_is_refused_with_the_known_ones(write_suite, capsys):
+    """Devices are a registry (bench/devices/), not a closed list in the schema: a name no module registers is
+    refused in one line that names the registered devices."""
+    path = write_suite(tiny_suite(devices=["cpu", "xpu"]))
+    with pytest.raises(ConfigError) as info:
+        build_plan(load_suite(path), path)
+    assert info.value.key == "devices[1]" and "'xpu'" in info.value.problem
+    assert "cpu, cuda" in info.value.fix
+    assert main(["plan", str(path)]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1

@@ -54,7 +54,7 @@ def execute(point_data: dict, cache_dir: str, spawned_at: float | None = None) -
     torch.manual_seed(s.seed)
 
     from ..backends import backends
-    from ..errors import Unsupported
+    from ..devices import get_device
     from ..hardware.work import point_work
     from ..measurement.size import lookup_table_bytes
     from ..measurement.timing import LoopSettings
@@ -63,8 +63,7 @@ def execute(point_data: dict, cache_dir: str, spawned_at: float | None = None) -
     from ..scenarios import Workload, scenarios
     from ..variants.pipeline import prepare
 
-    if point.device == "cuda" and not torch.cuda.is_available():
-        raise Unsupported("CUDA is not available on this machine")
+    get_device(point.device).require()
     clock = time.time
     started = clock()
     phases: dict[str, float | None] = {"start_s": started - spawned_at if spawned_at else None}

@@ -1,4 +1,4 @@
-"""ONNX Runtime backend: export once (cached), then a session on the CPU or CUDA provider.
+"""ONNX Runtime backend: export once (cached), then a session on the execution provider of the point's device.
 
 Causal LMs are exported with a KV cache (`ort_decoder`): one graph serves forward passes (empty cache, logits
 at every position), quality (perplexity) and greedy generation, so all three measure the same graph.
@@ -94,7 +94,7 @@ class OnnxRuntime(Backend):
 
     def open(self, artifact, loaded, inputs, ctx) -> Session:
         opts = OrtOptions.model_validate(ctx.backend_options)
-        provider = "cuda" if ctx.device == "cuda" else "cpu"
+        provider = ctx.device  # a key of PROVIDERS: the plan refuses devices the engine has no provider for
         session = make_session(artifact, provider, opts.graph_optimization_level,
                                ctx.intra_op_threads, ctx.inter_op_threads)
         info: dict[str, Any] = {"export": ctx.export_info, "provider": provider,

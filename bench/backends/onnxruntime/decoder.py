@@ -29,6 +29,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .export import GraphSpec, cached_graph, evaluating, export_graph
+from .session import PROVIDERS
 
 PAST, PRESENT = "past_key_values", "present"
 LOGIT_POSITIONS = "logit_positions"
@@ -194,7 +195,7 @@ class CachedDecoder:
     """
 
     def __init__(self, session: Any, provider: str):
-        self.session, self.device = session, provider
+        self.session, self.device = session, PROVIDERS[provider].ort_device
         self._layout = _past_layout(session.get_inputs())
         self._outputs = [o.name for o in session.get_outputs()]
         self._binding = session.io_binding()

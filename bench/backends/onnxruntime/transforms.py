@@ -18,6 +18,7 @@ from ...errors import Unsupported
 from ...models.inputs import HELD_OUT_TEXT
 from ...variants import NoOptions, Transform, transforms
 from .graph import fp16, optimize, quantize
+from .session import PROVIDERS
 
 
 def derived_dir(src: Path, name: str, options: BaseModel, inputs: dict | None = None) -> Path:
@@ -149,7 +150,7 @@ class OrtInt4(Transform):
 
 @transforms.register("ort-fp16")
 class OrtFp16(Transform):
-    """fp16 graph for the CUDA provider (the CPU provider has few fp16 kernels)."""
+    """fp16 graph for a provider with fp16 kernels (CUDA's; the CPU provider has few)."""
 
     stage = "onnx"
     kind = "precision"
@@ -158,8 +159,10 @@ class OrtFp16(Transform):
         keep_io_types: bool = True
 
     def apply(self, path, options, ctx):
-        if ctx.device != "cuda":
-            raise Unsupported("ort-fp16 targets the CUDA execution provider; the CPU provider has few fp16 kernels")
+        provider = PROVIDERS.get(ctx.device)
+        if provider is None or not provider.fp16_kernels:
+            raise Unsupported("ort-fp16 targets an execution provider with fp16 kernels (CUDA's); ONNX Runtime on "
+                              f"{ctx.device} has few")
         return _cached(path, "fp16", options, lambda src, dst: fp16.convert_fp16(src, dst, options.keep_io_types))
 
     def compute_precision(self, options, precision):
