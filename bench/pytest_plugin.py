@@ -80,7 +80,8 @@ def _provenance(point, loaded, prepared, intra: int, input_info: dict) -> dict:
             "device": point.device, "variant": point.variant.name, "precision": point.variant.precision,
             "transforms": [t.description for t in prepared.applied], "batch_size": point.batch_size,
             "seq_len": point.seq_len, "inputs": input_info, "threads": {"intra_op": intra},
-            "session": prepared.session.info, "machine_id": describe_machine()["machine_id"],
+            "session": prepared.session.describe().model_dump(mode="json"),
+            "machine_id": describe_machine()["machine_id"],
             "harness": current_harness().label, "process": "the pytest process (bench run: a fresh one per point)",
             "quality": "not measured here (bench run measures it)"}
 

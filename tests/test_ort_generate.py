@@ -48,7 +48,7 @@ def torch_tokens(model, feed: dict, new_tokens: int) -> np.ndarray:
 
 
 def open_session(path, feed: dict) -> OrtSession:
-    return OrtSession(ort_session.make_session(path, "cpu", "all", 1, 1), feed, "cpu", {})
+    return OrtSession(ort_session.make_session(path, "cpu", "all", 1, 1), feed, "cpu")
 
 
 @pytest.fixture(scope="module")
@@ -230,7 +230,7 @@ def test_generate_scenario_on_onnxruntime_end_to_end(write_suite, tmp_path):
         g = r.metrics.generation
         assert r.config.backend == "onnxruntime" and g.new_tokens == 6 and g.ttft.count >= 4
         assert g.ttft.p50_ms > 0 and g.tpot.p50_ms > 0 and g.itl.count >= 4 * 5
-        export = r.provenance.backend["export"]
+        export = r.provenance.backend.properties["export"]
         assert export["graph"] == "decoder with past key values"
         assert export["greedy_vs_torch"]["greedy_tokens_identical"]
         assert r.metrics.quality.perplexity > 0  # infer() on the same graph: full-sequence logits

@@ -37,8 +37,8 @@ class Cuda(Device):
     def memory_peaks(self) -> dict[str, int]:
         import torch
 
-        return {"cuda_peak_allocated_bytes": torch.cuda.max_memory_allocated(),
-                "cuda_peak_reserved_bytes": torch.cuda.max_memory_reserved()}
+        return {"device_peak_allocated_bytes": torch.cuda.max_memory_allocated(),
+                "device_peak_reserved_bytes": torch.cuda.max_memory_reserved()}
 
     def check_precision(self, dtype: str, cpu_flags: frozenset[str]) -> None:
         import torch

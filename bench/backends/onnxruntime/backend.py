@@ -15,6 +15,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from ...errors import Unsupported
+from ...records.schema import Threads
 from .. import Backend, Session, backends
 from . import decoder as ort_decoder
 from .export import DEFAULT_OPSET, cached_export, export_info, onnx_file_bytes, onnx_lookup_table_bytes
@@ -33,8 +34,8 @@ class OrtSession(Session):
     """Forward passes on any graph; greedy generation on a decoder graph with a KV cache. A graph without
     one is refused for generation: each decode step would recompute the whole prefix and misstate decode cost."""
 
-    def __init__(self, session: Any, inputs: dict[str, np.ndarray], provider: str, info: dict):
-        self.session, self.provider, self.info = session, provider, info
+    def __init__(self, session: Any, inputs: dict[str, np.ndarray], provider: str):
+        self.session, self.provider = session, provider
         self._input_names = {i.name for i in session.get_inputs()}
         self._decoder = (ort_decoder.CachedDecoder(session, provider)
                          if ort_decoder.is_decoder_graph(self._input_names) else None)
@@ -92,15 +93,18 @@ class OnnxRuntime(Backend):
         ctx.export_info = {"opset": opts.opset, **found, "cache_hit": hit, "path": str(path)}
         return path
 
-    def open(self, artifact, loaded, inputs, ctx) -> Session:
+    def open(self, artifact, loaded, inputs, ctx) -> OrtSession:
+        import onnxruntime
+
         opts = OrtOptions.model_validate(ctx.backend_options)
         provider = ctx.device  # a key of PROVIDERS: the plan refuses devices the engine has no provider for
         session = make_session(artifact, provider, opts.graph_optimization_level,
                                ctx.intra_op_threads, ctx.inter_op_threads)
-        info: dict[str, Any] = {"export": ctx.export_info, "provider": provider,
-                                "providers": session.get_providers(),
-                                "graph_optimization_level": opts.graph_optimization_level,
-                                "model_file": str(artifact), "model_file_bytes": onnx_file_bytes(artifact),
-                                "lookup_table_bytes": onnx_lookup_table_bytes(artifact),
-                                "intra_op_threads": ctx.intra_op_threads, "inter_op_threads": ctx.inter_op_threads}
-        return OrtSession(session, inputs, provider, info)
+        opened = OrtSession(session, inputs, provider)
+        opened.description = self.describe(
+            ctx, engine="onnxruntime", engine_version=onnxruntime.__version__, file=str(artifact),
+            file_bytes=onnx_file_bytes(artifact), lookup_table_bytes=onnx_lookup_table_bytes(artifact),
+            threads=Threads(intra_op=ctx.intra_op_threads, inter_op=ctx.inter_op_threads),
+            properties={"export": ctx.export_info, "providers": session.get_providers(),
+                        "graph_optimization_level": opts.graph_optimization_level})
+        return opened

@@ -9,16 +9,15 @@ import numpy as np
 
 from ...devices import get_device
 from ...errors import Unsupported
+from ...records.schema import Threads
 from .. import Backend, Session, backends
 
 
 class TorchSession(Session):
-    def __init__(self, model: Any, inputs: dict[str, Any], device: str, task: str,
-                 autocast: Callable[[], Any], info: dict):
+    def __init__(self, model: Any, inputs: dict[str, Any], device: str, task: str, autocast: Callable[[], Any]):
         self.model, self.inputs, self.device, self.task = model, inputs, device, task
         self._device = get_device(device)
         self._autocast = autocast
-        self.info = info
         self._extra = {"use_cache": False} if task == "causal-lm" else {}
 
     def _forward(self, inputs: dict[str, Any]) -> Any:
@@ -64,14 +63,18 @@ def autocast_factory(ctx: Any) -> Callable[[], Any]:
 
 @backends.register("pytorch")
 class PyTorch(Backend):
-    def open(self, artifact, loaded, inputs, ctx) -> Session:
+    reference = True
+
+    def open(self, artifact, loaded, inputs, ctx) -> TorchSession:
         import torch
 
         device = get_device(ctx.device)
         device.require()
         model = artifact.to(ctx.device)
         tensors = {k: torch.from_numpy(v).to(ctx.device) for k, v in inputs.items()}
-        info = {"precision": ctx.precision, "precision_mode": ctx.precision_mode,
-                "torch": torch.__version__, "intra_op_threads": torch.get_num_threads(),
-                "inter_op_threads": torch.get_num_interop_threads(), **device.numerics()}
-        return TorchSession(model, tensors, ctx.device, loaded.task, autocast_factory(ctx), info)
+        session = TorchSession(model, tensors, ctx.device, loaded.task, autocast_factory(ctx))
+        session.description = self.describe(
+            ctx, engine="torch", engine_version=torch.__version__, precision_mode=ctx.precision_mode,
+            threads=Threads(intra_op=torch.get_num_threads(), inter_op=torch.get_num_interop_threads()),
+            properties=device.numerics())
+        return session
