@@ -224,3 +224,18 @@ def test_a_device_not_in_the_registry_is_refused_with_the_known_ones(write_suite
     assert "cpu, cuda" in info.value.fix
     assert main(["plan", str(path)]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_a_backend_is_planned_only_on_the_devices_it_declares(write_suite, monkeypatch):
+    """The plan judges backend x device from the backend's declaration: a pair it does not declare is skipped
+    with the reason, as other incompatibilities are, before any model loads."""
+    from bench.backends import backends
+
+    monkeypatch.setattr(backends.get("onnxruntime"), "devices", frozenset({"cpu"}))
+    plan = plan_of(write_suite, tiny_suite(models=[TINY_GPT2], backends=["pytorch", "onnxruntime"],
+                                           devices=["cpu", "cuda"]))
+    assert sorted((p.backend, p.device) for p in plan.points) == [
+        ("onnxruntime", "cpu"), ("pytorch", "cpu"), ("pytorch", "cuda")]
+    ((label, reason),) = plan.skipped
+    assert "onnxruntime" in label and "cuda" in label
+    assert reason == "onnxruntime does not run on cuda (it runs on cpu)"

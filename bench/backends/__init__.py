@@ -53,14 +53,17 @@ class Session:
 class Backend:
     """Base for registered backends.
 
-    `stages`: the transform stages it accepts; `precisions`: the float precisions it runs (judged at plan
-    time); `Options`: its `backend_options`; `reference`: it is the reference implementation, whose fp32 points
-    without transforms are every speedup's baseline (PyTorch eager: the quality check's reference outputs are
-    its outputs too).
+    `stages`: the transform stages it accepts; `precisions`: the float precisions it runs; `devices`: the
+    registered devices it runs on (all three judged at plan time); `libraries`: the distributions whose versions
+    matter to its figures (recorded in the machine description); `Options`: its `backend_options`;
+    `reference`: it is the reference implementation, whose fp32 points without transforms are every speedup's
+    baseline (PyTorch eager: the quality check's reference outputs are its outputs too).
     """
 
     stages: ClassVar[frozenset[str]] = frozenset({"torch"})
     precisions: ClassVar[frozenset[str]] = frozenset({"fp32", "bf16", "fp16"})
+    devices: ClassVar[frozenset[str]] = frozenset({"cpu"})
+    libraries: ClassVar[tuple[str, ...]] = ()
     Options: ClassVar[Any] = None
     reference: ClassVar[bool] = False
 
@@ -77,3 +80,8 @@ class Backend:
 
 
 backends: Registry[type[Backend]] = Registry("backend", "bench.backends")
+
+
+def declared_libraries() -> tuple[str, ...]:
+    """Every distribution a registered backend declares, for the machine description (hardware/machine.py)."""
+    return tuple(sorted({library for name in backends for library in backends.get(name).libraries}))

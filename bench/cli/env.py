@@ -12,7 +12,8 @@ class Env(Command):
     help = "print this machine's description as JSON"
 
     def __call__(self, args) -> int:
+        from ..backends import declared_libraries
         from ..hardware.machine import describe_machine
 
-        print(json.dumps(describe_machine(), indent=2))
+        print(json.dumps(describe_machine(declared_libraries()), indent=2))
         return 0

@@ -23,14 +23,16 @@ class Local(Executor):
         return [self.destination(suite, describe_machine()["machine_id"], out)]
 
     def machines(self, points):
+        from ..backends import declared_libraries
         from ..hardware.machine import describe_machine
 
-        return {None: describe_machine()}
+        return {None: describe_machine(declared_libraries())}
 
     def run(self, points, cache_dir, log_dir, announce):
+        from ..backends import declared_libraries
         from ..hardware.machine import describe_machine
 
-        machine = describe_machine()
+        machine = describe_machine(declared_libraries())
         for point in points:
             announce(point)
             started = now()

@@ -101,10 +101,11 @@ def node_name(node_id: str, host: str) -> str:
 def describe_node() -> dict:
     """Runs on a node: its machine description and harness, so the driver files records and refuses a
     node that runs another bench than the driver."""
+    from ..backends import declared_libraries
     from ..hardware.machine import describe_machine
     from ..records.harness import current_harness
 
-    return {"machine": describe_machine(), "harness": current_harness().model_dump(mode="json"),
+    return {"machine": describe_machine(declared_libraries()), "harness": current_harness().model_dump(mode="json"),
             "host": socket.gethostname()}
 
 
@@ -159,10 +160,11 @@ def run_point(point_data: dict, cache_root: str, timeout_s: float):
     """
     import ray
 
+    from ..backends import declared_libraries
     from ..hardware.machine import describe_machine
     from ..runner.isolate import run_isolated
 
-    machine = describe_machine()
+    machine = describe_machine(declared_libraries())
     node_id = ray.get_runtime_context().get_node_id()
     yield {"node_id": node_id, "node": node_name(node_id, socket.gethostname()), "machine": machine, "started": now()}
     prepare_child_env(point_data)

@@ -19,7 +19,7 @@ from ...records.schema import Threads
 from .. import Backend, Session, backends
 from . import decoder as ort_decoder
 from .export import DEFAULT_OPSET, cached_export, export_info, onnx_file_bytes, onnx_lookup_table_bytes
-from .session import make_session, run_fn
+from .session import PROVIDERS, make_session, run_fn
 
 
 class OrtOptions(BaseModel):
@@ -76,6 +76,8 @@ class OrtSession(Session):
 class OnnxRuntime(Backend):
     stages = frozenset({"torch", "onnx"})
     precisions = frozenset({"fp32"})  # lower precisions come from graph transforms (e.g. `ort-fp16`)
+    devices = frozenset(PROVIDERS)  # the devices it has an execution provider for
+    libraries = ("onnxruntime", "onnxruntime-gpu", "onnx")
     Options = OrtOptions
 
     def export(self, model, loaded, inputs, ctx) -> Path:
@@ -97,7 +99,7 @@ class OnnxRuntime(Backend):
         import onnxruntime
 
         opts = OrtOptions.model_validate(ctx.backend_options)
-        provider = ctx.device  # a key of PROVIDERS: the plan refuses devices the engine has no provider for
+        provider = ctx.device  # a key of PROVIDERS: the plan refuses devices the engine has none for (`devices`)
         session = make_session(artifact, provider, opts.graph_optimization_level,
                                ctx.intra_op_threads, ctx.inter_op_threads)
         opened = OrtSession(session, inputs, provider)

@@ -63,6 +63,8 @@ def autocast_factory(ctx: Any) -> Callable[[], Any]:
 
 @backends.register("pytorch")
 class PyTorch(Backend):
+    devices = frozenset({"cpu", "cuda"})  # torch device types it runs on
+    libraries = ("torch", "transformers", "torchao")
     reference = True
 
     def open(self, artifact, loaded, inputs, ctx) -> TorchSession:
