@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from .backends import backends
 from .config import RunPoint, ScenarioSpec, Suite, VariantSpec
+from .devices import devices
 from .drivers import drivers
 from .errors import ConfigError
 from .validity import min_queries
@@ -80,9 +81,11 @@ def _resolve_variants(suite: Suite, file: str) -> list[VariantSpec]:
     return resolved
 
 
-def incompatibility(variant: VariantSpec, backend: str) -> str | None:
-    """Why a variant cannot run on a backend at all (judged from declarations, not hardware)."""
+def incompatibility(variant: VariantSpec, backend: str, device: str | None = None) -> str | None:
+    """Why a variant cannot run on a backend (on a device) at all (judged from declarations, not hardware)."""
     cls = backends.get(backend)
+    if device is not None and device not in cls.devices:
+        return f"{backend} does not run on {device} (it runs on {', '.join(sorted(cls.devices))})"
     for t in variant.transforms:
         stage = transforms.get(t.name).stage
         if stage not in cls.stages:
@@ -172,6 +175,10 @@ def build_plan(suite: Suite, file: str | Path) -> Plan:
         if name not in backends:
             raise ConfigError(file, f"backends[{i}]", f"unknown backend {name!r}",
                               f"use one of: {', '.join(backends.names())}")
+    for i, name in enumerate(suite.devices):
+        if name not in devices:
+            raise ConfigError(file, f"devices[{i}]", f"unknown device {name!r}",
+                              f"use one of: {', '.join(devices.names())} (a new one is a module in bench/devices/)")
     tasks: dict[str, tuple[str | None, str]] = {}
     for i, model in enumerate(suite.models):
         if model.source not in model_sources:
@@ -204,7 +211,7 @@ def build_plan(suite: Suite, file: str | Path) -> Plan:
             elif variant.backend_options:
                 raise ConfigError(file, f"variant {variant.name!r}.backend_options", f"{backend} takes no backend_options",
                                   "remove backend_options, or pin the variant to a backend that takes them")
-            reason = incompatibility(variant, backend)
+            reason = incompatibility(variant, backend, device)
             served = scenarios.get(scenario.name).tasks
             if reason is None and served is not None and task is not None and task not in served:
                 reason = f"scenario {scenario.name!r} serves {', '.join(sorted(served))} models, not {task}"

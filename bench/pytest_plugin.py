@@ -80,7 +80,8 @@ def _provenance(point, loaded, prepared, intra: int, input_info: dict) -> dict:
             "device": point.device, "variant": point.variant.name, "precision": point.variant.precision,
             "transforms": [t.description for t in prepared.applied], "batch_size": point.batch_size,
             "seq_len": point.seq_len, "inputs": input_info, "threads": {"intra_op": intra},
-            "session": prepared.session.info, "machine_id": describe_machine()["machine_id"],
+            "session": prepared.session.describe().model_dump(mode="json"),
+            "machine_id": describe_machine()["machine_id"],
             "harness": current_harness().label, "process": "the pytest process (bench run: a fresh one per point)",
             "quality": "not measured here (bench run measures it)"}
 
@@ -104,6 +105,7 @@ def bench_point(request):
     def run(suite: str | Path | None = None, point: str | None = None, *, spec: dict | None = None,
             cache_dir: str | Path = CACHE_DIR):
         from .backends import backends
+        from .devices import get_device
         from .errors import Unsupported
         from .hardware.machine import default_threads
         from .measurement.timing import warm_up
@@ -115,8 +117,9 @@ def bench_point(request):
         intra = s.intra_op_threads or default_threads()
         torch.set_num_threads(intra)
         torch.manual_seed(s.seed)
-        if run_point.device == "cuda" and not torch.cuda.is_available():
-            pytest.skip("CUDA is not available on this machine")
+        unavailable = get_device(run_point.device).unavailable()
+        if unavailable:
+            pytest.skip(unavailable)
         try:
             source, loaded, inputs, input_info = load_point(run_point, cache_dir)
             prepared = prepare(loaded, run_point.variant, backends.get(run_point.backend)(), inputs,

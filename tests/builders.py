@@ -6,6 +6,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
+from bench.backends import backends
 from bench.config import Defaults, ModelSpec, RunPoint, ScenarioSpec, TransformSpec, VariantSpec
 from bench.measurement.stats import summarize
 from bench.records.schema import Harness, Loop, Metrics, Record, Throughput
@@ -29,9 +30,11 @@ def point(model: str = "m", backend: str = "pytorch", variant: str = "fp32", pre
 def record(point_id: str | None = None, machine: str = "test-machine", status: str = "ok", p50: float = 100.0,
            tput: float | None = None, samples_ms=None, error: str | None = None, weights: str = "real",
            metrics: dict | None = None, harness: Harness = HARNESS, session: str = "s", **point_kwargs) -> Record:
-    """A record of one point; `samples_ms` (or a tight spread around `p50`) gives its latency summary."""
+    """A record of one point; `samples_ms` (or a tight spread around `p50`) gives its latency summary. An ok point
+    carries the session description its backend's declarations give (a reference backend's fp32 is a baseline)."""
     cfg = point(weights=weights, **point_kwargs)
     fields: dict = {}
+    provenance: dict = {"weights": weights}
     if status == "ok":
         samples = list(samples_ms) if samples_ms is not None else list(p50 * (1 + 0.001 * np.linspace(-1, 1, 64)))
         rate = tput if tput is not None else cfg.batch_size / (np.mean(samples) / 1e3)
@@ -39,11 +42,13 @@ def record(point_id: str | None = None, machine: str = "test-machine", status: s
                   "throughput": Throughput(samples_per_s=rate, tokens_per_s=rate * cfg.seq_len, basis="test"),
                   "loop": Loop(queries=len(samples), wall_s=sum(samples) / 1e3, min_iterations=64, min_duration_s=0),
                   "memory": {"peak_rss_bytes": 2**20 * 100, "parameter_bytes": 2**20 * 10}}
+        provenance["backend"] = {"engine": "test", "device": cfg.device, "precision": cfg.variant.precision,
+                                 "reference": backends.get(cfg.backend).reference}
     fields.update(metrics or {})
     return Record(run_id=(point_id or cfg.point_id) + "-" + session, session_id=session,
                   point_id=point_id or cfg.point_id, status=status, error=error,
                   started_at=datetime(2026, 11, 23, tzinfo=timezone.utc), wall_s=1.0, harness=harness, config=cfg,
-                  machine={"machine_id": machine}, provenance={"weights": weights}, metrics=Metrics.model_validate(fields))
+                  machine={"machine_id": machine}, provenance=provenance, metrics=Metrics.model_validate(fields))
 
 
 def server_metrics(rate: float = 10.0, done: float = 9.8, p99: float = 40.0, checks: dict | None = None,

@@ -212,3 +212,30 @@ def test_an_exclusion_naming_what_the_suite_lacks_is_refused(case, write_suite, 
     assert info.value.key == key and fix_words in info.value.fix, info.value
     assert main(["plan", str(path)]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_a_device_not_in_the_registry_is_refused_with_the_known_ones(write_suite, capsys):
+    """Devices are a registry (bench/devices/), not a closed list in the schema: a name no module registers is
+    refused in one line that names the registered devices."""
+    path = write_suite(tiny_suite(devices=["cpu", "xpu"]))
+    with pytest.raises(ConfigError) as info:
+        build_plan(load_suite(path), path)
+    assert info.value.key == "devices[1]" and "'xpu'" in info.value.problem
+    assert "cpu, cuda" in info.value.fix
+    assert main(["plan", str(path)]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_a_backend_is_planned_only_on_the_devices_it_declares(write_suite, monkeypatch):
+    """The plan judges backend x device from the backend's declaration: a pair it does not declare is skipped
+    with the reason, as other incompatibilities are, before any model loads."""
+    from bench.backends import backends
+
+    monkeypatch.setattr(backends.get("onnxruntime"), "devices", frozenset({"cpu"}))
+    plan = plan_of(write_suite, tiny_suite(models=[TINY_GPT2], backends=["pytorch", "onnxruntime"],
+                                           devices=["cpu", "cuda"]))
+    assert sorted((p.backend, p.device) for p in plan.points) == [
+        ("onnxruntime", "cpu"), ("pytorch", "cpu"), ("pytorch", "cuda")]
+    ((label, reason),) = plan.skipped
+    assert "onnxruntime" in label and "cuda" in label
+    assert reason == "onnxruntime does not run on cuda (it runs on cpu)"

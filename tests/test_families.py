@@ -12,12 +12,12 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
+from bench.backends.onnxruntime import graph as onnx_graph  # noqa: E402
 from bench.config import ModelSpec  # noqa: E402
 from bench.errors import Unsupported  # noqa: E402
 from bench.hardware import flops  # noqa: E402
 from bench.models import families  # noqa: E402
 from bench.models.sources import ARCHITECTURES, Local, RandomWeights, stand_in_tokenizer  # noqa: E402
-from bench.variants import onnx_graph  # noqa: E402
 from bench.variants.pruning import structured  # noqa: E402
 
 MODEL_TYPES = sorted((f.name, t) for f in families.FAMILIES for t in f.model_types)

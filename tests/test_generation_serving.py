@@ -190,7 +190,7 @@ def _tiny(arch: str):
 def test_greedy_generate_matches_hf_generate(arch):
     import torch
 
-    from bench.backends.torch_generate import greedy_generate
+    from bench.backends.pytorch.generate import greedy_generate
 
     torch.manual_seed(0)
     model = _tiny(arch).eval()

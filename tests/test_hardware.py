@@ -192,7 +192,7 @@ def test_onnx_lookup_tables_are_initializers_only_gather_reads(tmp_path):
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from bench.backends.onnx_export import onnx_lookup_table_bytes
+    from bench.backends.onnxruntime.export import onnx_lookup_table_bytes
 
     table = numpy_helper.from_array(np.zeros((100, 8), np.float32), "table")
     head = numpy_helper.from_array(np.zeros((8, 100), np.float32), "head")  # the table, transposed for the head

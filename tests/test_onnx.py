@@ -15,8 +15,9 @@ ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 
 from bench import cache  # noqa: E402
-from bench.backends import onnx_export, ort_session  # noqa: E402
-from bench.variants import onnx_graph  # noqa: E402
+from bench.backends.onnxruntime import export as onnx_export  # noqa: E402
+from bench.backends.onnxruntime import graph as onnx_graph  # noqa: E402
+from bench.backends.onnxruntime import session as ort_session  # noqa: E402
 
 OUTPUT = {"bert": "last_hidden_state", "gpt2": "logits"}
 
@@ -167,7 +168,7 @@ def test_cpu_int8_settings():
 
 def test_fragile_matmuls_are_mlp_down_projections(exported):
     gpt2 = onnx.load(str(exported["gpt2"][1]))
-    assert onnx_graph._gemm_to_matmul(gpt2) == 8  # Conv1D projections: 4 per layer
+    assert onnx_graph.gemm_to_matmul(gpt2) == 8  # Conv1D projections: 4 per layer
     assert len(onnx_graph.fragile_matmuls(gpt2)) == 2
     bert = onnx.load(str(exported["bert"][1]), load_external_data=False)
     assert all("output/dense" in n and "attention" not in n for n in onnx_graph.fragile_matmuls(bert))

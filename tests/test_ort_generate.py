@@ -14,9 +14,11 @@ pytest.importorskip("onnxruntime")
 
 import bench.plan  # noqa: E402,F401 - before bench.models.sources: importing that submodule replaces the package's
 # `sources` registry attribute with the module, and a later `from .models import sources` in plan.py gets the module
-from bench.backends import onnx_export, ort_decoder, ort_session  # noqa: E402
-from bench.backends.onnxruntime import OrtSession  # noqa: E402
-from bench.backends.torch_generate import greedy_generate  # noqa: E402
+from bench.backends.onnxruntime import decoder as ort_decoder  # noqa: E402
+from bench.backends.onnxruntime import export as onnx_export  # noqa: E402
+from bench.backends.onnxruntime import session as ort_session  # noqa: E402
+from bench.backends.onnxruntime.backend import OrtSession  # noqa: E402
+from bench.backends.pytorch.generate import greedy_generate  # noqa: E402
 from bench.cli import main  # noqa: E402
 from bench.records.store import load_records  # noqa: E402
 
@@ -46,7 +48,7 @@ def torch_tokens(model, feed: dict, new_tokens: int) -> np.ndarray:
 
 
 def open_session(path, feed: dict) -> OrtSession:
-    return OrtSession(ort_session.make_session(path, "cpu", "all", 1, 1), feed, "cpu", {})
+    return OrtSession(ort_session.make_session(path, "cpu", "all", 1, 1), feed, "cpu")
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +127,7 @@ def test_on_token_is_called_once_per_token_in_order_and_rows_are_honoured(export
 def test_forward_runs_feed_an_empty_cache_at_every_batch_size(exported, monkeypatch):
     """run() and run_rows(n) (latency, throughput, dynamic batching) time a full-sequence forward of n rows:
     an empty cache of n rows and logits at every position, whatever n is."""
-    import bench.backends.onnxruntime as backend
+    import bench.backends.onnxruntime.backend as backend
 
     model, path = exported["llama"]
     feeds: list[dict] = []
@@ -228,7 +230,7 @@ def test_generate_scenario_on_onnxruntime_end_to_end(write_suite, tmp_path):
         g = r.metrics.generation
         assert r.config.backend == "onnxruntime" and g.new_tokens == 6 and g.ttft.count >= 4
         assert g.ttft.p50_ms > 0 and g.tpot.p50_ms > 0 and g.itl.count >= 4 * 5
-        export = r.provenance.backend["export"]
+        export = r.provenance.backend.properties["export"]
         assert export["graph"] == "decoder with past key values"
         assert export["greedy_vs_torch"]["greedy_tokens_identical"]
         assert r.metrics.quality.perplexity > 0  # infer() on the same graph: full-sequence logits

@@ -71,7 +71,7 @@ def test_pipeline_records_what_each_transform_declares(tmp_path):
     assert "50% FFN" in prune.description and int8.description.startswith("int8 dynamic")
     assert prepared.compute_precision("fp32") == "int8"
     assert 0 < prepared.flop_scale("matmul") < 1 and prepared.flop_scale("attention") == 1.0
-    assert prepared.session.info["precision"] == "fp32"
+    assert prepared.session.describe().precision == "fp32"
 
 
 class FakeOrtSession:
@@ -123,12 +123,12 @@ def test_ort_cuda_partial_batches_use_io_binding(monkeypatch):
     copies that `run()` avoids. Every partial batch must run bound, with its inputs already on the device."""
     import onnxruntime
 
-    from bench.backends.onnxruntime import OrtSession
+    from bench.backends.onnxruntime.backend import OrtSession
 
     monkeypatch.setattr(onnxruntime.OrtValue, "ortvalue_from_numpy", staticmethod(lambda array, *a: array))
     fake = FakeOrtSession()
     inputs = {"input_ids": np.ones((4, 8), np.int64), "attention_mask": np.ones((4, 8), np.int64)}
-    session = OrtSession(fake, inputs, "cuda", {})
+    session = OrtSession(fake, inputs, "cuda")
     session.run_rows(3)
     session.run_rows(1)
     session.run()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
+from pathlib import Path
 
 from bench.registry import Registry
 
@@ -28,3 +31,22 @@ def test_registry_finds_entries_in_subpackages_of_every_package(tmp_path, monkey
     finally:
         for name in [n for n in sys.modules if n.split(".")[0] in ("alpha", "beta", "regpkg_registry")]:
             del sys.modules[name]
+
+
+def test_an_engine_transform_is_found_in_a_fresh_interpreter_and_the_preload_imports_no_onnxruntime():
+    """The ORT transforms live in bench/backends/onnxruntime/, not in bench/variants/: the transform registry
+    finds them with nothing imported beforehand, and loading every registry as the fork server does (its
+    preload) imports no onnxruntime, which starts a thread that a forked child could deadlock on."""
+    code = ("import sys\n"
+            "from bench.variants import transforms\n"
+            "cls = transforms.get('ort-int8-static')\n"
+            "assert cls.__module__ == 'bench.backends.onnxruntime.transforms', cls.__module__\n"
+            "from bench.backends import backends\n"
+            "from bench.devices import devices\n"
+            "from bench.models import model_sources\n"
+            "from bench.scenarios import scenarios\n"
+            "for registry in (backends, devices, model_sources, scenarios, transforms):\n"
+            "    registry.names()\n"
+            "assert 'onnxruntime' not in sys.modules and 'openvino' not in sys.modules\n")
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=root, env={**os.environ, "PYTHONPATH": str(root)})

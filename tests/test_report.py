@@ -77,7 +77,7 @@ def test_records_are_strict_json(tmp_path):
     """NaN and infinities are not JSON: a record holding one is refused before it reaches the file."""
     append_record(tmp_path, record("a"))
     line = (tmp_path / "runs.jsonl").read_text().strip()
-    assert json.loads(line)["schema_version"] == 2
+    assert json.loads(line)["schema_version"] == 3
     with pytest.raises(ValueError, match="finite"):
         record("b", metrics={"throughput": {"samples_per_s": float("nan"), "basis": "test"}})
 
@@ -142,12 +142,64 @@ def test_version_1_records_are_migrated(tmp_path):
     rec["metrics"]["work"] = {"flops": 1.0, "bytes": 1.0, "intensity": 1.0, "precision": "fp32"}
     (tmp_path / "runs.jsonl").write_text(json.dumps(rec) + "\n")
     (migrated,) = load_records(tmp_path)
-    assert migrated.schema_version == 2 and migrated.config.scenario.name == "single-stream"
+    assert migrated.schema_version == 3 and migrated.config.scenario.name == "single-stream"
     assert migrated.point_id == migrated.config.point_id
     assert migrated.harness.commit == "abc123"
     assert migrated.metrics.quality.verdict == "not meaningful (random weights)"
     assert migrated.metrics.quality.within_bound is None
     assert migrated.metrics.work.compute_precision == "int8"
+
+
+def test_version_2_records_are_migrated(tmp_path):
+    """A schema-2 record kept the session's free-form info dict (ORT's `model_file_bytes`, torch.compile's
+    `compile`) and CUDA-named memory peaks; it reads as version 3 with a typed session description, its reference
+    flag from v2's fixed rule (the pytorch backend), and the report reads the same size, flag and baseline."""
+    def v2(rec, info: dict, **memory) -> dict:
+        data = rec.model_dump(mode="json")
+        data["schema_version"] = 2
+        data["provenance"]["backend"] = info
+        data["machine"]["libraries"] = {"onnxruntime": "1.32.0", "torch": "2.13.0"}
+        data["metrics"]["memory"] = {**(data["metrics"].get("memory") or {}), **memory}
+        return data
+
+    counters = {"graphs": 1, "frames_compiled": 1, "graph_breaks": 0, "graph_break_reasons": []}
+    lines = [
+        v2(record("eager"), {"precision": "fp32", "precision_mode": "cast", "torch": "2.13.0", "intra_op_threads": 2,
+                             "inter_op_threads": 1, "tf32_matmul": False}, cuda_peak_allocated_bytes=5,
+           cuda_peak_reserved_bytes=8),
+        v2(record("ort", backend="onnxruntime"), {
+            "export": {"opset": 18}, "provider": "cpu", "providers": ["CPUExecutionProvider"],
+            "graph_optimization_level": "all", "model_file": "/c/model.onnx", "model_file_bytes": 4000,
+            "lookup_table_bytes": 1000, "intra_op_threads": 2, "inter_op_threads": 1}),
+        v2(record("compiled", backend="torch-compile"), {
+            "precision": "fp32", "precision_mode": "cast", "torch": "2.13.0", "intra_op_threads": 2,
+            "inter_op_threads": 1, "compile": {
+                "backend": "inductor", "mode": "default", "dynamic": False, "fullgraph": False, "freezing": True,
+                "torch": "2.13.0", "compile_s": 1.5, "calls_ms": [900.0, 3.0], "at_open": counters,
+                "after_traffic": {**counters, "frames_compiled": 4}, "at_end": {**counters, "frames_compiled": 4},
+                "recompiled_in_traffic": 3, "note": "compile_s: ..."}}),
+        v2(record("failed", status="failed", error="boom"), {}),
+    ]
+    (tmp_path / "runs.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    recs = {r.point_id: r for r in load_records(tmp_path)}
+    assert {r.schema_version for r in recs.values()} == {3}
+    eager, ort, compiled = (recs[k].provenance.backend for k in ("eager", "ort", "compiled"))
+    assert eager.engine == "torch" and eager.engine_version == "2.13.0" and eager.reference
+    assert eager.threads.intra_op == 2 and eager.precision_mode == "cast" and eager.properties == {"tf32_matmul": False}
+    assert recs["eager"].metrics.memory.device_peak_allocated_bytes == 5
+    assert recs["eager"].metrics.memory.device_peak_reserved_bytes == 8
+    assert ort.engine == "onnxruntime" and ort.engine_version == "1.32.0" and not ort.reference
+    assert (ort.file, ort.file_bytes, ort.lookup_table_bytes) == ("/c/model.onnx", 4000, 1000)
+    assert ort.properties == {"export": {"opset": 18}, "providers": ["CPUExecutionProvider"],
+                              "graph_optimization_level": "all"}
+    assert not compiled.reference and compiled.compiled.recompiled_in_traffic == 3
+    assert compiled.compiled.settings == {"mode": "default", "dynamic": False, "fullgraph": False, "freezing": True}
+    assert compiled.compiled.at_open.graphs == 1 and compiled.compiled.at_end.frames_compiled == 4
+    assert recs["failed"].provenance.backend is None
+    df = records_frame(list(recs.values())).set_index("point_id")
+    assert df["is_baseline"].to_dict() == {"eager": True, "ort": False, "compiled": False, "failed": False}
+    assert df.loc["ort", "size_bytes"] == 4000
+    assert "recompiled in timed traffic (3 frames)" in df.loc["compiled", "flags"]
 
 
 def test_distillation_pairs_student_with_teacher():
@@ -261,9 +313,13 @@ def test_throughput_latency_curve_plots_each_server_run(tmp_path, saved_figures)
 
 
 def test_a_compiled_point_that_recompiled_inside_the_timed_traffic_is_flagged():
+    from bench.records.schema import CompileCounters, Compiled
+
     def compiled(point_id: str, recompiled: int):
         rec = record(point_id, variant="compile", backend="torch-compile")
-        backend = {"compile": {"recompiled_in_traffic": recompiled}}
+        counters = CompileCounters(graphs=1, frames_compiled=1, graph_breaks=0)
+        info = Compiled(compiler="inductor", compile_s=1.0, at_open=counters, recompiled_in_traffic=recompiled)
+        backend = rec.provenance.backend.model_copy(update={"compiled": info})
         return rec.model_copy(update={"provenance": rec.provenance.model_copy(update={"backend": backend})})
 
     df = records_frame([record("a"), compiled("clean", 0), compiled("dirty", 2)]).set_index("point_id")

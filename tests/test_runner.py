@@ -25,7 +25,7 @@ def test_tiny_models_end_to_end(write_suite, tmp_path, capsys):
     assert len(records) == 4 and all(r.status == "ok" for r in records), [r.error for r in records]
     assert {r.config.scenario.name for r in records} == {"single-stream", "offline"}  # `latency` is an alias
     for r in records:
-        assert r.schema_version == 2 and r.run_id and r.point_id
+        assert r.schema_version == 3 and r.run_id and r.point_id
         assert r.harness.version and r.harness.source_digest
         m = r.metrics
         lat = m.latency

@@ -31,14 +31,14 @@ def test_compiled_points_record_compile_time_counters_and_match_eager(write_suit
     recs = {r.config.variant.name: r for r in load_records(out)}
     compiled = recs["compile"]
     assert compiled.status == "ok", compiled.error
-    info = compiled.provenance.backend["compile"]
-    assert info["compile_s"] > 0 and info["calls_ms"] and info["at_open"]["graphs"] >= 1
-    assert info["recompiled_in_traffic"] == 0  # static shapes: nothing compiles inside the timed window
-    assert info["after_traffic"]["frames_compiled"] == info["at_open"]["frames_compiled"]
-    assert info["at_end"]["frames_compiled"] >= info["after_traffic"]["frames_compiled"]
-    assert info["freezing"] is True and info["mode"] == "default"
+    info = compiled.provenance.backend.compiled
+    assert info.compile_s > 0 and info.calls_ms and info.at_open.graphs >= 1
+    assert info.recompiled_in_traffic == 0  # static shapes: nothing compiles inside the timed window
+    assert info.after_traffic.frames_compiled == info.at_open.frames_compiled
+    assert info.at_end.frames_compiled >= info.after_traffic.frames_compiled
+    assert info.settings["freezing"] is True and info.settings["mode"] == "default"
     assert compiled.metrics.quality.cosine_mean == pytest.approx(1.0, abs=1e-4)  # compiled == eager numerics
-    assert compiled.phases.transform_s >= info["compile_s"]  # compilation is outside the scenario's window
+    assert compiled.phases.transform_s >= info.compile_s  # compilation is outside the scenario's window
     server = recs["compiled-server"]
     assert server.status == "unsupported" and "dynamic: true" in server.error
     assert np.isfinite(compiled.metrics.latency.p50_ms)

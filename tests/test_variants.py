@@ -86,7 +86,7 @@ def test_int4_on_a_cpu_without_bf16_is_unsupported_with_reason():
 
 
 def test_onnx_export_is_cached_by_key(tmp_path):
-    from bench.backends import onnx_export, ort_session
+    from bench.backends.onnxruntime import export as onnx_export, session as ort_session
 
     model = tiny("bert")
     ids = torch.randint(0, 1000, (2, 16))
@@ -106,7 +106,7 @@ def test_onnx_export_is_cached_by_key(tmp_path):
 
 
 def test_graph_transforms_run_on_tiny_bert(tmp_path):
-    from bench.backends import onnx_export, ort_session
+    from bench.backends.onnxruntime import export as onnx_export, session as ort_session
     from bench.variants import transforms
 
     model = tiny("bert")
@@ -134,7 +134,7 @@ def test_graph_transforms_run_on_tiny_bert(tmp_path):
 
 
 def test_ort_cuda_and_fp16_are_unsupported_without_cuda(tmp_path):
-    from bench.backends import ort_session
+    from bench.backends.onnxruntime import session as ort_session
     from bench.variants import transforms
 
     import onnxruntime
@@ -183,11 +183,11 @@ def test_ort_and_int8_points_end_to_end_with_quality(write_suite, tmp_path):
     assert recs["fp32"].metrics.quality.cosine_mean == pytest.approx(1, abs=1e-6)
     ort = recs["ort-int8-dynamic"]
     assert ort.status == "ok" and ort.metrics.quality.cosine_mean > 0.9
-    assert ort.provenance.backend["model_file_bytes"] > 0
+    assert ort.provenance.backend.file_bytes > 0
     # the word, position and type tables are gathered from, not streamed: left out of the roofline's bytes
-    lookup = ort.provenance.backend["lookup_table_bytes"]
+    lookup = ort.provenance.backend.lookup_table_bytes
     assert lookup > 0 and ort.metrics.work.bytes_breakdown["lookup_tables_excluded"] == lookup
-    assert ort.metrics.work.bytes_breakdown["weights"] == ort.provenance.backend["model_file_bytes"] - lookup
+    assert ort.metrics.work.bytes_breakdown["weights"] == ort.provenance.backend.file_bytes - lookup
     assert recs["fp32"].metrics.work.bytes_breakdown["lookup_tables_excluded"] > 0
     assert [(t["name"], t["stage"]) for t in ort.provenance.transforms] == [("ort-optimize", "onnx"),
                                                                               ("ort-int8-dynamic", "onnx")]
@@ -203,7 +203,7 @@ def test_ort_and_int8_points_end_to_end_with_quality(write_suite, tmp_path):
         assert row["p50_ms"] == pytest.approx(rec.metrics.latency.p50_ms)
     assert table.loc["fp32", "speedup_p50_sig"] == "baseline" and table.loc["fp32", "size_ratio"] == 1.0
     assert table.loc["ort-int8-dynamic", "size_ratio"] == pytest.approx(
-        ort.provenance.backend["model_file_bytes"] / recs["fp32"].metrics.memory.weight_bytes)
+        ort.provenance.backend.file_bytes / recs["fp32"].metrics.memory.weight_bytes)
     assert table.loc["torch-int4-weight-only", "verdict"] == "unsupported"
 
 

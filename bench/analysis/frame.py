@@ -1,4 +1,4 @@
-"""Flatten records into one pandas row per (machine, point), and attach each point's fp32 PyTorch baseline
+"""Flatten records into one pandas row per (machine, point), and attach each point's fp32 reference baseline
 measured on the same machine, in the same suite where that suite measured one.
 
 A report over several machines keeps every machine's rows: the same point on two machines is two rows,
@@ -38,7 +38,8 @@ def _flags(rec: Record) -> list[str]:
         flags += sample_flags(rec.metrics)
     if lat and any(w.startswith("outliers") for w in lat.warnings):
         flags.append("outliers")
-    recompiled = (rec.provenance.backend.get("compile") or {}).get("recompiled_in_traffic")
+    compiled = rec.provenance.backend and rec.provenance.backend.compiled
+    recompiled = compiled and compiled.recompiled_in_traffic
     if recompiled:
         flags.append(f"recompiled in timed traffic ({recompiled} frames)")
     if rec.provenance.weights == "random":
@@ -47,9 +48,10 @@ def _flags(rec: Record) -> list[str]:
 
 
 def is_baseline(rec: Record) -> bool:
-    """The fp32 PyTorch point with no transforms: what every speedup on its machine is measured against."""
-    v = rec.config.variant
-    return rec.config.backend == "pytorch" and v.precision == "fp32" and not v.transforms
+    """An fp32 point with no transforms on the backend its session description says is the reference
+    implementation: what every speedup on its machine is measured against."""
+    v, session = rec.config.variant, rec.provenance.backend
+    return session is not None and session.reference and v.precision == "fp32" and not v.transforms
 
 
 def records_frame(records: list[Record]) -> pd.DataFrame:
@@ -86,7 +88,7 @@ def records_frame(records: list[Record]) -> pd.DataFrame:
             "tokens_per_s": _centre(rec, procs, lambda m: m.throughput.tokens_per_s if m.throughput else None),
             "peak_rss_mb": mem.peak_rss_bytes / 2**20 if mem and mem.peak_rss_bytes else None,
             "params_mb": mem.parameter_bytes / 2**20 if mem and mem.parameter_bytes else None,
-            "size_bytes": rec.provenance.backend.get("model_file_bytes")
+            "size_bytes": (rec.provenance.backend and rec.provenance.backend.file_bytes)
             or (mem.weight_bytes or mem.parameter_bytes if mem else None),
             "cosine_mean": qual.cosine_mean if qual else None,
             "cosine_min": qual.cosine_min if qual else None,

@@ -1,8 +1,11 @@
-"""Backends turn a prepared model into a Session: the system under test.
+"""Backends turn a prepared model into a Session: the system under test. Each engine is one package here
+(`pytorch/`, `onnxruntime/`) holding everything it needs, its graph transforms included.
 
 A backend only exports and opens; the transform pipeline (`variants/pipeline.py`) decides what is done
 to the model. A Session knows nothing of timing: `run()` executes one query on inputs prepared beforehand
-and returns only when the work is complete (on CUDA, after synchronising), so any clock around it is honest.
+and returns only when the work is complete (on a device with a queue, after synchronising), so any clock
+around it is honest. Every session describes itself in one typed form (`SessionDescription`), which the
+record keeps as `provenance.backend`.
 """
 
 from __future__ import annotations
@@ -11,11 +14,16 @@ from typing import Any, Callable, ClassVar
 
 import numpy as np
 
+from ..records.schema import SessionDescription
 from ..registry import Registry
 
 
 class Session:
-    info: dict
+    description: SessionDescription  # set by the backend that opened it
+
+    def describe(self) -> SessionDescription:
+        """What ran the model, read when the record is written (a session may add what it learnt since opening)."""
+        return self.description
 
     def run(self) -> None:
         """One query on the prepared inputs, complete on return."""
@@ -45,13 +53,19 @@ class Session:
 class Backend:
     """Base for registered backends.
 
-    `stages`: the transform stages it accepts; `precisions`: the float precisions it runs (judged at plan
-    time); `Options`: its `backend_options`.
+    `stages`: the transform stages it accepts; `precisions`: the float precisions it runs; `devices`: the
+    registered devices it runs on (all three judged at plan time); `libraries`: the distributions whose versions
+    matter to its figures (recorded in the machine description); `Options`: its `backend_options`;
+    `reference`: it is the reference implementation, whose fp32 points without transforms are every speedup's
+    baseline (PyTorch eager: the quality check's reference outputs are its outputs too).
     """
 
     stages: ClassVar[frozenset[str]] = frozenset({"torch"})
     precisions: ClassVar[frozenset[str]] = frozenset({"fp32", "bf16", "fp16"})
+    devices: ClassVar[frozenset[str]] = frozenset({"cpu"})
+    libraries: ClassVar[tuple[str, ...]] = ()
     Options: ClassVar[Any] = None
+    reference: ClassVar[bool] = False
 
     def export(self, model: Any, loaded: Any, inputs: dict[str, np.ndarray], ctx: Any) -> Any:
         """The artifact graph-stage transforms work on (default: the torch model itself)."""
@@ -60,5 +74,14 @@ class Backend:
     def open(self, artifact: Any, loaded: Any, inputs: dict[str, np.ndarray], ctx: Any) -> Session:
         raise NotImplementedError
 
+    def describe(self, ctx: Any, **fields: Any) -> SessionDescription:
+        """The session description with what every backend shares filled from the point and this declaration."""
+        return SessionDescription(device=ctx.device, precision=ctx.precision, reference=self.reference, **fields)
+
 
 backends: Registry[type[Backend]] = Registry("backend", "bench.backends")
+
+
+def declared_libraries() -> tuple[str, ...]:
+    """Every distribution a registered backend declares, for the machine description (hardware/machine.py)."""
+    return tuple(sorted({library for name in backends for library in backends.get(name).libraries}))

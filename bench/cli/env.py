@@ -12,7 +12,7 @@ class Env(Command):
     help = "print this machine's description as JSON"
 
     def __call__(self, args) -> int:
-        from ..hardware.machine import describe_machine
+        from ..executors import this_machine
 
-        print(json.dumps(describe_machine(), indent=2))
+        print(json.dumps(this_machine(), indent=2))
         return 0

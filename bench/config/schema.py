@@ -12,7 +12,7 @@ from ..validity import min_queries
 from .targets import check_target
 
 Task = Literal["encoder", "causal-lm"]
-Device = Literal["cpu", "cuda"]
+Device = str  # a name in the device registry (bench/devices/), checked by the plan
 Precision = Literal["fp32", "bf16", "fp16"]
 
 

@@ -19,6 +19,15 @@ if TYPE_CHECKING:
     from ..plan import Plan
 
 
+def this_machine() -> dict:
+    """This machine's description with the versions of every library a registered backend declares: what a
+    record made here says of its machine (the description sits below the backends, so they are passed in)."""
+    from ..backends import declared_libraries
+    from ..hardware.machine import describe_machine
+
+    return describe_machine(declared_libraries())
+
+
 @dataclass
 class Finished:
     point: RunPoint

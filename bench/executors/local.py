@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..errors import ConfigError
 from ..records.build import new_id, now
 from ..isolation.isolate import run_isolated
-from . import Executor, Finished, executors
+from . import Executor, Finished, executors, this_machine
 
 
 @executors.register("local")
@@ -23,14 +23,10 @@ class Local(Executor):
         return [self.destination(suite, describe_machine()["machine_id"], out)]
 
     def machines(self, points):
-        from ..hardware.machine import describe_machine
-
-        return {None: describe_machine()}
+        return {None: this_machine()}
 
     def run(self, points, cache_dir, log_dir, announce):
-        from ..hardware.machine import describe_machine
-
-        machine = describe_machine()
+        machine = this_machine()
         for point in points:
             announce(point)
             started = now()

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..devices import get_device
+
 RAPL_ROOT = Path("/sys/class/powercap")
 
 
@@ -136,11 +138,17 @@ class NvmlMeter(EnergyMeter):
         return (self._nvml.nvmlDeviceGetTotalEnergyConsumption(self._handle) - self._start) / 1e3
 
 
+METERS = {"rapl": RaplMeter, "nvml": NvmlMeter}
+
+
 def select_meter(device: str, rapl_root: Path = RAPL_ROOT, gpu_index: int = 0) -> EnergyMeter:
-    """The meter for `device` ("cuda": NVML; anything else: RAPL), or an Unavailable one with the reason."""
-    source = NvmlMeter.source if device == "cuda" else RaplMeter.source
+    """The meter `device` declares (the CPU: RAPL; NVIDIA GPUs: NVML), or an Unavailable one with the reason."""
+    kind = get_device(device).energy_meter
+    if kind not in METERS:
+        return Unavailable(f"no energy meter reads the {device} device")
+    source = METERS[kind].source
     try:
-        return NvmlMeter(gpu_index) if device == "cuda" else RaplMeter(rapl_root)
+        return NvmlMeter(gpu_index) if kind == "nvml" else RaplMeter(rapl_root)
     except ImportError:
         return Unavailable("nvidia-ml-py is not installed (pip install nvidia-ml-py)", source)
     except PermissionError as exc:

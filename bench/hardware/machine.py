@@ -19,8 +19,7 @@ import psutil
 
 INTERESTING_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16",
                      "avx512_fp16", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16", "amx_fp16", "sve", "neon")
-LIBRARIES = ("torch", "transformers", "onnxruntime", "onnxruntime-gpu", "onnx", "torchao", "numpy",
-             "accelerate", "gguf", "optimum", "bench")
+CORE_LIBRARIES = ("numpy", "transformers", "accelerate", "gguf", "bench")  # what loads models for any backend
 
 
 def _cpuinfo() -> dict[str, str]:
@@ -73,9 +72,9 @@ def _git_commit() -> dict:
     return {"commit": commit.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
 
 
-def _versions() -> dict[str, str | None]:
+def _versions(libraries: tuple[str, ...]) -> dict[str, str | None]:
     out = {}
-    for lib in LIBRARIES:
+    for lib in dict.fromkeys((*CORE_LIBRARIES, *libraries)):
         try:
             out[lib] = metadata.version(lib)
         except metadata.PackageNotFoundError:
@@ -83,8 +82,11 @@ def _versions() -> dict[str, str | None]:
     return out
 
 
-@lru_cache(maxsize=1)
-def describe_machine() -> dict:
+@lru_cache(maxsize=4)
+def describe_machine(libraries: tuple[str, ...] = ()) -> dict:
+    """This machine; `libraries` are the distributions the registered backends declare
+    (bench.backends.declared_libraries), whose versions it records beside the core ones. The caller passes them:
+    the machine description sits below the backends."""
     info = _cpuinfo()
     flags = cpu_flags()
     model = info.get("model name") or info.get("Hardware") or platform.processor() or "unknown CPU"
@@ -105,7 +107,7 @@ def describe_machine() -> dict:
         "gpus": gpus,
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
-        "libraries": _versions(),
+        "libraries": _versions(libraries),
         "project": _git_commit(),
     }
     desc["machine_id"] = machine_id(desc)

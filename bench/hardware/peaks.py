@@ -11,8 +11,8 @@ Conventions (also written into every figure):
     STREAM "copy" convention. Write-allocate traffic (a CPU reading dst's lines before overwriting them)
     is not counted, so the DRAM traffic can be up to 1.5x the figure. Each buffer is far larger than the
     last-level cache.
-  * CPU timing: time.perf_counter around each call. CUDA timing: CUDA events around each call, with the
-    device synchronized before the loop and before reading the events.
+  * timing is the device's (bench/devices/): on the CPU time.perf_counter around each call; on CUDA, CUDA
+    events around each call, with the device synchronized before the loop and before reading the events.
 """
 
 from __future__ import annotations
@@ -23,43 +23,16 @@ import time
 from pathlib import Path
 from typing import Callable, Iterable
 
+from ..devices import devices as registered
+from ..devices import get_device
 from ..errors import Unsupported
 
 GEMM_METHOD = "square n x n @ n x n, 2 n^3 {unit_word} per call, best call after 2 warm-ups"
 BW_METHOD = "tensor copy dst.copy_(src): bytes read + bytes written (2 x buffer), STREAM copy convention"
 
 
-def _time_cpu(fn: Callable[[], object], seconds: float) -> list[float]:
-    fn(), fn()
-    times: list[float] = []
-    start = time.perf_counter()
-    while len(times) < 3 or time.perf_counter() - start < seconds:
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return times
-
-
-def _time_cuda(fn: Callable[[], object], seconds: float) -> list[float]:
-    import torch
-
-    fn(), fn()
-    torch.cuda.synchronize()
-    pairs = []
-    start = time.perf_counter()
-    while len(pairs) < 3 or time.perf_counter() - start < seconds:
-        begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        begin.record()
-        fn()
-        end.record()
-        end.synchronize()  # one call in flight at a time keeps the wall-clock budget honest
-        pairs.append((begin, end))
-    torch.cuda.synchronize()
-    return [b.elapsed_time(e) / 1e3 for b, e in pairs]
-
-
 def _timed(fn: Callable[[], object], device: str, seconds: float) -> tuple[float, float, int]:
-    times = (_time_cuda if device == "cuda" else _time_cpu)(fn, seconds)
+    times = get_device(device).time_calls(fn, seconds)
     return min(times), statistics.median(times), len(times)
 
 
@@ -89,17 +62,9 @@ def gemm_flops(dtype: str, device: str, n: int, seconds: float) -> dict:
     a = torch.randn(n, n, device=device).to(t)
     b = torch.randn(n, n, device=device).to(t)
     method = f"torch.matmul {dtype}; " + GEMM_METHOD.format(unit_word="FLOPs")
-    if device == "cuda" and dtype in ("fp32", "tf32"):
-        previous = torch.backends.cuda.matmul.allow_tf32
-        torch.backends.cuda.matmul.allow_tf32 = dtype == "tf32"
-        try:
-            times = _timed(lambda: a @ b, device, seconds)
-        finally:
-            torch.backends.cuda.matmul.allow_tf32 = previous
-        method += f" (allow_tf32={dtype == 'tf32'})"
-    else:
+    with get_device(device).matmul_mode(dtype) as mode:
         times = _timed(lambda: a @ b, device, seconds)
-    return _figure(work, times, "FLOP/s", method, size=n, kernel="torch.matmul")
+    return _figure(work, times, "FLOP/s", method + mode, size=n, kernel="torch.matmul")
 
 
 def int8_linear_ops(n: int, seconds: float) -> dict:
@@ -149,10 +114,8 @@ def cpu_llc_bytes() -> int | None:
     return best[1] if best else None
 
 
-def _default_buffer_mib(device: str, llc: int | None) -> int:
-    """CPU: each buffer at least 512 MiB and 2x the last-level cache, within 1/8 of free memory."""
-    if device == "cuda":
-        return 2048
+def _default_buffer_mib(llc: int | None) -> int:
+    """Host memory: each buffer at least 512 MiB and 2x the last-level cache, within 1/8 of free memory."""
     want = max(512, 2 * (llc or 0) // 2**20)
     try:
         import psutil
@@ -163,30 +126,22 @@ def _default_buffer_mib(device: str, llc: int | None) -> int:
     return max(64, int(want))
 
 
-def _flag_gate(dtype: str, flags: frozenset[str]) -> str | None:
-    """Why a CPU GEMM dtype is skipped, or None to measure it."""
-    if dtype == "bf16" and not ({"avx512_bf16", "amx_bf16"} & flags):
-        return "no avx512_bf16/amx_bf16 in the CPU flags: bf16 GEMMs would be converted/emulated, no native peak"
-    if dtype == "fp16" and not ({"avx512_fp16", "amx_fp16"} & flags):
-        return "no avx512_fp16/amx_fp16 in the CPU flags: fp16 GEMMs would be converted/emulated, no native peak"
-    return None
-
-
 def measure_peaks(device: str = "cpu", seconds_per_test: float = 1.0, threads: int | None = None,
                   cpu_flags: Iterable[str] | None = None, gemm_size: int | None = None,
                   buffer_mib: int | None = None) -> dict:
-    """GEMM ceilings per dtype and streaming bandwidth of `device` ("cpu" or "cuda").
+    """GEMM ceilings per dtype and streaming bandwidth of `device` (a registered device: what it measures is
+    its declaration).
 
     Returns {"device", "threads", "gemm": {dtype: figure}, "bandwidth": figure, "unavailable":
     {dtype: reason}, ...}; each figure has value, unit, method, size (or buffer_mib), repeats.
-    Raises Unsupported for "cuda" without CUDA.
+    Raises Unsupported for a device this machine cannot run.
     """
     import torch
 
-    if device not in ("cpu", "cuda"):
-        raise ValueError(f"device must be 'cpu' or 'cuda', not {device!r}")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise Unsupported("CUDA is not available on this machine")
+    if device not in registered:
+        raise ValueError(f"device must be one of {', '.join(registered.names())}, not {device!r}")
+    dev = get_device(device)
+    dev.require()
     if cpu_flags is None:
         from .machine import cpu_flags as read_flags
 
@@ -196,21 +151,16 @@ def measure_peaks(device: str = "cpu", seconds_per_test: float = 1.0, threads: i
     if threads:
         torch.set_num_threads(threads)
     try:
-        n = gemm_size or (8192 if device == "cuda" else 2048)
-        llc = cpu_llc_bytes() if device == "cpu" else None
-        mib = buffer_mib or _default_buffer_mib(device, llc)
+        n = gemm_size or dev.gemm_size
+        llc = cpu_llc_bytes() if dev.stream_buffer_mib is None else None
+        mib = buffer_mib or dev.stream_buffer_mib or _default_buffer_mib(llc)
         peaks: dict = {"device": device, "threads": torch.get_num_threads(), "seconds_per_test": seconds_per_test,
                        "torch": torch.__version__, "gemm": {}, "unavailable": {},
                        "conventions": {"gemm": GEMM_METHOD.format(unit_word="FLOPs (int8: ops)"),
                                        "bandwidth": BW_METHOD + "; write-allocate traffic not counted"}}
-        if device == "cuda":
-            peaks["gpu"] = torch.cuda.get_device_name()
-            dtypes = ["fp32", "tf32", "bf16", "fp16", "int8"]
-        else:
-            peaks["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
-            dtypes = ["fp32", "bf16", "fp16", "int8"]
-        for dtype in dtypes:
-            reason = _flag_gate(dtype, flags) if device == "cpu" else None
+        peaks.update(dev.peak_details())
+        for dtype in dev.peak_dtypes:
+            reason = dev.peak_unavailable(dtype, flags)
             if reason:
                 peaks["unavailable"][dtype] = reason
                 continue
@@ -218,7 +168,7 @@ def measure_peaks(device: str = "cpu", seconds_per_test: float = 1.0, threads: i
                 peaks["gemm"][dtype] = gemm_flops(dtype, device, n, seconds_per_test)
             except Exception as exc:  # noqa: BLE001 - a missing kernel is a finding, not a crash
                 peaks["unavailable"][dtype] = f"{type(exc).__name__}: {exc}"
-        if device == "cpu":
+        if dev.dynamic_int8_linear:
             _cpu_int8(peaks, n, seconds_per_test)
         peaks["bandwidth"] = stream_bandwidth(device, mib, seconds_per_test, llc)
         return peaks
@@ -254,8 +204,8 @@ def _cpu_int8(peaks: dict, n: int, seconds: float) -> None:
 def load_or_measure_peaks(cache_path: Path, machine_id: str, force: bool = False,
                           devices: Iterable[str] | None = None, **kw) -> dict:
     """Peaks of this machine from the JSON cache, measured (in this process) when absent, stale (another
-    machine_id) or forced. `kw` goes to `measure_peaks`. Format: {"machine_id", "measured_at",
-    "devices": {device: measure_peaks(...)}, "unavailable": {device: reason}}."""
+    machine_id) or forced, on `devices` (default: every registered device). `kw` goes to `measure_peaks`.
+    Format: {"machine_id", "measured_at", "devices": {device: measure_peaks(...)}, "unavailable": {device: reason}}."""
     cache_path = Path(cache_path)
     if cache_path.exists() and not force:
         try:
@@ -264,17 +214,14 @@ def load_or_measure_peaks(cache_path: Path, machine_id: str, force: bool = False
             cached = {}
         if cached.get("machine_id") == machine_id:
             return cached
-    import torch
-
     result = {"machine_id": machine_id, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "devices": {}, "unavailable": {}}
-    for device in devices or ["cpu", "cuda"]:
+    for device in devices or registered.names():
         try:
             result["devices"][device] = measure_peaks(device, **kw)
         except Unsupported as exc:
             result["unavailable"][device] = str(exc)
-        if device == "cuda" and torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        get_device(device).release_memory()
     cache_path.parent.mkdir(parents=True, exist_ok=True)
     cache_path.write_text(json.dumps(result, indent=2))
     return result

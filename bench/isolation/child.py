@@ -54,7 +54,7 @@ def execute(point_data: dict, cache_dir: str, spawned_at: float | None = None) -
     torch.manual_seed(s.seed)
 
     from ..backends import backends
-    from ..errors import Unsupported
+    from ..devices import get_device
     from ..hardware.work import point_work
     from ..measurement.size import lookup_table_bytes
     from ..measurement.timing import LoopSettings
@@ -63,8 +63,7 @@ def execute(point_data: dict, cache_dir: str, spawned_at: float | None = None) -
     from ..scenarios import Workload, scenarios
     from ..variants.pipeline import prepare
 
-    if point.device == "cuda" and not torch.cuda.is_available():
-        raise Unsupported("CUDA is not available on this machine")
+    get_device(point.device).require()
     clock = time.time
     started = clock()
     phases: dict[str, float | None] = {"start_s": started - spawned_at if spawned_at else None}
@@ -106,9 +105,9 @@ def execute(point_data: dict, cache_dir: str, spawned_at: float | None = None) -
     mem = memory.result(prepared.model)
     # the weights the backend actually streams: the exported graph for ORT, the torch model otherwise, less the
     # embedding tables a query only gathers a few rows from
-    info = prepared.session.info
-    if "model_file_bytes" in info:
-        weights, lookup = info["model_file_bytes"], info.get("lookup_table_bytes", 0)
+    description = prepared.session.describe()
+    if description.file_bytes is not None:
+        weights, lookup = description.file_bytes, description.lookup_table_bytes or 0
     else:
         weights, lookup = mem.weight_bytes, lookup_table_bytes(prepared.model)
     work = point_work(loaded.config, loaded.task, point, weights - lookup,
@@ -118,7 +117,8 @@ def execute(point_data: dict, cache_dir: str, spawned_at: float | None = None) -
                       energy=energy.result(result.loop))
     provenance = {"weights": loaded.weights, **loaded.provenance, "inputs": input_info,
                   "precision": prepared.precision_info,
-                  "transforms": [t.provenance() for t in prepared.applied], "backend": prepared.session.info,
+                  "transforms": [t.provenance() for t in prepared.applied],
+                  "backend": description.model_dump(mode="json"),
                   "threads": {"intra_op": intra, "inter_op": s.inter_op_threads}}
     return {"metrics": metrics.model_dump(mode="json"), "provenance": provenance, "phases": phases}
 

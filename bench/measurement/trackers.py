@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from typing import Any, Callable
 
+from ..devices import get_device
 from ..records.schema import Energy, Loop, Memory
 from .memory import PeakRSS
 from .size import WEIGHT_BYTES_METHOD, weight_bytes
@@ -14,37 +15,33 @@ from .timing import WindowHook
 
 
 class MemoryTracker:
-    """Peak RSS over the window (kernel high-water mark, reset at entry) and, on CUDA, allocator peaks."""
+    """Peak RSS over the window (kernel high-water mark, reset at entry) and the device allocator's peaks where
+    the device has an allocator (CUDA's)."""
 
     def __init__(self, device: str):
-        self.device = device
+        self.device = get_device(device)
         self._rss = PeakRSS()
-        self._cuda: dict[str, int] = {}
+        self._device_peaks: dict[str, int] = {}
 
     def __enter__(self) -> "MemoryTracker":
-        if self.device == "cuda":
-            import torch
-
-            torch.cuda.reset_peak_memory_stats()
+        self.device.reset_memory_peaks()
         self._rss.__enter__()
         return self
 
     def __exit__(self, *exc) -> None:
         self._rss.__exit__(*exc)
-        if self.device == "cuda":
-            import torch
-
-            self._cuda = {"cuda_peak_allocated_bytes": torch.cuda.max_memory_allocated(),
-                          "cuda_peak_reserved_bytes": torch.cuda.max_memory_reserved()}
+        self._device_peaks = self.device.memory_peaks()
 
     def result(self, model: Any) -> Memory:
         params = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
         return Memory(peak_rss_bytes=self._rss.peak_bytes, peak_rss_method=self._rss.method, parameter_bytes=params,
-                      weight_bytes=weight_bytes(model), weight_bytes_method=WEIGHT_BYTES_METHOD, **self._cuda)
+                      weight_bytes=weight_bytes(model), weight_bytes_method=WEIGHT_BYTES_METHOD,
+                      **self._device_peaks)
 
 
 class EnergyTracker(WindowHook):
-    """Energy from NVML (GPUs) or RAPL (CPUs), or `unavailable` with the reason, over the timed traffic.
+    """Energy from the meter the device declares (NVML on GPUs, RAPL on CPUs), or `unavailable` with the reason,
+    over the timed traffic.
 
     The tracker is the window hook of the scenario's loop settings: the driver tells it when the timed traffic
     starts and ends, so the meter is read at those edges only (warm-up, LoadGen's sizing runs and peak probes

@@ -9,7 +9,7 @@ whether those projections are GPT-2's Conv1D (a Linear with its weight stored tr
 A new architecture is one `Family` in `FAMILIES`; `family_of` is the one lookup, and an architecture with no
 family is refused with the list of known model types.
 
-ORT optimizer types were checked on graphs from `backends.onnx_export` (TorchScript, eager attention) with ORT
+ORT optimizer types were checked on graphs from `backends/onnxruntime/export.py` (TorchScript, eager attention) with ORT
 1.32: BERT-class and DistilBERT graphs get Attention, SkipLayerNormalization and BiasGelu fusions; MPNet's get
 no Attention fusion; ORT's `phi` optimizer raises TypeError on a transformers Phi graph (it expects the graph
 of ORT's own dynamo Phi-2 exporter), while the `gpt2` optimizer fuses its LayerNorm and FastGelu.

@@ -70,8 +70,8 @@ def schema_markdown() -> str:
         for field in model.model_fields.values():
             queue += [m for m in _models_in(field.annotation) if m not in order]
     header = (f"## Record (schema_version {SCHEMA_VERSION})\n\nOne JSON object per line of `runs.jsonl`. "
-              "Records of schema version 1 are read through `bench/records/migrate.py`; any other version is refused "
-              "with a one-line error.")
+              "Records of schema versions 1 and 2 are read through `bench/records/migrate.py`; any other version is "
+              "refused with a one-line error.")
     return "\n\n".join([header, *(_table(m) for m in order)]) + "\n"
 
 

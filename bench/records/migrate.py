@@ -1,4 +1,4 @@
-"""Read records of earlier schema versions as the current one.
+"""Read records of earlier schema versions as the current one, one version step at a time.
 
 Version 1 (bench 0.1, plain dicts) differs from 2 in:
   * the harness version: v1 kept the git commit under `machine.project`; v2 has `harness`;
@@ -7,6 +7,14 @@ Version 1 (bench 0.1, plain dicts) differs from 2 in:
   * quality: v2 adds a `verdict`, and random-weight quality is never "within bound";
   * work: v2 records the compute precision its transforms declare; v1 records get the rule v1 used;
   * the private `_wall_s`/`_queries` keys some v1 scenarios leaked are dropped.
+
+Version 2 differs from 3 in:
+  * `provenance.backend`: v2 kept the session's free-form `info` dict; v3 has the typed `SessionDescription`.
+    `model_file_bytes` becomes `file_bytes`, `model_file` `file`, the thread counts `threads`, torch.compile's
+    `compile` `compiled` (its options under `settings`), the torch version (or, for ORT, the machine's
+    onnxruntime version) `engine_version`; what is left (export, providers, graph level, TF32) goes to
+    `properties`. `reference` is what v2 hard-wired: the `pytorch` backend. A failed point's `{}` becomes null;
+  * memory: `cuda_peak_allocated_bytes` / `cuda_peak_reserved_bytes` become `device_peak_*`.
 """
 
 from __future__ import annotations
@@ -15,13 +23,19 @@ import copy
 
 V1_SCENARIOS = {"latency": "single-stream", "throughput": "single-stream"}
 V1_INT8_TRANSFORMS = ("int8-dynamic", "int8-static")
+V2_ENGINES = {"pytorch": "torch", "torch-compile": "torch", "onnxruntime": "onnxruntime"}
+V2_REFERENCE_BACKEND = "pytorch"
+V2_COMPILE_SETTINGS = ("mode", "dynamic", "fullgraph", "freezing")
 
 
 def migrate(data: dict) -> dict:
     version = data.get("schema_version")
-    if version == 1:
-        return _v1_to_v2(data)
-    raise ValueError(f"unknown schema_version {version!r}")
+    if version not in STEPS:
+        raise ValueError(f"unknown schema_version {version!r}")
+    while version in STEPS:
+        data = STEPS[version](data)
+        version = data["schema_version"]
+    return data
 
 
 def _v1_to_v2(old: dict) -> dict:
@@ -65,3 +79,47 @@ def _verdict(quality: dict) -> str:
         return "not meaningful (random weights)"
     return "within bound" if quality.get("within_bound") else "breaks bound"
 
+
+def _v2_to_v3(old: dict) -> dict:
+    rec = copy.deepcopy(old)
+    rec["schema_version"] = 3
+    memory = (rec.get("metrics") or {}).get("memory") or {}
+    for kind in ("allocated", "reserved"):
+        if f"cuda_peak_{kind}_bytes" in memory:
+            memory[f"device_peak_{kind}_bytes"] = memory.pop(f"cuda_peak_{kind}_bytes")
+    provenance = rec.get("provenance") or {}
+    info = provenance.get("backend")
+    provenance["backend"] = _session_description(info, rec["config"], rec.get("machine") or {}) if info else None
+    return rec
+
+
+def _session_description(info: dict, config: dict, machine: dict) -> dict:
+    """A v2 session `info` dict as a v3 SessionDescription."""
+    info = dict(info)
+    backend = config["backend"]
+    engine = V2_ENGINES.get(backend, backend)
+    libraries = machine.get("libraries") or {}
+    version = info.pop("torch", None) or libraries.get(engine) or libraries.get(f"{engine}-gpu")
+    compiled = info.pop("compile", None)
+    intra, inter = info.pop("intra_op_threads", None), info.pop("inter_op_threads", None)
+    info.pop("provider", None)  # the device, which the description carries
+    return {"engine": engine, "engine_version": version, "device": config["device"],
+            "precision": info.pop("precision", config["variant"]["precision"]),
+            "precision_mode": info.pop("precision_mode", None), "file": info.pop("model_file", None),
+            "file_bytes": info.pop("model_file_bytes", None),
+            "lookup_table_bytes": info.pop("lookup_table_bytes", None),
+            "compiled": _compiled(compiled) if compiled else None,
+            "threads": {"intra_op": intra, "inter_op": inter} if intra is not None and inter is not None else None,
+            "reference": backend == V2_REFERENCE_BACKEND, "properties": info}
+
+
+def _compiled(info: dict) -> dict:
+    """v2's torch.compile `compile` dict as a v3 `Compiled` (its version and note are the description's)."""
+    return {"compiler": info.get("backend", "inductor"),
+            "settings": {k: info[k] for k in V2_COMPILE_SETTINGS if k in info},
+            "compile_s": info["compile_s"], "calls_ms": info.get("calls_ms", []), "at_open": info["at_open"],
+            "after_traffic": info.get("after_traffic"), "at_end": info.get("at_end"),
+            "recompiled_in_traffic": info.get("recompiled_in_traffic")}
+
+
+STEPS = {1: _v1_to_v2, 2: _v2_to_v3}

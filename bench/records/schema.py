@@ -1,9 +1,10 @@
-"""The record of one run, as typed, immutable pydantic models (schema version 2).
+"""The record of one run, as typed, immutable pydantic models (schema version 3).
 
 A scenario returns a `ScenarioResult`; trackers add `Memory`, `Energy`; the work accounting adds `Work`;
-the quality check adds `Quality`; the runner wraps them into a `Record` with the point's config, the
-machine, the harness version and the provenance. Records are written once and never changed (pyperf's
-rule); results/README.md is generated from these models (`python -m bench.records.docs`).
+the quality check adds `Quality`; the backend describes its session (`SessionDescription`); the runner wraps
+them into a `Record` with the point's config, the machine, the harness version and the provenance. Records
+are written once and never changed (pyperf's rule); results/README.md is generated from these models
+(`python -m bench.records.docs`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..config import RunPoint
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 Status = Literal["ok", "failed", "timeout", "unsupported"]
 
 
@@ -170,8 +171,10 @@ class Memory(Frozen):
     parameter_bytes: int | None = Field(None, description="parameters and buffers in memory")
     weight_bytes: int | None = None
     weight_bytes_method: str | None = None
-    cuda_peak_allocated_bytes: int | None = None
-    cuda_peak_reserved_bytes: int | None = None
+    device_peak_allocated_bytes: int | None = Field(
+        None, description="the device allocator's high-water mark over the scenario (CUDA: max_memory_allocated)")
+    device_peak_reserved_bytes: int | None = Field(
+        None, description="memory the device allocator held at its peak (CUDA: max_memory_reserved)")
 
 
 class Energy(Frozen):
@@ -289,13 +292,69 @@ class Machine(Open):
     machine_id: str
 
 
+class CompileCounters(Frozen):
+    """The compiler's counters at one moment (torch.compile: dynamo's)."""
+
+    graphs: int = Field(description="distinct graphs compiled")
+    frames_compiled: int = Field(description="Python frames compiled so far: a rise means a recompilation")
+    graph_breaks: int
+    graph_break_reasons: list[str] = Field(default_factory=list, description="the first ten")
+
+
+class Compiled(Frozen):
+    """What compiling the model did when the session opened, and whether it compiled again later."""
+
+    compiler: str = Field(description="e.g. `inductor`")
+    settings: dict[str, Any] = Field(default_factory=dict, description="the compiler's options (torch.compile: mode, "
+                                                                       "dynamic, fullgraph, freezing)")
+    compile_s: float = Field(description="compilation and the calls until one compiled nothing new, on the point's "
+                                         "inputs; outside the scenario's warm-up and timed loop")
+    calls_ms: list[float] = Field(default_factory=list, description="each of those calls")
+    at_open: CompileCounters = Field(description="counters when compilation finished")
+    after_traffic: CompileCounters | None = Field(None, description="counters when the timed traffic ended")
+    at_end: CompileCounters | None = Field(None, description="counters when the record was written (the quality "
+                                                             "check's other shapes compile before it)")
+    recompiled_in_traffic: int | None = Field(None, description="frames compiled inside the warm-up and timed loop: "
+                                                                "a static-shape point should compile none (flagged)")
+
+
+class Threads(Frozen):
+    intra_op: int
+    inter_op: int
+
+
+class SessionDescription(Frozen):
+    """What ran the model, as the backend that opened the session describes it (every backend fills it)."""
+
+    engine: str = Field(description="the library that runs the model (`torch`, `onnxruntime`)")
+    engine_version: str | None = None
+    device: str
+    precision: str = Field(description="the float precision the session was opened at (transforms declare the "
+                                       "precision they compute in)")
+    precision_mode: str | None = Field(None, description="`cast` or `autocast`, where the engine takes the model's "
+                                                         "precision from the precision stage")
+    file: str | None = Field(None, description="the artifact on disk the engine loads; null for a model in memory")
+    file_bytes: int | None = Field(None, description="bytes of that file and its external data: the weights the "
+                                                     "engine streams (null: measured from the model in memory)")
+    lookup_table_bytes: int | None = Field(None, description="bytes of the file's tables a query only gathers rows "
+                                                             "from (embeddings)")
+    compiled: Compiled | None = Field(None, description="set where the engine compiled the model")
+    threads: Threads | None = Field(None, description="the engine's thread pools as it reports them")
+    reference: bool = Field(False, description="the backend declares itself the reference implementation: its fp32 "
+                                               "points without transforms are the baselines, and quality compares "
+                                               "against its outputs")
+    properties: dict[str, Any] = Field(default_factory=dict, description="engine-specific settings (ORT: provider, "
+                                                                         "graph optimization level, export; PyTorch "
+                                                                         "on CUDA: TF32 matmuls)")
+
+
 class Provenance(Open):
-    """Where every input came from: weights real or random, text, transforms applied, backend details."""
+    """Where every input came from: weights real or random, text, transforms applied, the backend's session."""
 
     weights: Literal["real", "random"]
     inputs: dict[str, Any] | None = None
     transforms: list[dict[str, Any]] = Field(default_factory=list)
-    backend: dict[str, Any] = Field(default_factory=dict)
+    backend: SessionDescription | None = Field(None, description="null where no session opened (a failed point)")
     threads: dict[str, int] | None = None
 
 
@@ -317,7 +376,7 @@ class Phases(Frozen):
 class Record(Frozen):
     """One isolated run of one point: written once, never changed."""
 
-    schema_version: Literal[2] = Field(SCHEMA_VERSION, description="bumped when a field changes meaning")
+    schema_version: Literal[3] = Field(SCHEMA_VERSION, description="bumped when a field changes meaning")
     run_id: str = Field(description="unique id of this run")
     session_id: str = Field(description="shared by the records of one `bench run`")
     point_id: str = Field(description="sha256 (16 hex) of the resolved config minus the suite name")
@@ -329,7 +388,7 @@ class Record(Frozen):
     config: RunPoint = Field(description="the fully resolved point: model, backend, device, variant, scenario, shape, settings")
     machine: Machine = Field(description="the machine that ran it, as `bench env` prints it")
     node: str | None = Field(None, description="the cluster node (Ray node id or host) the point ran on")
-    provenance: Provenance = Field(description="weights real or random, inputs, transforms applied, backend details")
+    provenance: Provenance = Field(description="weights real or random, inputs, transforms applied, the session")
     metrics: Metrics = Field(default_factory=Metrics, description="empty unless the status is ok")
     phases: Phases | None = Field(None, description="where the wall time went")
     log: str | None = Field(None, description="the child's stdout/stderr (a path, relative to runs.jsonl)")

@@ -47,4 +47,4 @@ class Transform:
         return type(self).__name__ + (f" ({', '.join(f'{k}={v}' for k, v in set_options.items())})" if set_options else "")
 
 
-transforms: Registry[type[Transform]] = Registry("transform", "bench.variants")
+transforms: Registry[type[Transform]] = Registry("transform", "bench.variants", "bench.backends")

@@ -10,9 +10,9 @@ from __future__ import annotations
 import contextlib
 from typing import Any, Callable, Iterable
 
+from ..devices import devices, get_device
 from ..errors import Unsupported
 
-BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 _DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
 
@@ -28,22 +28,9 @@ def check_precision(dtype: str, device: str, cpu_flags: Iterable[str] | None = N
     """Raise Unsupported where `dtype` has no fast path on `device`, rather than time an emulation."""
     if dtype not in _DTYPES:
         raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, not {dtype!r}")
-    if device == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise Unsupported("CUDA is not available on this machine")
-        if dtype == "bf16" and not torch.cuda.is_bf16_supported(including_emulation=False):
-            raise Unsupported("bf16 on this GPU: no native bf16 support (needs compute capability 8.0+)")
-        return
-    if device != "cpu":
+    if device not in devices:
         raise Unsupported(f"unknown device {device!r}")
-    flags = resolve_flags(cpu_flags)
-    if dtype == "bf16" and not (BF16_FLAGS & flags):
-        raise Unsupported("bf16 on this CPU: no avx512_bf16 or amx_bf16 flag, so bf16 matmuls would be emulated")
-    if dtype == "fp16" and "amx_fp16" not in flags:
-        raise Unsupported("fp16 on CPU: no amx_fp16 flag; oneDNN converts fp16 GEMMs, which then run no faster "
-                          "than fp32 (measured here with avx512_fp16: 1.1x slower) while losing precision")
+    get_device(device).check_precision(dtype, resolve_flags(cpu_flags))
 
 
 def cast_precision(model: Any, dtype: str, device: str = "cpu",

@@ -13,6 +13,8 @@ from ..models.families import conv1d_to_linear
 from . import Transform, transforms
 from .sparsity import candidates
 
+SPARSE_TENSOR_CORES = {"cuda": (8, 0)}  # devices with 2:4 sparse matmul kernels, and the compute capability needed
+
 
 def two_four_mask(weight):
     """Boolean mask keeping the 2 largest-|w| of every 4 consecutive weights along the input dim."""
@@ -29,7 +31,7 @@ def two_four_mask(weight):
 
 def semi_structured_2to4(
     model: Any,
-    device: Any = "cuda",
+    device: Any,
     dtype: Any = None,
     include: Callable[[str, Any], bool] | None = None,
 ) -> tuple[Any, dict]:
@@ -45,7 +47,7 @@ def semi_structured_2to4(
     import torch
 
     dev = torch.device(device)
-    if dev.type != "cuda":
+    if dev.type not in SPARSE_TENSOR_CORES:
         raise Unsupported(
             f"2:4 semi-structured sparsity runs on NVIDIA sparse tensor cores (CUDA, compute capability >= 8.0); "
             f"device is {dev.type}"
@@ -53,7 +55,7 @@ def semi_structured_2to4(
     if not torch.cuda.is_available():
         raise Unsupported(f"2:4 semi-structured sparsity needs CUDA; torch {torch.__version__} sees no CUDA device")
     cap = torch.cuda.get_device_capability(dev)
-    if cap < (8, 0):
+    if cap < SPARSE_TENSOR_CORES[dev.type]:
         raise Unsupported(
             f"2:4 semi-structured sparsity needs compute capability >= 8.0 (Ampere or newer); "
             f"{torch.cuda.get_device_name(dev)} is sm_{cap[0]}{cap[1]}"

@@ -34,7 +34,7 @@ Findings on torch 2.13 + torchao 0.18, CPU (x86 with AVX-512 VNNI, AVX512-BF16 a
 * fp16 on CPU runs but is not faster than fp32 without AMX-FP16 (oneDNN converts), so it is refused.
 * TF32: `torch.backends.cuda.matmul.allow_tf32` (legacy) and `...matmul.fp32_precision` (new) must not be
   mixed: reading either after setting the other raises RuntimeError. We set the legacy flags, which
-  `backends/pytorch.py` also reads.
+  `backends/pytorch/eager.py` also reads.
 """
 
 from __future__ import annotations
@@ -43,9 +43,11 @@ import contextlib
 import warnings
 from typing import Any, Iterable
 
+from ..devices import get_device
+from ..devices.cpu import BF16_FLAGS
 from ..errors import Unsupported
 from ..models.families import conv1d_to_linear
-from .precision import BF16_FLAGS, resolve_flags
+from .precision import resolve_flags
 
 LM_HEAD_NAMES = ("lm_head",)
 INT8_FULL_RANGE_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})  # u8*s8 without int16 saturation
@@ -262,32 +264,41 @@ def weight_only_int4(model: Any, group_size: int = 128, device: str = "cpu", ski
     bf16 (kept_float_reasons). algorithm: "tinygemm" (round to nearest) or "hqq" (optimized scales).
     CUDA: torchao Int4WeightOnlyConfig(int4_packing_format="tile_packed_to_4d") (tinygemm).
     """
-    import torch
-
     if group_size not in INT4_GROUP_SIZES:
         raise ValueError(f"group_size must be one of {INT4_GROUP_SIZES}, not {group_size}")
     if algorithm not in ("tinygemm", "hqq"):
         raise ValueError(f"algorithm must be 'tinygemm' or 'hqq', not {algorithm!r}")
-    if device == "cuda":
-        if not torch.cuda.is_available():
-            raise Unsupported("CUDA is not available on this machine")
-        from torchao.quantization import Int4WeightOnlyConfig, quantize_
-        from torchao.quantization.quantize_.workflows import Int4ChooseQParamsAlgorithm
-
-        converted = conv1d_to_linear(model)
-        chosen, skipped = _linear_names(model, skip_lm_head)
-        keep = set(chosen)
-        model = model.to(device="cuda", dtype=torch.bfloat16)
-        quantize_(model, Int4WeightOnlyConfig(group_size=group_size, int4_packing_format="tile_packed_to_4d",
-                                              int4_choose_qparams_algorithm=Int4ChooseQParamsAlgorithm(algorithm)),
-                  filter_fn=lambda m, fqn: fqn in keep)
-        return model, {"scheme": f"weight-only int4 (asymmetric, group size {group_size}), bf16 activations",
-                       "api": "torchao Int4WeightOnlyConfig(int4_packing_format='tile_packed_to_4d')",
-                       "library": "torchao", "kernel": "tinygemm (CUDA)", "group_size": group_size,
-                       "algorithm": algorithm, "quantized_layers": len(chosen), "quantized": chosen,
-                       "kept_float": skipped, "conv1d_converted": converted}
-    if device != "cpu":
+    kernel = INT4_KERNELS.get(device)
+    if kernel is None:
         raise Unsupported(f"int4 weight-only has no kernel for device {device!r} here")
+    get_device(device).require()
+    return kernel(model, group_size, skip_lm_head, algorithm, resolve_flags(cpu_flags), device)
+
+
+def _int4_tinygemm(model: Any, group_size: int, skip_lm_head: bool, algorithm: str, cpu_flags: frozenset[str],
+                   device: str) -> tuple[Any, dict]:
+    import torch
+    from torchao.quantization import Int4WeightOnlyConfig, quantize_
+    from torchao.quantization.quantize_.workflows import Int4ChooseQParamsAlgorithm
+
+    converted = conv1d_to_linear(model)
+    chosen, skipped = _linear_names(model, skip_lm_head)
+    keep = set(chosen)
+    model = model.to(device=device, dtype=torch.bfloat16)
+    quantize_(model, Int4WeightOnlyConfig(group_size=group_size, int4_packing_format="tile_packed_to_4d",
+                                          int4_choose_qparams_algorithm=Int4ChooseQParamsAlgorithm(algorithm)),
+              filter_fn=lambda m, fqn: fqn in keep)
+    return model, {"scheme": f"weight-only int4 (asymmetric, group size {group_size}), bf16 activations",
+                   "api": "torchao Int4WeightOnlyConfig(int4_packing_format='tile_packed_to_4d')",
+                   "library": "torchao", "kernel": "tinygemm (CUDA)", "group_size": group_size,
+                   "algorithm": algorithm, "quantized_layers": len(chosen), "quantized": chosen,
+                   "kept_float": skipped, "conv1d_converted": converted}
+
+
+def _int4_cpu(model: Any, group_size: int, skip_lm_head: bool, algorithm: str, cpu_flags: frozenset[str],
+              device: str) -> tuple[Any, dict]:
+    import torch
+
     try:
         from torchao.prototype.quantization.int4 import PrototypeInt4WeightOnlyConfig
         from torchao.quantization import quantize_
@@ -297,8 +308,7 @@ def weight_only_int4(model: Any, group_size: int = 128, device: str = "cpu", ski
                           f"importable here ({exc}); torchao's Int4WeightOnlyConfig has no CPU packing format") from exc
     if not hasattr(torch.ops.aten, "_weight_int4pack_mm_for_cpu"):
         raise Unsupported(f"int4 on CPU: torch {torch.__version__} lacks aten._weight_int4pack_mm_for_cpu")
-    _require_bf16("int4 weight-only on CPU (the aten int4 kernel is ~70x slower with fp32 activations)",
-                  resolve_flags(cpu_flags))
+    _require_bf16("int4 weight-only on CPU (the aten int4 kernel is ~70x slower with fp32 activations)", cpu_flags)
     converted = conv1d_to_linear(model)
     chosen, skipped = _linear_names(model, skip_lm_head)
     eligible, reasons = [], {}
@@ -329,13 +339,16 @@ def weight_only_int4(model: Any, group_size: int = 128, device: str = "cpu", ski
                    "conv1d_converted": converted, "skip_lm_head": skip_lm_head}
 
 
+INT4_KERNELS = {"cpu": _int4_cpu, "cuda": _int4_tinygemm}  # the devices int4 weight-only has a kernel for
+
+
 def tf32_matmul(enabled: bool) -> dict:
     """Allow (or forbid) TF32 tensor-core math for fp32 matmuls and convolutions on CUDA; a no-op on CPU."""
     import torch
 
     if not torch.cuda.is_available():
         return {"tf32_matmul": enabled, "applied": False, "note": "no CUDA device: TF32 is a CUDA matmul mode"}
-    # legacy flags on purpose: backends/pytorch.py reads allow_tf32, and mixing the legacy and the new
+    # legacy flags on purpose: backends/pytorch/eager.py reads allow_tf32, and mixing the legacy and the new
     # fp32_precision API makes torch raise on the next read.
     torch.backends.cuda.matmul.allow_tf32 = enabled
     torch.backends.cudnn.allow_tf32 = enabled

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from ..config import NoOptions
+from ..devices import get_device
 from ..errors import Unsupported
 from . import Transform, transforms
 
@@ -80,8 +81,7 @@ class Tf32(Transform):
     kind = "precision"
 
     def apply(self, model, options, ctx):
-        if ctx.device != "cuda":
-            raise Unsupported("TF32 is a CUDA matmul mode; it has no meaning on CPU")
+        get_device(ctx.device).check_precision("tf32", frozenset(ctx.cpu_flags))
         from . import torch_quant
 
         return model, torch_quant.tf32_matmul(True)

@@ -30,10 +30,10 @@ def node_name(node_id: str, host: str) -> str:
 def describe_node() -> dict:
     """Runs on a node: its machine description and harness, so the driver files records and refuses a
     node that runs another bench than the driver."""
-    from ...hardware.machine import describe_machine
+    from .. import this_machine
     from ...records.harness import current_harness
 
-    return {"machine": describe_machine(), "harness": current_harness().model_dump(mode="json"),
+    return {"machine": this_machine(), "harness": current_harness().model_dump(mode="json"),
             "host": socket.gethostname()}
 
 
@@ -88,10 +88,10 @@ def run_point(point_data: dict, cache_root: str, timeout_s: float):
     """
     import ray
 
-    from ...hardware.machine import describe_machine
+    from .. import this_machine
     from ...isolation.isolate import run_isolated
 
-    machine = describe_machine()
+    machine = this_machine()
     node_id = ray.get_runtime_context().get_node_id()
     yield {"node_id": node_id, "node": node_name(node_id, socket.gethostname()), "machine": machine, "started": now()}
     prepare_child_env(point_data)

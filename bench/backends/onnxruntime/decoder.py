@@ -28,7 +28,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .onnx_export import GraphSpec, cached_graph, evaluating, export_graph
+from .export import GraphSpec, cached_graph, evaluating, export_graph
+from .session import PROVIDERS
 
 PAST, PRESENT = "past_key_values", "present"
 LOGIT_POSITIONS = "logit_positions"
@@ -123,7 +124,7 @@ def verify_greedy(model: Any, session: Any, input_ids: Any, attention_mask: Any,
     """
     import torch
 
-    from .torch_generate import greedy_generate as torch_greedy
+    from ..pytorch.generate import greedy_generate as torch_greedy
 
     limit = _max_positions(model.config)
     new_tokens = min(new_tokens, limit - input_ids.shape[1]) if limit else new_tokens
@@ -194,7 +195,7 @@ class CachedDecoder:
     """
 
     def __init__(self, session: Any, provider: str):
-        self.session, self.device = session, provider
+        self.session, self.device = session, PROVIDERS[provider].ort_device
         self._layout = _past_layout(session.get_inputs())
         self._outputs = [o.name for o in session.get_outputs()]
         self._binding = session.io_binding()

@@ -1,7 +1,7 @@
 """PyTorch with torch.compile (inductor), on CPU or CUDA.
 
 Compilation happens when the session opens: the model is compiled and called on the point's inputs
-until a call runs no new compilation, and that time is recorded as `compile` in the backend info,
+until a call runs no new compilation, and that time is recorded as `compiled` in the session description,
 apart from the scenario's warm-up and timed loop. Dynamo's counters are read after that (graphs, graph
 breaks with their reasons), again when the timed traffic ends (`recompiled_in_traffic`: frames compiled
 inside the warm-up and timed loop, which a static-shape point should never do; the report flags it), and
@@ -22,9 +22,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..errors import Unsupported
-from . import Backend, Session, backends
-from .pytorch import PyTorch, TorchSession
+from ...errors import Unsupported
+from ...records.schema import CompileCounters, Compiled, SessionDescription
+from .. import backends
+from .eager import PyTorch, TorchSession
 
 MAX_COMPILE_CALLS = 3  # calls on the point's own inputs until no new graph is compiled
 
@@ -39,39 +40,37 @@ class CompileOptions(BaseModel):
     freezing: bool = Field(True, description="inductor freezing: constant-fold and pre-pack weights (CPU)")
 
 
-def _dynamo_counters() -> dict:
+def _dynamo_counters() -> CompileCounters:
     from torch._dynamo.utils import counters
 
     breaks = dict(counters["graph_break"])
-    return {"graphs": int(counters["stats"].get("unique_graphs", 0)),
-            "frames_compiled": int(counters["frames"].get("ok", 0)),
-            "graph_breaks": int(sum(breaks.values())), "graph_break_reasons": sorted(breaks)[:10]}
+    return CompileCounters(graphs=int(counters["stats"].get("unique_graphs", 0)),
+                           frames_compiled=int(counters["frames"].get("ok", 0)),
+                           graph_breaks=int(sum(breaks.values())), graph_break_reasons=sorted(breaks)[:10])
 
 
 class CompiledSession(TorchSession):
-    """A TorchSession whose model is compiled. Its info adds dynamo's counters as they are when it is read
+    """A TorchSession whose model is compiled. Its description adds dynamo's counters as they are when it is read
     (at the end of the point), beside those taken when compilation finished and when the traffic ended."""
 
     def __init__(self, base: TorchSession, compiled: Any, dynamic: bool | None):
-        super().__init__(compiled, base.inputs, base.device, base.task, base._autocast, dict(base.info))
+        super().__init__(compiled, base.inputs, base.device, base.task, base._autocast)
+        self.description = base.description
         self.dynamic = dynamic
+        self.compiled: Compiled | None = None  # once compilation has finished
 
-    @property
-    def info(self) -> dict:
-        compile_info = self._info.get("compile")
-        return {**self._info, "compile": {**compile_info, "at_end": _dynamo_counters()}} if compile_info else self._info
-
-    @info.setter
-    def info(self, value: dict) -> None:
-        self._info = value
+    def describe(self) -> SessionDescription:
+        if self.compiled is None:
+            return self.description
+        return self.description.model_copy(
+            update={"compiled": self.compiled.model_copy(update={"at_end": _dynamo_counters()})})
 
     def traffic_done(self) -> None:
-        compile_info = self._info.get("compile")
-        if compile_info:
+        if self.compiled is not None:
             after = _dynamo_counters()
-            compile_info["after_traffic"] = after
-            at_open = compile_info["at_open"]["frames_compiled"]
-            compile_info["recompiled_in_traffic"] = after["frames_compiled"] - at_open
+            self.compiled = self.compiled.model_copy(update={
+                "after_traffic": after,
+                "recompiled_in_traffic": after.frames_compiled - self.compiled.at_open.frames_compiled})
 
     def run_rows(self, rows: int) -> None:
         if self.dynamic is not True and rows != len(next(iter(self.inputs.values()))):
@@ -84,16 +83,17 @@ class CompiledSession(TorchSession):
 
 
 @backends.register("torch-compile")
-class TorchCompile(Backend):
+class TorchCompile(PyTorch):
     Options = CompileOptions
+    reference = False
 
-    def open(self, artifact, loaded, inputs, ctx) -> Session:
+    def open(self, artifact, loaded, inputs, ctx) -> CompiledSession:
         import torch
         import torch._dynamo
         import torch._inductor.config as inductor_config
 
         opts = CompileOptions.model_validate(ctx.backend_options)
-        base = PyTorch().open(artifact, loaded, inputs, ctx)
+        base = super().open(artifact, loaded, inputs, ctx)
         torch._dynamo.reset()
         inductor_config.freezing = opts.freezing
         compiled = torch.compile(base.model, mode=opts.mode, dynamic=opts.dynamic, fullgraph=opts.fullgraph)
@@ -101,18 +101,15 @@ class TorchCompile(Backend):
         calls_ms = []
         start = time.perf_counter()
         for _ in range(MAX_COMPILE_CALLS):
-            frames = _dynamo_counters()["frames_compiled"]
+            frames = _dynamo_counters().frames_compiled
             call = time.perf_counter()
             session.run()
             calls_ms.append(round((time.perf_counter() - call) * 1e3, 3))
-            if _dynamo_counters()["frames_compiled"] == frames:
+            if _dynamo_counters().frames_compiled == frames:
                 break
-        session.info["compile"] = {
-            "backend": "inductor", "mode": opts.mode, "dynamic": opts.dynamic, "fullgraph": opts.fullgraph,
-            "freezing": opts.freezing, "torch": torch.__version__,
-            "compile_s": round(time.perf_counter() - start, 3), "calls_ms": calls_ms,
-            "at_open": _dynamo_counters(),
-            "note": "compile_s: compilation and the calls until one compiled nothing new, on the point's inputs; "
-                    "outside the scenario's warm-up and timed loop",
-        }
+        session.compiled = Compiled(
+            compiler="inductor", compile_s=round(time.perf_counter() - start, 3), calls_ms=calls_ms,
+            settings={"mode": opts.mode, "dynamic": opts.dynamic, "fullgraph": opts.fullgraph,
+                      "freezing": opts.freezing},
+            at_open=_dynamo_counters())
         return session

@@ -13,11 +13,13 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from ..cache import build_once, cache_key
-from ..config import NoOptions
-from ..errors import Unsupported
-from ..models.inputs import HELD_OUT_TEXT
-from . import Transform, onnx_graph, transforms
+from ...cache import build_once, cache_key
+from ...config import NoOptions
+from ...errors import Unsupported
+from ...models.inputs import HELD_OUT_TEXT
+from ...variants import Transform, transforms
+from .graph import fp16, optimize, quantize
+from .session import PROVIDERS
 
 
 def derived_dir(src: Path, name: str, options: BaseModel, inputs: dict | None = None) -> Path:
@@ -50,7 +52,7 @@ class OrtOptimize(Transform):
         model_type = getattr(config, "model_type", "bert")
         heads = getattr(config, "num_attention_heads", None) or getattr(config, "n_head", 0)
         hidden = getattr(config, "hidden_size", None) or getattr(config, "n_embd", 0)
-        return _cached(path, "opt", options, lambda src, dst: onnx_graph.optimize_transformer(
+        return _cached(path, "opt", options, lambda src, dst: optimize.optimize_transformer(
             src, dst, model_type, heads, hidden, options.opt_level))
 
     def describe(self, options):
@@ -63,7 +65,7 @@ class _Int8Options(NoOptions):
 
 
 def _int8_settings(options: _Int8Options, ctx) -> dict:
-    auto = onnx_graph.cpu_int8_settings(set(ctx.cpu_flags))
+    auto = quantize.cpu_int8_settings(set(ctx.cpu_flags))
     return {"per_channel": auto["per_channel"] if options.per_channel is None else options.per_channel,
             "reduce_range": auto["reduce_range"] if options.reduce_range is None else options.reduce_range,
             "chosen_from_cpu_flags": auto}
@@ -77,7 +79,7 @@ class OrtInt8Dynamic(Transform):
     def apply(self, path, options, ctx):
         s = _int8_settings(options, ctx)
         key = options.model_copy(update={"per_channel": s["per_channel"], "reduce_range": s["reduce_range"]})
-        path, info = _cached(path, "int8dyn", key, lambda src, dst: onnx_graph.quantize_dynamic_int8(
+        path, info = _cached(path, "int8dyn", key, lambda src, dst: quantize.quantize_dynamic_int8(
             src, dst, s["per_channel"], s["reduce_range"]))
         return path, {**info, "settings": s}
 
@@ -107,11 +109,11 @@ class OrtInt8Static(Transform):
         s = _int8_settings(options, ctx)
         key = options.model_copy(update={"per_channel": s["per_channel"], "reduce_range": s["reduce_range"]})
 
-        def quantize(src: Path, dst: Path) -> dict:
-            return onnx_graph.quantize_static_int8(src, dst, ctx.calibration_batches(options.samples), options.method,
-                                                   s["per_channel"], s["reduce_range"])
+        def calibrate(src: Path, dst: Path) -> dict:
+            return quantize.quantize_static_int8(src, dst, ctx.calibration_batches(options.samples), options.method,
+                                                 s["per_channel"], s["reduce_range"])
 
-        path, info = _cached(path, "int8static", key, quantize, self.cache_inputs(options, ctx))
+        path, info = _cached(path, "int8static", key, calibrate, self.cache_inputs(options, ctx))
         return path, {**info, "settings": s, "calibration": {"samples": options.samples, "method": options.method,
                                                               "seq_len": ctx.seq_len, "text": HELD_OUT_TEXT}}
 
@@ -136,7 +138,7 @@ class OrtInt4(Transform):
             4, description="4: activations quantized to int8 per block, int8 dot products (fastest on VNNI/AMX)")
 
     def apply(self, path, options, ctx):
-        return _cached(path, "int4", options, lambda src, dst: onnx_graph.quantize_int4_weights(
+        return _cached(path, "int4", options, lambda src, dst: quantize.quantize_int4_weights(
             src, dst, options.block_size, options.symmetric, options.accuracy_level))
 
     def compute_precision(self, options, precision):
@@ -149,7 +151,7 @@ class OrtInt4(Transform):
 
 @transforms.register("ort-fp16")
 class OrtFp16(Transform):
-    """fp16 graph for the CUDA provider (the CPU provider has few fp16 kernels)."""
+    """fp16 graph for a provider with fp16 kernels (CUDA's; the CPU provider has few)."""
 
     stage = "onnx"
     kind = "precision"
@@ -158,9 +160,11 @@ class OrtFp16(Transform):
         keep_io_types: bool = True
 
     def apply(self, path, options, ctx):
-        if ctx.device != "cuda":
-            raise Unsupported("ort-fp16 targets the CUDA execution provider; the CPU provider has few fp16 kernels")
-        return _cached(path, "fp16", options, lambda src, dst: onnx_graph.convert_fp16(src, dst, options.keep_io_types))
+        provider = PROVIDERS.get(ctx.device)
+        if provider is None or not provider.fp16_kernels:
+            raise Unsupported("ort-fp16 targets an execution provider with fp16 kernels (CUDA's); ONNX Runtime on "
+                              f"{ctx.device} has few")
+        return _cached(path, "fp16", options, lambda src, dst: fp16.convert_fp16(src, dst, options.keep_io_types))
 
     def compute_precision(self, options, precision):
         return "fp16"

@@ -29,7 +29,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..cache import build_once, cache_key
+from ...cache import build_once, cache_key
 
 DEFAULT_OPSET = 18
 EXPORT_INFO = "export.json"  # written by cached_export beside the model

@@ -7,23 +7,18 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..errors import Unsupported
-from . import Backend, Session, backends
+from ...devices import get_device
+from ...errors import Unsupported
+from ...records.schema import Threads
+from .. import Backend, Session, backends
 
 
 class TorchSession(Session):
-    def __init__(self, model: Any, inputs: dict[str, Any], device: str, task: str,
-                 autocast: Callable[[], Any], info: dict):
+    def __init__(self, model: Any, inputs: dict[str, Any], device: str, task: str, autocast: Callable[[], Any]):
         self.model, self.inputs, self.device, self.task = model, inputs, device, task
+        self._device = get_device(device)
         self._autocast = autocast
-        self.info = info
         self._extra = {"use_cache": False} if task == "causal-lm" else {}
-
-    def _sync(self) -> None:
-        if self.device == "cuda":
-            import torch
-
-            torch.cuda.synchronize()
 
     def _forward(self, inputs: dict[str, Any]) -> Any:
         import torch
@@ -33,11 +28,11 @@ class TorchSession(Session):
 
     def run(self) -> None:
         self._forward(self.inputs)
-        self._sync()
+        self._device.synchronize()
 
     def run_rows(self, rows: int) -> None:
         self._forward({k: v[:rows] for k, v in self.inputs.items()})
-        self._sync()
+        self._device.synchronize()
 
     def infer(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         import torch
@@ -47,7 +42,7 @@ class TorchSession(Session):
         return primary.float().cpu().numpy()
 
     def generate(self, new_tokens: int, on_token: Callable[[int], None], rows: int | None = None) -> None:
-        from .torch_generate import greedy_generate
+        from .generate import greedy_generate
 
         if self.task != "causal-lm":
             raise Unsupported("generation needs a causal LM")
@@ -68,16 +63,20 @@ def autocast_factory(ctx: Any) -> Callable[[], Any]:
 
 @backends.register("pytorch")
 class PyTorch(Backend):
-    def open(self, artifact, loaded, inputs, ctx) -> Session:
+    devices = frozenset({"cpu", "cuda"})  # torch device types it runs on
+    libraries = ("torch", "transformers", "torchao")
+    reference = True
+
+    def open(self, artifact, loaded, inputs, ctx) -> TorchSession:
         import torch
 
-        if ctx.device == "cuda" and not torch.cuda.is_available():
-            raise Unsupported("CUDA is not available on this machine")
+        device = get_device(ctx.device)
+        device.require()
         model = artifact.to(ctx.device)
         tensors = {k: torch.from_numpy(v).to(ctx.device) for k, v in inputs.items()}
-        info = {"precision": ctx.precision, "precision_mode": ctx.precision_mode,
-                "torch": torch.__version__, "intra_op_threads": torch.get_num_threads(),
-                "inter_op_threads": torch.get_num_interop_threads()}
-        if ctx.device == "cuda":
-            info["tf32_matmul"] = torch.backends.cuda.matmul.allow_tf32
-        return TorchSession(model, tensors, ctx.device, loaded.task, autocast_factory(ctx), info)
+        session = TorchSession(model, tensors, ctx.device, loaded.task, autocast_factory(ctx))
+        session.description = self.describe(
+            ctx, engine="torch", engine_version=torch.__version__, precision_mode=ctx.precision_mode,
+            threads=Threads(intra_op=torch.get_num_threads(), inter_op=torch.get_num_interop_threads()),
+            properties=device.numerics())
+        return session

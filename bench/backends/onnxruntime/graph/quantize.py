@@ -1,24 +1,16 @@
-"""ONNX graph rewriting for the graph-stage transforms: ORT's transformer fusions, int8 (dynamic and
-static), int4 weights (MatMulNBits) and fp16. Each function reads one model file and writes another.
+"""Quantizing ONNX graphs: int8 (dynamic and static) and int4 weights (MatMulNBits).
 
-* Optimizer model types (each architecture's is its family's, bench/models/families.py). ORT 1.32's
-  optimize_model knows bert, gpt2, phi, qwen3, t5, ... but not llama;
-  Llama-class graphs go through the gpt2 optimizer, which fuses only RMSNorm (SimplifiedLayerNormalization /
-  SkipSimplifiedLayerNormalization). ORT's attention fusion for Llama lives in its own exporter
-  (onnxruntime.transformers.models.llama, KV cache + GroupQueryAttention), which this harness does not use.
-  GPT-2 graphs from transformers 5 get SkipLayerNormalization and FastGelu but no Attention fusion.
-* Quantization formats. ORT has no dynamic-int8 QDQ form: QDQ needs activation scales fixed offline, which is
-  static quantization. `quantize_dynamic` writes QOperator integer ops (DynamicQuantizeLinear + MatMulInteger,
-  QAttention on fused graphs); at session load ORT fuses them into com.microsoft DynamicQuantizeMatMul /
-  MatMulIntegerToFloat, its fastest dynamic-int8 CPU path (u8 activations x s8 weights, VNNI/AMX kernels).
-  Static int8 uses QDQ (the format ORT recommends for static quantization). Gemm is not in the dynamic
-  quantizer's op list and MatMulNBits only takes MatMul, so GPT-2's Conv1D projections (exported as Gemm)
-  are rewritten to MatMul + Add before quantizing.
+Quantization formats. ORT has no dynamic-int8 QDQ form: QDQ needs activation scales fixed offline, which is
+static quantization. `quantize_dynamic` writes QOperator integer ops (DynamicQuantizeLinear + MatMulInteger,
+QAttention on fused graphs); at session load ORT fuses them into com.microsoft DynamicQuantizeMatMul /
+MatMulIntegerToFloat, its fastest dynamic-int8 CPU path (u8 activations x s8 weights, VNNI/AMX kernels).
+Static int8 uses QDQ (the format ORT recommends for static quantization). Gemm is not in the dynamic
+quantizer's op list and MatMulNBits only takes MatMul, so GPT-2's Conv1D projections (exported as Gemm)
+are rewritten to MatMul + Add before quantizing.
 """
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import io
 import tempfile
@@ -27,120 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from ..models.families import family_of
-
-
-def _op_counts(model_proto: Any) -> collections.Counter:
-    return collections.Counter(f"{n.domain + '.' if n.domain not in ('', 'ai.onnx') else ''}{n.op_type}"
-                               for n in model_proto.graph.node)
-
-
-def ort_model_type(model_type: str) -> tuple[str, str | None]:
-    """optimize_model's model_type for a transformers config.model_type (its family's), and a note when it is a
-    stand-in or leaves fusions out."""
-    family = family_of(model_type)
-    note = family.ort_note and f"ORT {_ort_version()}, {family.name} family: {family.ort_note}"
-    return family.ort_model_type, note
-
-
-def _ort_version() -> str:
-    import onnxruntime
-
-    return onnxruntime.__version__
-
-
-def optimize_transformer(path_in: Path, path_out: Path, model_type: str, num_heads: int, hidden_size: int,
-                         opt_level: int = 1, verify: bool = True) -> dict:
-    """ORT's transformer optimizer (fusions); returns the fused operators that appeared, or why none did.
-
-    `fused_ops` counts op types in the output graph that are in the com.microsoft domain or absent from the
-    input graph, keyed by domain-qualified name ("com.microsoft.Attention"; standard ops unqualified). BERT
-    attention keeps the raw 2-D mask (correct for left or right padding; ORT's default, a mask index, assumes
-    right padding). A fusion that raises keeps the unfused graph and records the error. With `verify`, both
-    graphs run on a small synthetic feed and `max_abs_diff_vs_unfused` is recorded (not enforced).
-    """
-    import onnx
-    from onnxruntime.transformers.fusion_options import FusionOptions
-    from onnxruntime.transformers.optimizer import optimize_model
-
-    before = _op_counts(onnx.load(str(path_in), load_external_data=False))
-    ort_type, note = ort_model_type(model_type)
-    info: dict[str, Any] = {"optimizer": "onnxruntime.transformers.optimizer.optimize_model", "model_type": model_type,
-                            "ort_model_type": ort_type, "num_heads": num_heads, "hidden_size": hidden_size,
-                            "opt_level": opt_level, **({"note": note} if note else {})}
-    options = FusionOptions(ort_type)
-    if ort_type == "bert":
-        options.use_raw_attention_mask(True)
-    try:
-        import logging
-
-        logging.getLogger("onnxruntime.transformers").setLevel(logging.ERROR)
-        optimized = optimize_model(str(path_in), model_type=ort_type, num_heads=num_heads, hidden_size=hidden_size,
-                                   opt_level=opt_level, optimization_options=options)
-        after = _op_counts(optimized.model)
-        info["fusion_statistics"] = {k: v for k, v in optimized.get_fused_operator_statistics().items() if v}
-        optimized.save_model_to_file(str(path_out), use_external_data_format=True)
-    except Exception as exc:  # noqa: BLE001 - keep the unfused graph and say why
-        info["fusion_error"] = f"{type(exc).__name__}: {exc}"
-        after = before
-        _copy_model(path_in, path_out)
-    info["fused_ops"] = {op: n for op, n in sorted(after.items())
-                         if op.startswith("com.microsoft.") or op not in before}
-    info["nodes_before"], info["nodes_after"] = sum(before.values()), sum(after.values())
-    if verify and "fusion_error" not in info:
-        info["max_abs_diff_vs_unfused"] = _compare_graphs(path_in, path_out)
-    return info
-
-
-def synthetic_feed(session: Any, batch: int = 2, seq: int = 8) -> dict[str, np.ndarray]:
-    """Small inputs for a text model's graph: ids < 100, the last row right-padded by a quarter (a decoder
-    with a KV cache gets an empty one)."""
-    from ..backends.ort_decoder import extra_inputs
-
-    rng = np.random.default_rng(0)
-    feed = extra_inputs(session.get_inputs(), batch, seq)
-    for i in session.get_inputs():
-        if i.name in feed:
-            continue
-        if "mask" in i.name:
-            mask = np.ones((batch, seq), dtype=np.int64)
-            mask[-1, seq - max(1, seq // 4):] = 0
-            feed[i.name] = mask
-        elif "token_type" in i.name:
-            feed[i.name] = np.zeros((batch, seq), dtype=np.int64)
-        else:
-            feed[i.name] = rng.integers(1, 100, (batch, seq), dtype=np.int64)
-        if i.type == "tensor(int32)":
-            feed[i.name] = feed[i.name].astype(np.int32)
-    return feed
-
-
-def _cpu_session(path: Path) -> Any:
-    """A one-thread CPU session to check a rewritten graph against its input (not the timed session)."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = opts.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
-
-
-def _compare_graphs(path_a: Path, path_b: Path) -> float:
-    """max |a - b| of the first outputs over non-padded positions, on a synthetic feed: catches a wrong fusion."""
-    a, b = (_cpu_session(p) for p in (path_a, path_b))
-    feed = synthetic_feed(a)
-    out_a, out_b = a.run(None, feed)[0], b.run(None, feed)[0]
-    if out_a.shape != out_b.shape:
-        return float("inf")
-    mask = next((v for k, v in feed.items() if "mask" in k), None)
-    if mask is not None and out_a.shape[:2] == mask.shape:
-        out_a, out_b = out_a[mask.astype(bool)], out_b[mask.astype(bool)]
-    return float(np.abs(out_a.astype(np.float64) - out_b).max())
-
-
-def _copy_model(src: Path, dst: Path) -> None:
-    import onnx
-
-    onnx.save_model(onnx.load(str(src)), str(dst), save_as_external_data=True, location=Path(dst).name + ".data")
+from ..decoder import extra_inputs
+from .inspect import cpu_session, op_counts
 
 
 def cpu_int8_settings(cpu_flags: set[str]) -> dict:
@@ -164,7 +44,7 @@ def cpu_int8_settings(cpu_flags: set[str]) -> dict:
     return {"per_channel": True, "reduce_range": reduce_range, "reason": reason}
 
 
-def _gemm_to_matmul(model: Any) -> int:
+def gemm_to_matmul(model: Any) -> int:
     """Rewrite Gemm nodes with a constant B (GPT-2's Conv1D projections) as MatMul (+ Add); returns the count.
 
     The dynamic int8 quantizer ignores Gemm and MatMulNBits takes only MatMul, so without this GPT-2's
@@ -208,7 +88,7 @@ def _prepared_input(path_in: Path, work: Path) -> tuple[str, int]:
     import onnx
 
     model = onnx.load(str(path_in))
-    count = _gemm_to_matmul(model)
+    count = gemm_to_matmul(model)
     if not count:
         return str(path_in), 0
     out = work / "gemm_as_matmul.onnx"
@@ -219,7 +99,7 @@ def _prepared_input(path_in: Path, work: Path) -> tuple[str, int]:
 def _quantized_ops(path: Path) -> dict:
     import onnx
 
-    counts = _op_counts(onnx.load(str(path), load_external_data=False))
+    counts = op_counts(onnx.load(str(path), load_external_data=False))
     keys = ("Integer", "Quant", "Dequant", "NBits", "QLinear", "QAttention", "QEmbed", "QGemm")
     return {op: n for op, n in sorted(counts.items()) if any(k in op for k in keys)}
 
@@ -254,8 +134,6 @@ class _Batches:
     with a KV cache gets an empty one)."""
 
     def __init__(self, batches: list[dict[str, np.ndarray]], graph_inputs: list):
-        from ..backends.ort_decoder import extra_inputs
-
         names = {i.name for i in graph_inputs}
         batches = [{**b, **extra_inputs(graph_inputs, *b["input_ids"].shape)} for b in batches]
         self._batches = [{k: np.ascontiguousarray(v) for k, v in b.items() if k in names} for b in batches]
@@ -356,7 +234,7 @@ def quantize_static_int8(path_in: Path, path_out: Path, calibration_batches: lis
     if method not in ("MinMax", "Entropy", "Percentile"):
         raise ValueError(f"calibration method {method!r}: use MinMax, Entropy or Percentile")
     path_out = Path(path_out)
-    reader = _Batches(calibration_batches, _cpu_session(path_in).get_inputs())
+    reader = _Batches(calibration_batches, cpu_session(path_in).get_inputs())
     with tempfile.TemporaryDirectory(dir=path_out.parent) as work:
         src, gemms = _prepared_input(Path(path_in), Path(work))
         src, shapes = _symbolic_shapes(src, Path(work))
@@ -409,7 +287,7 @@ def quantize_int4_weights(path_in: Path, path_out: Path, block_size: int = 32, s
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
     model = onnx.load(str(path_in))
-    gemms = _gemm_to_matmul(model)
+    gemms = gemm_to_matmul(model)
     quantizer = MatMulNBitsQuantizer(model, bits=4, block_size=block_size, is_symmetric=symmetric,
                                      accuracy_level=accuracy_level)
     quantizer.process()
@@ -417,12 +295,3 @@ def quantize_int4_weights(path_in: Path, path_out: Path, block_size: int = 32, s
     return {"format": "MatMulNBits (weight-only int4)", "bits": 4, "block_size": block_size,
             "symmetric": symmetric, "accuracy_level": accuracy_level, "gemm_rewritten_as_matmul": gemms,
             "ops": _quantized_ops(path_out)}
-
-
-def convert_fp16(path_in: Path, path_out: Path, keep_io_types: bool = True) -> dict:
-    import onnx
-    from onnxruntime.transformers.float16 import convert_float_to_float16
-
-    model = convert_float_to_float16(onnx.load(str(path_in)), keep_io_types=keep_io_types)
-    onnx.save_model(model, str(path_out), save_as_external_data=True, location=Path(path_out).name + ".data")
-    return {"format": "fp16 graph", "keep_io_types": keep_io_types}

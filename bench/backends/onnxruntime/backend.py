@@ -1,4 +1,4 @@
-"""ONNX Runtime backend: export once (cached), then a session on the CPU or CUDA provider.
+"""ONNX Runtime backend: export once (cached), then a session on the execution provider of the point's device.
 
 Causal LMs are exported with a KV cache (`ort_decoder`): one graph serves forward passes (empty cache, logits
 at every position), quality (perplexity) and greedy generation, so all three measure the same graph.
@@ -14,10 +14,12 @@ from typing import Any, Callable, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from ..errors import Unsupported
-from . import Backend, Session, backends, ort_decoder
-from .onnx_export import DEFAULT_OPSET, cached_export, export_info, onnx_file_bytes, onnx_lookup_table_bytes
-from .ort_session import make_session, run_fn
+from ...errors import Unsupported
+from ...records.schema import Threads
+from .. import Backend, Session, backends
+from . import decoder as ort_decoder
+from .export import DEFAULT_OPSET, cached_export, export_info, onnx_file_bytes, onnx_lookup_table_bytes
+from .session import PROVIDERS, make_session, run_fn
 
 
 class OrtOptions(BaseModel):
@@ -32,8 +34,8 @@ class OrtSession(Session):
     """Forward passes on any graph; greedy generation on a decoder graph with a KV cache. A graph without
     one is refused for generation: each decode step would recompute the whole prefix and misstate decode cost."""
 
-    def __init__(self, session: Any, inputs: dict[str, np.ndarray], provider: str, info: dict):
-        self.session, self.provider, self.info = session, provider, info
+    def __init__(self, session: Any, inputs: dict[str, np.ndarray], provider: str):
+        self.session, self.provider = session, provider
         self._input_names = {i.name for i in session.get_inputs()}
         self._decoder = (ort_decoder.CachedDecoder(session, provider)
                          if ort_decoder.is_decoder_graph(self._input_names) else None)
@@ -74,6 +76,8 @@ class OrtSession(Session):
 class OnnxRuntime(Backend):
     stages = frozenset({"torch", "onnx"})
     precisions = frozenset({"fp32"})  # lower precisions come from graph transforms (e.g. `ort-fp16`)
+    devices = frozenset(PROVIDERS)  # the devices it has an execution provider for
+    libraries = ("onnxruntime", "onnxruntime-gpu", "onnx")
     Options = OrtOptions
 
     def export(self, model, loaded, inputs, ctx) -> Path:
@@ -91,15 +95,18 @@ class OnnxRuntime(Backend):
         ctx.export_info = {"opset": opts.opset, **found, "cache_hit": hit, "path": str(path)}
         return path
 
-    def open(self, artifact, loaded, inputs, ctx) -> Session:
+    def open(self, artifact, loaded, inputs, ctx) -> OrtSession:
+        import onnxruntime
+
         opts = OrtOptions.model_validate(ctx.backend_options)
-        provider = "cuda" if ctx.device == "cuda" else "cpu"
+        provider = ctx.device  # a key of PROVIDERS: the plan refuses devices the engine has none for (`devices`)
         session = make_session(artifact, provider, opts.graph_optimization_level,
                                ctx.intra_op_threads, ctx.inter_op_threads)
-        info: dict[str, Any] = {"export": ctx.export_info, "provider": provider,
-                                "providers": session.get_providers(),
-                                "graph_optimization_level": opts.graph_optimization_level,
-                                "model_file": str(artifact), "model_file_bytes": onnx_file_bytes(artifact),
-                                "lookup_table_bytes": onnx_lookup_table_bytes(artifact),
-                                "intra_op_threads": ctx.intra_op_threads, "inter_op_threads": ctx.inter_op_threads}
-        return OrtSession(session, inputs, provider, info)
+        opened = OrtSession(session, inputs, provider)
+        opened.description = self.describe(
+            ctx, engine="onnxruntime", engine_version=onnxruntime.__version__, file=str(artifact),
+            file_bytes=onnx_file_bytes(artifact), lookup_table_bytes=onnx_lookup_table_bytes(artifact),
+            threads=Threads(intra_op=ctx.intra_op_threads, inter_op=ctx.inter_op_threads),
+            properties={"export": ctx.export_info, "providers": session.get_providers(),
+                        "graph_optimization_level": opts.graph_optimization_level})
+        return opened

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from ...devices import get_device
+
 
 def greedy_generate(model: Any, input_ids: Any, attention_mask: Any, new_tokens: int,
                     on_token: Callable[[int], None], device: str) -> Any:
     """Exactly `new_tokens` greedy tokens per row (no EOS stop); returns them as a [batch, new_tokens] tensor."""
     import torch
 
-    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    sync = get_device(device).synchronize
     tokens: list = []
     next_token = None
     with torch.inference_mode():

@@ -1,0 +1,2 @@
+"""The PyTorch engine: eager sessions (`eager`), greedy generation with a KV cache (`generate`) and
+torch.compile (`compile`)."""
