@@ -45,10 +45,21 @@ def record(point_id: str | None = None, machine: str = "test-machine", status: s
         provenance["backend"] = {"engine": "test", "device": cfg.device, "precision": cfg.variant.precision,
                                  "reference": backends.get(cfg.backend).reference}
     fields.update(metrics or {})
+    if status == "ok" and isinstance(fields.get("work"), dict) and "phases" not in fields["work"]:
+        _as_single_stream_forward(fields, cfg)
     return Record(run_id=(point_id or cfg.point_id) + "-" + session, session_id=session,
                   point_id=point_id or cfg.point_id, status=status, error=error,
                   started_at=datetime(2026, 11, 23, tzinfo=timezone.utc), wall_s=1.0, harness=harness, config=cfg,
                   machine={"machine_id": machine}, provenance=provenance, metrics=Metrics.model_validate(fields))
+
+
+def _as_single_stream_forward(fields: dict, cfg) -> None:
+    """A `work` given without phases is what single-stream declares: one forward, timed at the p50."""
+    work = fields["work"]
+    fields["work"] = {**work, "phases": [{"name": "forward", "flops": work["flops"], "bytes": work["bytes"],
+                                          "intensity": work["intensity"], "items": cfg.batch_size,
+                                          "tokens": cfg.batch_size * cfg.seq_len}]}
+    fields.setdefault("phase_seconds", {"forward": fields["latency"].p50_ms / 1e3})
 
 
 def server_metrics(rate: float = 10.0, done: float = 9.8, p99: float = 40.0, checks: dict | None = None,

@@ -145,31 +145,58 @@ def test_decode_step_and_bytes():
 def test_prefill_is_not_charged_the_lm_head_over_every_prompt_token():
     """Defect: a generation's prefill was charged the LM head over every prompt token (25-44% too many FLOPs in
     the efficiency and projection tables); both generation paths compute the last position's logits only."""
-    from builders import point, record
+    from builders import record
 
+    from bench.analysis.efficiency import phases
     from bench.hardware.work import point_work
     from bench.measurement.stats import summarize
-    from bench.analysis.efficiency import phases
+    from bench.scenarios import Workload, scenarios
 
     config = transformers.GPT2Config(n_layer=2, n_embd=64, n_head=2, vocab_size=1000)
     batch, seq = 2, 16
-    generate = point(task="causal-lm", scenario="generate", options={"new_tokens": 4}, batch=batch, seq=seq)
-    work = point_work(config, "causal-lm", generate, weight_bytes=10**6, compute_precision="fp32")
+    generate = scenarios.get("generate")()
+    declared = generate.work_phases(Workload(batch, seq), generate.Options(new_tokens=4))
+    work = point_work(config, "causal-lm", batch, seq, "fp32", declared, weight_bytes=10**6, compute_precision="fp32")
+    prefill_work, decode_work = work.phases
     lm_head_per_position = 2 * 64 * 1000
-    assert work.prefill.flops == work.flops - lm_head_per_position * batch * (seq - 1)
+    assert prefill_work.flops == work.flops - lm_head_per_position * batch * (seq - 1)
+    assert decode_work.context == seq + 2 and decode_work.tokens == batch
     # a plain forward (single-stream of a causal LM) computes every position's logits: its count stays whole
-    forward = point_work(config, "causal-lm", point(task="causal-lm", batch=batch, seq=seq), 10**6, "fp32")
-    assert forward.prefill is None and forward.flops == work.flops
+    single = scenarios.get("single-stream")()
+    forward = point_work(config, "causal-lm", batch, seq, "fp32", single.work_phases(Workload(batch, seq), None),
+                         10**6, "fp32")
+    assert [p.name for p in forward.phases] == ["forward"] and forward.phases[0].flops == work.flops
     assert forward.flops == flops.forward_flops(config, "causal-lm", batch, seq)["total"]
-    # TTFT's efficiency row is judged on the prefill's count
+    # TTFT's efficiency row is judged on the prefill's count, TPOT's on the decode step's
     timing = summarize([50.0] * 8)
     generation = {"ttft": timing, "e2e": timing, "tpot": timing, "new_tokens": 4, "prompt_tokens": seq,
                   "throughput": {"samples_per_s": 1.0, "basis": "test"}}
     rec = record(task="causal-lm", scenario="generate", options={"new_tokens": 4}, batch=batch, seq=seq,
-                 metrics={"work": work.model_dump(), "generation": generation})
+                 metrics={"work": work.model_dump(), "generation": generation,
+                          "phase_seconds": {"prefill": 0.05, "decode": 0.05}})
     prefill, decode = phases(rec)
-    assert prefill["phase"] == "prefill" and prefill["flops"] == work.prefill.flops
-    assert decode["phase"] == "decode" and decode["flops"] == work.decode_step.flops
+    assert prefill["phase"] == "prefill" and prefill["flops"] == prefill_work.flops
+    assert decode["phase"] == "decode" and decode["flops"] == decode_work.flops and decode["tokens"] == batch
+
+
+def test_efficiency_reads_the_phases_a_scenario_declares_not_its_name():
+    """The efficiency tables knew single-stream and offline by name (report/efficiency.py) and generate's phases by
+    name and default token count (hardware/work.py): a scenario that declares phases gets rows, whatever it is
+    called, and one that declares none (cold-start) gets none."""
+    from builders import record
+
+    from bench.analysis.efficiency import phases
+    from bench.hardware.work import WorkPhase, point_work
+
+    config = transformers.GPT2Config(n_layer=2, n_embd=64, n_head=2, vocab_size=1000)
+    work = point_work(config, "causal-lm", 1, 8, "fp32", [WorkPhase("decode", context=20)], 10**6, "fp32")
+    rec = record(task="causal-lm", scenario="a-scenario-of-my-own", batch=1, seq=8,
+                 metrics={"work": work.model_dump(), "phase_seconds": {"decode": 0.01}})
+    (decode,) = phases(rec)
+    assert (decode["phase"], decode["seconds"], decode["flops"]) == ("decode", 0.01, work.phases[0].flops)
+    unmeasured = record(scenario="cold-start", metrics={"work": point_work(config, "causal-lm", 1, 8, "fp32", [],
+                                                                           10**6, "fp32").model_dump()})
+    assert phases(unmeasured) == []
 
 
 def _tiny_gpt2(**kwargs):

@@ -382,3 +382,31 @@ def test_pruning_pareto_front_is_drawn_per_shape(tmp_path, saved_figures):
     from conftest import figure_texts
 
     assert "Pareto front (per shape)" in figure_texts(fig)
+
+
+def test_version_2_work_becomes_the_phases_v2_timed(tmp_path):
+    """v2 knew two scenarios' phases by name (single-stream and offline: a forward; generate: a decode step at its
+    TPOT); v3 records the phases a scenario declares and the seconds it measured for each."""
+    def v2(rec, work: dict) -> dict:
+        data = rec.model_dump(mode="json")
+        data["schema_version"] = 2
+        data["provenance"]["backend"] = {"torch": "2.13.0"}
+        data["metrics"]["work"] = {"flops": 2e9, "bytes": 1e8, "intensity": 20.0, "precision": "fp32",
+                                   "compute_precision": "fp32", **work}
+        return data
+
+    step = {"flops": 1e7, "bytes": 5e7, "intensity": 0.2, "context": 144}
+    timing = {"count": 8, "p50_ms": 20.0}
+    generation = {"ttft": {"count": 8, "p50_ms": 90.0}, "e2e": timing, "tpot": timing, "new_tokens": 32,
+                  "prompt_tokens": 128, "throughput": {"samples_per_s": 1.0, "basis": "v2"}}
+    single = v2(record("single", p50=50.0), {})
+    generate = v2(record("gen", task="causal-lm", scenario="generate", batch=1), {"decode_step": step})
+    generate["metrics"]["generation"] = generation
+    (tmp_path / "runs.jsonl").write_text("".join(json.dumps(line) + "\n" for line in (single, generate)))
+    recs = {r.point_id: r for r in load_records(tmp_path)}
+    (forward,) = recs["single"].metrics.work.phases
+    assert (forward.name, forward.flops, forward.items, forward.tokens) == ("forward", 2e9, 8, 8 * 128)
+    assert recs["single"].metrics.phase_seconds["forward"] == pytest.approx(recs["single"].metrics.latency.p50_ms / 1e3)
+    (decode,) = recs["gen"].metrics.work.phases  # no prefill: v2 charged it the LM head over every prompt token
+    assert (decode.name, decode.flops, decode.context, decode.tokens) == ("decode", 1e7, 144, 1)
+    assert recs["gen"].metrics.phase_seconds == {"decode": 0.02}

@@ -29,7 +29,8 @@ def test_generate_and_server_scenarios(write_suite, tmp_path, saved_figures):
     g = gen.metrics.generation
     assert g.new_tokens == 5 and g.ttft.count >= 8
     assert g.tpot.p50_ms > 0 and g.throughput.decode_tokens_per_s > 0
-    assert gen.metrics.work.decode_step is not None
+    assert [p.name for p in gen.metrics.work.phases] == ["prefill", "decode"]
+    assert set(gen.metrics.phase_seconds) == {"prefill", "decode"}
     servers = [r for r in recs if r.config.scenario.name == "server"]
     assert {r.config.model.name for r in servers} == {"tiny-gpt2", "tiny-bert"}
     for r in servers:

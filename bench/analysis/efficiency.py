@@ -11,32 +11,14 @@ from ..hardware.roofline import efficiency
 
 
 def phases(rec) -> list[dict]:
-    """(phase, flops, bytes, seconds per query, items per query) for each timed phase of a record."""
+    """(phase, flops, bytes, seconds, items, tokens) of each timed phase of a record: the work its scenario declared
+    for the phase, set against the seconds the scenario measured for one occurrence of it."""
     m, work = rec.metrics, rec.metrics.work
     if not work:
         return []
-    batch, seq = rec.config.batch_size, rec.config.seq_len
-    gen = m.generation
-    if gen:
-        # the prompt pass computes the last position's logits only; a record made before `prefill` was counted
-        # has only the full forward, which charges the LM head per prompt token, so it gets no prefill row
-        out = []
-        if work.prefill:
-            out.append({"phase": "prefill", "flops": work.prefill.flops, "bytes": work.prefill.bytes,
-                        "seconds": gen.ttft.p50_ms / 1e3, "items": batch, "tokens": batch * seq})
-        if work.decode_step and gen.tpot:
-            out.append({"phase": "decode", "flops": work.decode_step.flops, "bytes": work.decode_step.bytes,
-                        "seconds": gen.tpot.p50_ms / 1e3, "items": batch, "tokens": batch})
-        return out
-    scenario = rec.config.scenario.name
-    if scenario == "single-stream" and m.latency and m.latency.p50_ms:
-        seconds = m.latency.p50_ms / 1e3
-    elif scenario == "offline" and m.throughput:
-        seconds = batch / m.throughput.samples_per_s
-    else:
-        return []
-    return [{"phase": "forward", "flops": work.flops, "bytes": work.bytes, "seconds": seconds,
-             "items": batch, "tokens": batch * seq}]
+    return [{"phase": ph.name, "flops": ph.flops, "bytes": ph.bytes, "seconds": m.phase_seconds[ph.name],
+             "items": ph.items, "tokens": ph.tokens}
+            for ph in work.phases if m.phase_seconds.get(ph.name)]
 
 
 def ceilings(peaks: dict, device: str, precision: str) -> tuple[float | None, float | None]:

@@ -85,15 +85,16 @@ def execute(point_data: dict, cache_dir: str, spawned_at: float | None = None) -
                        run_context(point, source, loaded, intra, cache_dir))
     phases["transform_s"], mark = clock() - mark, clock()
 
-    scenario_cls = scenarios.get(point.scenario.name)
-    options = scenario_cls.Options.model_validate(point.scenario.options)
+    scenario = scenarios.get(point.scenario.name)()
+    options = scenario.Options.model_validate(point.scenario.options)
+    workload = Workload(point.batch_size, point.seq_len)
     energy = EnergyTracker(point.device)  # the driver tells it the timed window's edges
     settings = LoopSettings(warmup_iterations=s.warmup_iterations, warmup_s=s.warmup_s,
                             min_iterations=s.min_iterations, min_duration_s=s.min_duration_s,
                             max_duration_s=s.max_duration_s, instability_cv=s.instability_cv, seed=s.seed,
                             window=energy)
     with MemoryTracker(point.device) as memory, energy:
-        result = scenario_cls().run(prepared.session, Workload(point.batch_size, point.seq_len), settings, options)
+        result = scenario.run(prepared.session, workload, settings, options)
     phases["scenario_s"], mark = clock() - mark, clock()
     prepared.session.traffic_done()
     if result.loop:
@@ -110,7 +111,8 @@ def execute(point_data: dict, cache_dir: str, spawned_at: float | None = None) -
         weights, lookup = description.file_bytes, description.lookup_table_bytes or 0
     else:
         weights, lookup = mem.weight_bytes, lookup_table_bytes(prepared.model)
-    work = point_work(loaded.config, loaded.task, point, weights - lookup,
+    work = point_work(loaded.config, loaded.task, point.batch_size, point.seq_len, point.variant.precision,
+                      scenario.work_phases(workload, options), weights - lookup,
                       prepared.compute_precision(point.variant.precision),
                       prepared.flop_scale("matmul"), prepared.flop_scale("attention"), lookup_bytes=lookup)
     metrics = Metrics(**dict(result), memory=mem, work=work, quality=quality,

@@ -14,7 +14,11 @@ Version 2 differs from 3 in:
     `compile` `compiled` (its options under `settings`), the torch version (or, for ORT, the machine's
     onnxruntime version) `engine_version`; what is left (export, providers, graph level, TF32) goes to
     `properties`. `reference` is what v2 hard-wired: the `pytorch` backend. A failed point's `{}` becomes null;
-  * memory: `cuda_peak_allocated_bytes` / `cuda_peak_reserved_bytes` become `device_peak_*`.
+  * memory: `cuda_peak_allocated_bytes` / `cuda_peak_reserved_bytes` become `device_peak_*`;
+  * work: v3 keeps the phases its scenario declared (`work.phases`) and the seconds it measured for each
+    (`metrics.phase_seconds`). v2 knew two scenarios' phases by name: single-stream and offline time a forward
+    (their p50, and batch / samples/s), generate a decode step (its TPOT p50). A v2 generation gets no prefill:
+    v2 charged its prompt pass the LM head over every prompt token.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ V1_INT8_TRANSFORMS = ("int8-dynamic", "int8-static")
 V2_ENGINES = {"pytorch": "torch", "torch-compile": "torch", "onnxruntime": "onnxruntime"}
 V2_REFERENCE_BACKEND = "pytorch"
 V2_COMPILE_SETTINGS = ("mode", "dynamic", "fullgraph", "freezing")
+V2_FORWARD_SCENARIOS = ("single-stream", "offline")
 
 
 def migrate(data: dict) -> dict:
@@ -90,7 +95,36 @@ def _v2_to_v3(old: dict) -> dict:
     provenance = rec.get("provenance") or {}
     info = provenance.get("backend")
     provenance["backend"] = _session_description(info, rec["config"], rec.get("machine") or {}) if info else None
+    if (rec.get("metrics") or {}).get("work"):
+        _work_phases(rec["metrics"], rec["config"])
     return rec
+
+
+def _work_phases(metrics: dict, config: dict) -> None:
+    """v2's forward count and decode step as v3's declared phases, with the seconds v2's tables set them against."""
+    work, batch, seq = metrics["work"], config["batch_size"], config["seq_len"]
+    step = work.pop("decode_step", None)
+    phases, seconds = [], {}
+    scenario = config["scenario"]["name"]
+    if scenario in V2_FORWARD_SCENARIOS:
+        phases.append({"name": "forward", "flops": work["flops"], "bytes": work["bytes"],
+                       "intensity": work["intensity"], "items": batch, "tokens": batch * seq,
+                       "flops_breakdown": work.get("flops_breakdown", {}),
+                       "bytes_breakdown": work.get("bytes_breakdown", {})})
+        latency, throughput = metrics.get("latency") or {}, metrics.get("throughput") or {}
+        if scenario == "single-stream" and latency.get("p50_ms"):
+            seconds["forward"] = latency["p50_ms"] / 1e3
+        elif scenario == "offline" and throughput.get("samples_per_s"):
+            seconds["forward"] = batch / throughput["samples_per_s"]
+    tpot = ((metrics.get("generation") or {}).get("tpot") or {}).get("p50_ms")
+    if step:
+        phases.append({"name": "decode", "flops": step["flops"], "bytes": step["bytes"],
+                       "intensity": step["intensity"], "items": batch, "tokens": batch, "context": step["context"],
+                       "bytes_breakdown": step.get("bytes_breakdown", {})})
+        if tpot:
+            seconds["decode"] = tpot / 1e3
+    work["phases"] = phases
+    metrics["phase_seconds"] = seconds
 
 
 def _session_description(info: dict, config: dict, machine: dict) -> dict:

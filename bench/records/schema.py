@@ -161,6 +161,9 @@ class ScenarioResult(Frozen):
     server: ServerResult | None = None
     batching: Batching | None = None
     peak: PeakSearch | None = None
+    phase_seconds: dict[str, float] = Field(
+        default_factory=dict, description="seconds of one occurrence of each work phase the scenario declares (its "
+                                          "median), for the efficiency tables: forward, prefill (TTFT), decode (TPOT)")
 
 
 # --- what the trackers and the accounting add --------------------------------------------------------
@@ -198,21 +201,19 @@ class Energy(Frozen):
     samples_per_s_per_watt: float | None = Field(None, description="inferences / joules")
 
 
-class Prefill(Frozen):
-    """A generation request's prompt pass: logits for the last position of each row only, KV cache written."""
+class PhaseWork(Frozen):
+    """The work of one occurrence of a timed phase of a query, as its scenario declares its phases: `forward` (a
+    plain forward: every position's logits), `prefill` (a generation's prompt pass: the last position's logits, KV
+    cache written) or `decode` (one new token per row at `context`)."""
 
+    name: Literal["forward", "prefill", "decode"]
     flops: float
     bytes: float
     intensity: float
+    items: int = Field(description="rows it serves")
+    tokens: int = Field(description="tokens it processes (decode: one per row)")
+    context: int | None = Field(None, description="decode: the KV length each row attends over (the mean)")
     flops_breakdown: dict[str, Any] = Field(default_factory=dict)
-    bytes_breakdown: dict[str, Any] = Field(default_factory=dict)
-
-
-class DecodeStep(Frozen):
-    flops: float
-    bytes: float
-    intensity: float
-    context: int
     bytes_breakdown: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -229,9 +230,8 @@ class Work(Frozen):
     precision: str = Field(description="the variant's float precision")
     compute_precision: str = Field(description="the GEMM ceiling the point is judged against, declared by its transforms")
     convention: str = ""
-    prefill: Prefill | None = Field(None, description="generate: the prompt pass, the LM head over the last position "
-                                                    "only; TTFT's efficiency is judged on it")
-    decode_step: DecodeStep | None = None
+    phases: list[PhaseWork] = Field(default_factory=list, description="the timed phases its scenario declares; the "
+                                    "efficiency tables set each against the seconds the scenario measured for it")
 
 
 class QualityBound(Frozen):

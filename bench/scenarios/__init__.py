@@ -2,7 +2,9 @@
 leave the clock to a driver (`bench/drivers`), as MLPerf LoadGen does.
 
 A scenario returns a `ScenarioResult` (records/schema.py): timing only. Memory, energy, work and quality
-are added around it by the runner.
+are added around it by the runner. A scenario declares what one of its queries consists of (`work_phases`:
+a plain forward, or a generation's prefill and decode steps) and measures the seconds of each
+(`ScenarioResult.phase_seconds`), so the efficiency tables judge every scenario without knowing its name.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, Field, field_validator
 
 from ..config import NoOptions
+from ..hardware.work import WorkPhase
 from ..measurement.timing import LoopSettings
 from ..records.schema import ScenarioResult, Served
 from ..registry import Registry
@@ -61,6 +64,12 @@ class Scenario:
 
     def run(self, session: Any, workload: Workload, settings: LoopSettings, options: BaseModel) -> ScenarioResult:
         raise NotImplementedError
+
+    def work_phases(self, workload: Workload, options: BaseModel) -> list[WorkPhase]:
+        """The timed phases of one query whose work the efficiency tables judge (default: one plain forward);
+        `run` puts the seconds of each in `phase_seconds`. None: nothing this scenario times is a phase's steady
+        cost."""
+        return [WorkPhase("forward")]
 
 
 def driver_for(options: BaseModel):

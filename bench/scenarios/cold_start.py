@@ -27,6 +27,10 @@ class ColdStartOptions(NoOptions):
 class ColdStart(Scenario):
     Options = ColdStartOptions
 
+    def work_phases(self, workload, options):
+        """None: a cold query's time is start-up, not the steady cost of a phase."""
+        return []
+
     def run(self, session, workload, settings, options) -> ScenarioResult:
         clock = time.perf_counter_ns
         samples: list[int] = []

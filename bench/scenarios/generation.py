@@ -6,6 +6,7 @@ import time
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..hardware.work import WorkPhase
 from ..measurement.generation import request_timings, summarize_generation
 from ..measurement.timing import time_loop
 from ..records.schema import Loop, ScenarioResult
@@ -23,6 +24,10 @@ class Generate(Scenario):
 
     Options = GenerateOptions
     tasks = frozenset({"causal-lm"})
+
+    def work_phases(self, workload, options) -> list[WorkPhase]:
+        """The prompt pass, then one decode step per token at the mean context."""
+        return [WorkPhase("prefill"), WorkPhase("decode", context=workload.seq_len + options.new_tokens // 2)]
 
     def run(self, session, workload, settings, options) -> ScenarioResult:
         requests: list[dict] = []
@@ -48,4 +53,6 @@ class Generate(Scenario):
                       served=workload.served(timed.count * workload.batch_size, options.new_tokens)),
             sufficient=timed.count >= settings.min_iterations and wall_s >= settings.min_duration_s,
             samples_ms=[round(ns / 1e6, 4) for ns in timed.samples_ns],
+            phase_seconds={"prefill": generation.ttft.p50_ms / 1e3,
+                           **({"decode": generation.tpot.p50_ms / 1e3} if generation.tpot else {})},
         )

@@ -40,6 +40,7 @@ class Offline(Scenario):
             batching=Batching(policy="offline", max_batch_size=workload.batch_size),
             sufficient=len(timed.batch_sizes) >= settings.min_iterations and wall_s >= settings.min_duration_s,
             samples_ms=[round(v, 4) for v in per_batch_ms],
+            phase_seconds={"forward": wall_s * workload.batch_size / timed.served} if timed.served else {},
         )
 
 

@@ -41,6 +41,10 @@ class ServerOptions(DriverOptions):
 class Server(Scenario):
     Options = ServerOptions
 
+    def work_phases(self, workload, options):
+        """None: a request's latency here is queueing and batching, not the steady cost of a phase."""
+        return []
+
     def run(self, session, workload, settings, options) -> ScenarioResult:
         policy = BatchingPolicy(options.batching, workload.batch_size if options.batching == "dynamic" else 1,
                                 options.max_wait_ms / 1e3)

@@ -19,8 +19,9 @@ class SingleStream(Scenario):
         timed = driver_for(options).single_stream(session.run, settings)
         wall_s = timed.wall_ns / 1e9
         samples_ms = [ns / 1e6 for ns in timed.samples_ns]
+        latency = summarize(samples_ms, settings.instability_cv)
         return ScenarioResult(
-            latency=summarize(samples_ms, settings.instability_cv),
+            latency=latency,
             throughput=Throughput(samples_per_s=timed.count * workload.batch_size / wall_s,
                                   tokens_per_s=timed.count * workload.tokens_per_query / wall_s,
                                   basis="queries x batch / wall time of the timed loop"),
@@ -31,4 +32,5 @@ class SingleStream(Scenario):
                       served=workload.served(timed.count * workload.batch_size)),
             sufficient=timed.count >= settings.min_iterations and wall_s >= settings.min_duration_s,
             samples_ms=[round(v, 4) for v in samples_ms],
+            phase_seconds={"forward": latency.p50_ms / 1e3} if latency.p50_ms else {},
         )
