@@ -18,9 +18,10 @@ from .config import RunPoint, ScenarioSpec, Suite, VariantSpec
 from .devices import devices
 from .drivers import drivers
 from .errors import ConfigError
-from .validity import min_queries
 from .models import model_sources
+from .registry import load_extensions
 from .scenarios import ALIASES, RETIRED, scenarios
+from .validity import min_queries
 from .variants import transforms
 from .variants.presets import PRESETS, resolve_variant
 
@@ -169,8 +170,22 @@ def _excluded(rules: list[dict], point: RunPoint) -> bool:
     return any(all(values[k] == v for k, v in rule.items()) for rule in rules)
 
 
+def _load_extensions(suite: Suite, file: str) -> None:
+    """The suite's own extensions, before any of its names is resolved; a failure is the suite's input error."""
+    for i, entry in enumerate(suite.extensions):
+        if entry.endswith(".py") and not Path(entry).is_file():
+            raise ConfigError(file, f"extensions[{i}]", f"no such file {entry}",
+                              "give a Python file's path relative to the suite, or a module name")
+        try:
+            load_extensions([entry])
+        except Exception as exc:  # noqa: BLE001 - whatever the extension raised, one line names it
+            raise ConfigError(file, f"extensions[{i}]", f"importing {entry} failed: {type(exc).__name__}: {exc}",
+                              "fix the extension (run it with python to see the traceback)") from None
+
+
 def build_plan(suite: Suite, file: str | Path) -> Plan:
     file = str(file)
+    _load_extensions(suite, file)
     for i, name in enumerate(suite.backends):
         if name not in backends:
             raise ConfigError(file, f"backends[{i}]", f"unknown backend {name!r}",
@@ -202,7 +217,7 @@ def build_plan(suite: Suite, file: str | Path) -> Plan:
             point = RunPoint(suite=suite.name or "suite", model=model, task=task, weights=weights,
                              backend=backend, device=device, variant=variant, scenario=scenario,
                              batch_size=batch, seq_len=seq, settings=suite.defaults,
-                             quality=suite.quality, target=target)
+                             quality=suite.quality, target=target, extensions=suite.extensions or None)
             if _excluded(exclusions, point):
                 continue
             options_model = backends.get(backend).Options

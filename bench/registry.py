@@ -8,8 +8,12 @@ elsewhere and nothing depends on import order: a transform that lives beside its
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import importlib.util
 import pkgutil
+import sys
+from pathlib import Path
 from typing import Generic, Iterator, TypeVar
 
 T = TypeVar("T")
@@ -21,6 +25,28 @@ def import_tree(package: str) -> None:
     for info in pkgutil.walk_packages(pkg.__path__, prefix=f"{package}."):
         if not info.name.rsplit(".", 1)[-1].startswith("_"):
             importlib.import_module(info.name)
+
+
+def load_extensions(entries: list[str]) -> None:
+    """Import each extension once: a `.py` file by its path, anything else as a module name. What it registers
+    with the decorators of the registries (a backend, a transform, a scenario, a device, a report section) is
+    then known like the harness's own."""
+    for entry in entries:
+        if not entry.endswith(".py"):
+            importlib.import_module(entry)
+            continue
+        path = Path(entry).resolve()
+        name = f"bench_extension_{path.stem}_{hashlib.sha256(str(path).encode()).hexdigest()[:8]}"
+        if name in sys.modules:
+            continue
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[name]
+            raise
 
 
 class Registry(Generic[T]):

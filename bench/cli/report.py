@@ -14,9 +14,13 @@ def read_results(dirs: list[str], peaks_file: str | None) -> tuple[list, dict, P
     """The records under `dirs` (each read once), the measured peaks per machine (`peaks_file`, else found
     beside the results), and the folder files are written to by default (the first DIR)."""
     from ..records.store import load_many
+    from ..registry import load_extensions
 
     sources = [Path(d) for d in dirs]
     records = load_many(sources)
+    # the report sections a suite brought with it, where its files are still there to be read
+    load_extensions(sorted({e for r in records for e in r.config.extensions or []
+                            if not e.endswith(".py") or Path(e).is_file()}))
     machine_ids = {r.machine_id for r in records}
     peaks: dict = {}
     for src in sources:

@@ -134,4 +134,6 @@ def load_suite(path: str | Path) -> Suite:
         raise _config_error(str(path), exc) from None
     if suite.name is None:
         suite.name = path.stem
+    # a file named relative to the suite is found from wherever the suite runs, children included
+    suite.extensions = [str((path.parent / e).resolve()) if e.endswith(".py") else e for e in suite.extensions]
     return suite

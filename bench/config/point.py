@@ -26,12 +26,14 @@ class RunPoint(Strict):
     settings: Defaults
     quality: QualitySettings = QualitySettings()
     target: str | None = Field(None, description="the node kind a cluster runs this point on (suite `targets`)")
+    extensions: list[str] | None = Field(None, description="what the point's process imports first (suite "
+                                                           "`extensions`); where it lies is not the point's identity")
 
     @property
     def point_id(self) -> str:
-        """sha256 of the config minus the suite name; a field left at None is left out, so adding an
-        optional field (such as `target`) keeps the ids of existing points."""
-        identity = self.model_dump(mode="json", exclude={"suite"})
+        """sha256 of the config minus the suite name and where its extensions lie; a field left at None is left
+        out, so adding an optional field (such as `target`) keeps the ids of existing points."""
+        identity = self.model_dump(mode="json", exclude={"suite", "extensions"})
         identity = {k: v for k, v in identity.items() if v is not None}
         blob = json.dumps(identity, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]

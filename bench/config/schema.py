@@ -135,6 +135,10 @@ class Suite(Strict):
     targets: list[str] | None = Field(None, min_length=1,
                                       description="cluster node kinds (Ray resources or key=value labels); "
                                                   "every point runs once on each")
+    extensions: list[str] = Field(default_factory=list,
+                                  description="Python files (relative to the suite) or modules that register the "
+                                              "suite's own backends, transforms, scenarios, devices or report "
+                                              "sections; imported before anything is resolved, and in every point")
 
     @model_validator(mode="before")
     @classmethod

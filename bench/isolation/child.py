@@ -46,6 +46,10 @@ def execute(point_data: dict, cache_dir: str, spawned_at: float | None = None) -
 
     point = RunPoint.model_validate(point_data)
     s = point.settings
+    if point.extensions:  # the suite's own backends, scenarios...: registered before anything is looked up
+        from ..registry import load_extensions
+
+        load_extensions(point.extensions)
 
     import torch
 
