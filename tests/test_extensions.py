@@ -8,9 +8,11 @@ the file) imports it again before looking anything up, and the report builds its
 
 from __future__ import annotations
 
+import sys
 import textwrap
 
 import pandas as pd
+import pytest
 
 from bench.cli import main
 from bench.records.store import load_records
@@ -111,7 +113,29 @@ EXTENSION = textwrap.dedent('''
 ''')
 
 
-def test_a_throwaway_backend_transform_scenario_device_and_section_run_from_plan_to_report(write_suite, tmp_path):
+@pytest.fixture
+def registries_restored():
+    """What the extension registers leaves with the test: later tests see the harness's own registries."""
+    from bench.backends import backends
+    from bench.devices import devices
+    from bench.report import sections
+    from bench.scenarios import scenarios
+    from bench.variants import transforms
+
+    registries = (backends, devices, sections, scenarios, transforms)
+    for registry in registries:
+        registry.names()  # loaded first: what is kept is the harness's own
+    kept = {registry: dict(registry._items) for registry in registries}
+    yield
+    for registry, items in kept.items():
+        registry._items.clear()
+        registry._items.update(items)
+    for name in [n for n in sys.modules if n.startswith("bench_extension_")]:
+        del sys.modules[name]
+
+
+def test_a_throwaway_backend_transform_scenario_device_and_section_run_from_plan_to_report(
+        write_suite, tmp_path, registries_restored):
     (tmp_path / "toy_extension.py").write_text(EXTENSION, encoding="utf-8")
     variants = [{"name": "toy-fp32", "backend": "toy-engine"},
                 {"name": "toy-halved", "backend": "toy-engine", "transforms": [{"name": "toy-halve-ffn"}]}]
@@ -139,7 +163,8 @@ def test_a_throwaway_backend_transform_scenario_device_and_section_run_from_plan
     assert (tmp_path / "again" / "toy.csv").read_text() == (out / "toy.csv").read_text()
 
 
-def test_a_suite_naming_a_missing_or_broken_extension_is_refused_in_one_line(write_suite, tmp_path, capsys):
+def test_a_suite_naming_a_missing_or_broken_extension_is_refused_in_one_line(write_suite, tmp_path, capsys,
+                                                                            registries_restored):
     (tmp_path / "broken.py").write_text("raise RuntimeError('half written')\n", encoding="utf-8")
     for extension, words in (("absent.py", "no such file"), ("broken.py", "RuntimeError: half written")):
         path = write_suite(tiny_suite(models=[TINY_BERT], extensions=[extension]))
