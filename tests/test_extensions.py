@@ -59,12 +59,26 @@ EXTENSION = textwrap.dedent('''
 
     @backends.register("toy-engine")
     class ToyEngine(Backend):
+        stages = frozenset({"torch", "toy-artifact"})
         devices = frozenset({"toy-accelerator"})
         libraries = ("numpy",)
 
+        def export(self, model, loaded, inputs, ctx):
+            return {"model": model, "passes": []}
+
         def open(self, artifact, loaded, inputs, ctx):
             tensors = {k: torch.from_numpy(v) for k, v in inputs.items()}
-            return ToySession(artifact, tensors, self.describe(ctx, engine="toy", engine_version="0.0.1"))
+            return ToySession(artifact["model"], tensors, self.describe(
+                ctx, engine="toy", engine_version="0.0.1", properties={"passes": artifact["passes"]}))
+
+
+    @transforms.register("toy-fuse")
+    class ToyFuse(Transform):
+        stage = "toy-artifact"  # the engine's own artifact, after its export
+        kind = "graph"
+
+        def apply(self, artifact, options, ctx):
+            return {**artifact, "passes": [*artifact["passes"], "fused"]}, {}
 
 
     class HalveOptions(NoOptions):
@@ -138,7 +152,8 @@ def test_a_throwaway_backend_transform_scenario_device_and_section_run_from_plan
         write_suite, tmp_path, registries_restored):
     (tmp_path / "toy_extension.py").write_text(EXTENSION, encoding="utf-8")
     variants = [{"name": "toy-fp32", "backend": "toy-engine"},
-                {"name": "toy-halved", "backend": "toy-engine", "transforms": [{"name": "toy-halve-ffn"}]}]
+                {"name": "toy-halved", "backend": "toy-engine",
+                 "transforms": [{"name": "toy-halve-ffn"}, {"name": "toy-fuse"}]}]
     path = write_suite(tiny_suite(models=[TINY_BERT], variants=variants, devices=["toy-accelerator"],
                                   scenarios=["toy-burst"], extensions=["toy_extension.py"],
                                   quality={"encoder_samples": 2, "encoder_seq_len": 16}))
@@ -150,6 +165,7 @@ def test_a_throwaway_backend_transform_scenario_device_and_section_run_from_plan
     halved = records["toy-halved"]
     assert halved.config.device == "toy-accelerator" and halved.provenance.backend.engine == "toy"
     assert halved.provenance.transforms[0]["description"] == "pretends to keep 50% of the FFN"
+    assert halved.provenance.backend.properties == {"passes": ["fused"]}  # an engine's own stage ran on its artifact
     assert halved.metrics.work.matmul_param_scale == 0.5  # the transform's declared FLOP scale reached the work
     assert halved.metrics.quality.cosine_mean is not None  # compared with the fp32 reference like any variant
     # the report: the extension's own section, and the efficiency rows its scenario's declared phase gives

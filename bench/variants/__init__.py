@@ -1,8 +1,9 @@
 """Model transforms (quantization, pruning, graph rewrites) and the named variant presets built from them.
 
 A transform works at one stage: `torch` transforms change an nn.Module before any backend sees it (by
-default before the precision stage; `after_precision` ones see the cast model); `onnx` transforms change
-an exported graph, so only backends that export can take them. `pipeline.prepare` runs the stages.
+default before the precision stage; `after_precision` ones see the cast model); any other stage names the
+artifact an engine exports (`onnx` graphs; an engine may declare its own), so only backends that declare that
+stage can take them. `pipeline.prepare` runs the stages.
 
 A transform also declares what the report needs, so no report code switches on transform names: the
 precision its kernels compute in (`compute_precision`), a short `describe`, and its `kind` (report
@@ -23,7 +24,7 @@ from ..registry import Registry
 class Transform:
     """Base for registered transforms. Subclasses set `stage`, `Options` and implement `apply`."""
 
-    stage: ClassVar[Literal["torch", "onnx"]] = "torch"
+    stage: ClassVar[str] = "torch"  # "torch", or the artifact stage of the backends that accept it ("onnx"...)
     kind: ClassVar[Literal["quantization", "pruning", "precision", "graph", "recovery"]] = "quantization"
     after_precision: ClassVar[bool] = False
     Options: ClassVar[type[BaseModel]] = NoOptions

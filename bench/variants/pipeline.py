@@ -1,7 +1,7 @@
 """The one transform pipeline every backend goes through, stage by stage:
 
     torch-stage transforms -> precision -> after-precision torch transforms -> backend.export
-    -> graph-stage transforms -> backend.open
+    -> the exported artifact's transforms (any stage but torch: `onnx` graphs, an engine's own) -> backend.open
 
 Backends only export and open; they never look at a variant's transforms. Each applied transform
 leaves an `AppliedTransform` that carries what the report needs (description, compute precision,
@@ -83,6 +83,7 @@ def prepare(loaded: Any, variant: VariantSpec, backend: Any, inputs: dict, ctx: 
     ctx.model_key["precision"] = {"precision": ctx.precision, "mode": ctx.precision_mode}
     model = _run(model, [s for s in specs if s[1].stage == "torch" and s[1].after_precision], ctx, applied)
     artifact = backend.export(model, loaded, inputs, ctx)
-    artifact = _run(artifact, [s for s in specs if s[1].stage == "onnx"], ctx, applied)
+    # the plan admits only the stages the backend declares, so whatever is not torch is its artifact's
+    artifact = _run(artifact, [s for s in specs if s[1].stage != "torch"], ctx, applied)
     session = backend.open(artifact, loaded, inputs, ctx)
     return Prepared(session=session, model=model, applied=applied, precision_info=precision_info)
