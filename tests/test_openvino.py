@@ -1,5 +1,6 @@
-"""The OpenVINO engine on tiny BERT and GPT-2: ov-fp32 and ov-bf16 from plan to report, the conversion cached and
-timed apart, options refused at plan time, devices OpenVINO does not list."""
+"""The OpenVINO engine on tiny BERT and GPT-2: ov-fp32, ov-bf16 and ov-int8 from plan to report, the conversion
+and the NNCF quantization cached and timed apart, calibration on held-out text only, options refused at plan
+time, devices OpenVINO does not list."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pandas as pd
 import pytest
 
 openvino = pytest.importorskip("openvino")
+nncf = pytest.importorskip("nncf")
 
 from bench.backends import backends  # noqa: E402
 from bench.backends.openvino.backend import ov_device  # noqa: E402
@@ -25,7 +27,7 @@ from bench.variants.pipeline import prepare  # noqa: E402
 
 from conftest import TINY_BERT, TINY_GPT2, tiny_suite  # noqa: E402
 
-OV_VARIANTS = ["ov-fp32", "ov-bf16"]
+OV_VARIANTS = ["ov-fp32", "ov-bf16", "ov-int8"]
 
 
 def _plan(write_suite, **suite):
@@ -43,6 +45,13 @@ def _prepare(point, cache_dir: Path, **context):
     return prepare(loaded, point.variant, backends.get(point.backend)(), inputs, ctx), ctx, inputs
 
 
+def _bert_points(write_suite, *variants) -> dict:
+    """Tiny BERT points of `variants` at lengths 16 and 32, by (variant, length)."""
+    points = _plan(write_suite, models=[TINY_BERT], variants=list(variants), seq_lens=[16, 32],
+                   quality={"enabled": False}).points
+    return {(p.variant.name, p.seq_len): p for p in points}
+
+
 def _ir_bytes(xml: str) -> int:
     return Path(xml).stat().st_size + Path(xml).with_suffix(".bin").stat().st_size
 
@@ -56,7 +65,7 @@ def test_openvino_variants_run_from_plan_to_report_against_the_pytorch_baseline(
     recs = {(r.config.model.name, r.config.variant.name, r.config.scenario.name): r for r in load_records(out)}
     native_bf16 = bool(BF16_FLAGS & cpu_flags())
     for model in ("tiny-bert", "tiny-gpt2"):
-        for variant, precision in zip(OV_VARIANTS, ["fp32", "bf16"]):
+        for variant, precision in zip(OV_VARIANTS, ["fp32", "bf16", "int8"]):
             rec = recs[(model, variant, "single-stream")]
             if variant == "ov-bf16" and not native_bf16:  # the CPU device refuses an emulated bf16
                 assert rec.status == "unsupported" and "avx512_bf16" in rec.error, rec.error
@@ -75,11 +84,15 @@ def test_openvino_variants_run_from_plan_to_report_against_the_pytorch_baseline(
                 assert quality.cosine_mean > 0.99
             else:
                 assert 0.9 < quality.perplexity_ratio < 1.1 and quality.top1_agreement > 0.8
-        # ov-fp32 converted the IR inside the point's transform phase, not its traffic; ov-bf16 reused it
+        # ov-fp32 converted the IR, ov-int8 quantized it: each inside the point's transform phase, not its traffic
         converted = recs[(model, "ov-fp32", "single-stream")]
         conversion = converted.provenance.backend.properties["conversion"]
         assert not conversion["cache_hit"] and converted.phases.transform_s >= conversion["convert_s"] > 0
         assert conversion["max_abs_diff_vs_torch"] < 1e-4
+        quantized = recs[(model, "ov-int8", "single-stream")]
+        (nncf_int8,) = quantized.provenance.transforms
+        assert nncf_int8["name"] == "nncf-int8" and nncf_int8["fake_quantize_ops"] > 0
+        assert quantized.phases.transform_s >= nncf_int8["quantize_s"] > 0
     generate = recs[("tiny-gpt2", "ov-fp32", "generate")]
     assert generate.status == "unsupported" and "KV cache" in generate.error
 
@@ -87,17 +100,15 @@ def test_openvino_variants_run_from_plan_to_report_against_the_pytorch_baseline(
     assert main(["report", str(out), "--out", str(report)]) == 0
     efficiency = pd.read_csv(report / "efficiency.csv")
     ov = efficiency[efficiency["backend"] == "openvino"]
-    assert set(zip(ov["variant"], ov["precision"])) >= {("ov-fp32", "fp32")}
+    assert set(zip(ov["variant"], ov["precision"])) >= {("ov-fp32", "fp32"), ("ov-int8", "int8")}
     assert (ov["achieved_gflops"] > 0).all()
     comparison = pd.read_csv(report / "comparison.csv")
-    measured = comparison[(comparison["variant"] == "ov-fp32") & comparison["speedup_p50"].notna()]
+    measured = comparison[(comparison["variant"] == "ov-int8") & comparison["speedup_p50"].notna()]
     assert set(measured["model"]) == {"tiny-bert", "tiny-gpt2"}  # measured against the PyTorch fp32 baseline
 
 
 def test_conversion_runs_once_per_key_and_is_recorded_apart(write_suite, tmp_path):
-    points = _plan(write_suite, models=[TINY_BERT], variants=["ov-fp32", "ov-bf16"], seq_lens=[16, 32],
-                   quality={"enabled": False}).points
-    point = {(p.variant.name, p.seq_len): p for p in points}
+    point = _bert_points(write_suite, "ov-fp32", "ov-bf16")
     cache = tmp_path / "cache"
     fp32, _, _ = _prepare(point["ov-fp32", 16], cache)
     conversion = fp32.session.describe().properties["conversion"]
@@ -107,6 +118,27 @@ def test_conversion_runs_once_per_key_and_is_recorded_apart(write_suite, tmp_pat
         again, _, _ = _prepare(other, cache)
         assert again.session.describe().properties["conversion"] == {**conversion, "cache_hit": True}
     assert len(list((cache / "openvino").iterdir())) == 1
+
+
+def test_nncf_quantization_runs_once_per_calibration_key_and_is_recorded_apart(write_suite, tmp_path):
+    point = _bert_points(write_suite, "ov-fp32", "ov-int8")
+    cache = tmp_path / "cache"
+    fp32, _, _ = _prepare(point["ov-fp32", 16], cache)
+    conversion = fp32.session.describe().properties["conversion"]
+    int8, _, _ = _prepare(point["ov-int8", 16], cache)
+    assert int8.session.describe().properties["conversion"] == {**conversion, "cache_hit": True}  # one IR, shared
+    (applied,) = int8.applied
+    assert applied.compute_precision == "int8" and not applied.info["cache_hit"] and applied.info["quantize_s"] > 0
+    again, _, _ = _prepare(point["ov-int8", 16], cache)
+    assert again.applied[0].info == {**applied.info, "cache_hit": True}
+    assert again.session.describe().file == int8.session.describe().file
+
+    # dynamic shapes: one IR serves every length; the calibration at another length is another quantization
+    longer, _, _ = _prepare(point["ov-int8", 32], cache)
+    assert longer.session.describe().properties["conversion"]["path"] == conversion["path"]
+    assert not longer.applied[0].info["cache_hit"]
+    assert longer.session.describe().file != int8.session.describe().file
+    assert int8.session.describe().file_bytes < fp32.session.describe().file_bytes / 2  # int8 weights on disk
 
 
 @pytest.mark.parametrize("model", [TINY_BERT, TINY_GPT2], ids=["bert", "gpt2"])
@@ -137,6 +169,30 @@ def test_lookup_tables_are_the_gathered_embeddings_and_a_table_shared_with_the_l
     prepared, ctx, _ = _prepare(gpt2, tmp_path)
     # GPT-2's token table is gathered and multiplied by the LM head: only the position table is a lookup
     assert prepared.session.describe().lookup_table_bytes == ctx.model_config.n_positions * ctx.model_config.n_embd * 4
+
+
+def test_calibration_reads_only_held_out_windows(write_suite, tmp_path, monkeypatch):
+    from bench.models.inputs import held_out_windows
+    from bench.quality.evaluate import quality_inputs
+
+    seen = []
+    real = nncf.quantize
+
+    def spy(model, dataset, **kwargs):
+        seen.extend(row for item in dataset.get_inference_data() for row in item["input_ids"])
+        return real(model, dataset, **kwargs)
+
+    monkeypatch.setattr(nncf, "quantize", spy)
+    for point in _plan(write_suite, variants=["ov-int8"]).points:
+        seen.clear()
+        prepared, ctx, timed = _prepare(point, tmp_path / "cache")
+        assert len(seen) == prepared.applied[0].info["calibration"]["samples"]
+        held_out, _ = held_out_windows(ctx.tokenizer, ctx.task, ctx.model_config.vocab_size, ctx.seq_len)
+        held_out = {tuple(row.tolist()) for row in held_out}
+        assert all(tuple(row.tolist()) in held_out for row in seen), point.model.name
+        checked = [*timed["input_ids"], *(row for batch in quality_inputs(
+            ctx.tokenizer, ctx.task, ctx.model_config.vocab_size, point.quality).batches for row in batch["input_ids"])]
+        assert not any(row.tobytes() in read.tobytes() for row in seen for read in checked), point.model.name
 
 
 @pytest.mark.parametrize("options, key", [({"performance_hint": "FASTEST"}, "performance_hint"),

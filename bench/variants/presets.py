@@ -56,6 +56,7 @@ PRESETS: dict[str, VariantSpec] = {v.name: v for v in [
     # OpenVINO: one fp32 IR (converted once); bf16 through the inference precision hint on it, not a torch cast
     _v("ov-fp32", backend="openvino"),
     _v("ov-bf16", backend="openvino", precision="bf16", precision_mode="autocast"),
+    _v("ov-int8", backend="openvino", transforms=(("nncf-int8", {}),)),
 ]}
 
 

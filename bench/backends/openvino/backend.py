@@ -5,7 +5,7 @@ plugin's default is bf16 where the CPU has it): `ov-bf16` compiles the fp32 IR w
 torch model is not cast (`precision_mode: autocast`: fp32 weights, eligible ops in bf16, as OpenVINO chooses
 them). The precision stage has already refused a precision the device would emulate; should OpenVINO still
 compile at another precision than the one asked, the point is `unsupported` with what it reported, since
-the record would otherwise claim a precision that did not run.
+the record would otherwise claim a precision that did not run. int8 comes from a graph transform (`nncf-int8`).
 """
 
 from __future__ import annotations
@@ -98,14 +98,14 @@ def _precision(reported: Any) -> str:
 @backends.register("openvino")
 class OpenVino(Backend):
     stages = frozenset({"torch", "openvino"})
-    precisions = frozenset({"fp32", "bf16"})  # through the inference precision hint
+    precisions = frozenset({"fp32", "bf16"})  # through the inference precision hint; int8 from `nncf-int8`
     devices = frozenset(OV_DEVICES)
-    libraries = ("openvino",)
+    libraries = ("openvino", "nncf")
     Options = OvOptions
 
     def export(self, model, loaded, inputs, ctx) -> Path:
         """The IR of the model as the torch stages left it, converted once per model identity, torch transforms,
-        the dtype the torch model holds (ov-fp32 and ov-bf16 share one fp32 IR), task and OpenVINO
+        the dtype the torch model holds (ov-fp32, ov-bf16 and ov-int8 share one fp32 IR), task and OpenVINO
         version."""
         ov = require("openvino")
         ov_device(ctx.device)  # before converting anything
