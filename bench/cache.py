@@ -41,3 +41,20 @@ def build_once(final: Path, build: Callable[[Path], None]) -> bool:
             return True
         raise
     return False
+
+
+def build_artifact(folder: Path, artifact: str, build: Callable[[Path], dict], key: dict | None = None,
+                   info_name: str = "info.json") -> tuple[Path, dict]:
+    """`build(path) -> info` once for `folder`: the artifact file `artifact` in it, beside the info `build`
+    returned (and the key that named the folder, for a reader); returns (the artifact's path, its info with
+    `cache_hit`). A hit reads the info the build wrote, so times in it say what the build cost then."""
+    folder = Path(folder)
+
+    def write(tmp: Path) -> None:
+        info = build(tmp / artifact)
+        if key is not None:
+            (tmp / "key.json").write_text(json.dumps(key, indent=1, default=str))
+        (tmp / info_name).write_text(json.dumps(info, indent=1, default=str))
+
+    hit = build_once(folder, write)
+    return folder / artifact, {**json.loads((folder / info_name).read_text()), "cache_hit": hit}

@@ -29,7 +29,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ...cache import build_once, cache_key
+from ...cache import build_artifact, cache_key
 
 DEFAULT_OPSET = 18
 EXPORT_INFO = "export.json"  # written by cached_export beside the model
@@ -223,14 +223,9 @@ def cached_graph(key_parts: dict, cache_dir: Path, opset: int, export: Callable[
     The folder is named by sha256(JSON(key_parts + opset)); it holds model.onnx, model.onnx.data, key.json and
     export.json (what `export` returned). Shapes are dynamic, so one export serves every batch and length.
     """
-    final = Path(cache_dir) / cache_key({**key_parts, "opset": opset})
-
-    def build(folder: Path) -> None:
-        info = export(folder / "model.onnx")
-        (folder / "key.json").write_text(json.dumps({**key_parts, "opset": opset}, indent=1, default=str))
-        (folder / EXPORT_INFO).write_text(json.dumps(info, indent=1, default=str))
-
-    return final / "model.onnx", build_once(final, build)
+    key = {**key_parts, "opset": opset}
+    path, info = build_artifact(Path(cache_dir) / cache_key(key), "model.onnx", export, key=key, info_name=EXPORT_INFO)
+    return path, info["cache_hit"]
 
 
 def export_info(path: Path) -> dict:

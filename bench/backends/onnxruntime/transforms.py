@@ -7,13 +7,12 @@ exported model once; files are written whole (temp file, then rename).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from ...cache import build_once, cache_key
+from ...cache import build_artifact, cache_key
 from ...config import NoOptions
 from ...errors import Unsupported
 from ...models.inputs import HELD_OUT_TEXT
@@ -31,10 +30,7 @@ def derived_dir(src: Path, name: str, options: BaseModel, inputs: dict | None = 
 def _cached(src: Path, name: str, options: BaseModel, make, inputs: dict | None = None) -> tuple[Path, dict]:
     """Run `make(src, dst) -> info` unless done before; each result lives in its own folder (model and
     external data together, with the info that `make` returned)."""
-    final = derived_dir(src, name, options, inputs)
-    hit = build_once(final, lambda folder: (folder / "info.json").write_text(
-        json.dumps(make(src, folder / "model.onnx"), default=str)))
-    return final / "model.onnx", {**json.loads((final / "info.json").read_text()), "cache_hit": hit}
+    return build_artifact(derived_dir(src, name, options, inputs), "model.onnx", lambda dst: make(src, dst))
 
 
 @transforms.register("ort-optimize")

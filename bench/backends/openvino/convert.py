@@ -14,14 +14,13 @@ Findings with openvino 2026.4 / torch 2.13 / transformers 5.x (tiny BERT and GPT
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from ...cache import build_once, cache_key
+from ...cache import build_artifact, cache_key
 
 INFO = "info.json"  # what the conversion (or a transform) recorded, beside its IR
 DECOMPRESSION = frozenset({"Convert", "Subtract", "Multiply", "Reshape"})  # between a compressed table and its use
@@ -87,15 +86,7 @@ def convert(model: Any, example: dict[str, np.ndarray], output: str, xml: Path) 
 def cached_ir(key: dict, folder: Path, build: Callable[[Path], dict]) -> tuple[Path, dict]:
     """`build(xml) -> info` once per key, in `folder`/<hash of key>; returns (the IR's model.xml, its info with
     `cache_hit`). A hit reads the info the build wrote, so its `convert_s` says what the conversion cost then."""
-    final = Path(folder) / cache_key(key)
-
-    def write(tmp: Path) -> None:
-        info = build(tmp / "model.xml")
-        (tmp / "key.json").write_text(json.dumps(key, indent=1, default=str))
-        (tmp / INFO).write_text(json.dumps(info, indent=1, default=str))
-
-    hit = build_once(final, write)
-    return final / "model.xml", {**json.loads((final / INFO).read_text()), "cache_hit": hit}
+    return build_artifact(Path(folder) / cache_key(key), "model.xml", build, key=key)
 
 
 def ir_file_bytes(xml: Path) -> int:
