@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from typing import Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, SerializationInfo, SerializerFunctionWrapHandler, field_validator,
+                      model_serializer, model_validator)
 
 from ..validity import min_queries
 from .targets import check_target
@@ -26,16 +27,61 @@ class NoOptions(Strict):
 
 
 class ModelSpec(Strict):
-    """Where a model comes from. `source` picks a loader in `bench.models`."""
+    """Where a model comes from. `source` picks a loader in `bench.models`; any other key of the entry is the
+    source's own (`options`, validated by the source at plan time), split there into what the model is and how
+    to reach it (`access`: credentials, headers), which is no part of the point's identity and whose values
+    are never written to a record."""
 
     name: str = Field(description="label used in tables")
-    source: str = Field(description="packaged | random | hub | local | gguf")
-    id: str = Field(description="packaged name, architecture name, hub id or path")
+    source: str = Field(description="packaged | random | hub | local | gguf | endpoint")
+    id: str | None = Field(None, description="packaged name, architecture name, hub id or path (sources that "
+                                             "take one)")
     task: Task | None = Field(None, description="inferred from the architecture when omitted")
     overrides: dict[str, Any] = Field(default_factory=dict, description="config overrides (random weights)")
     revision: str | None = None
     gguf_file: str | None = None
     teacher: str | None = Field(None, description="for a distilled student: the name of its teacher model")
+    options: dict[str, Any] = Field(default_factory=dict, description="the source's own keys (e.g. an endpoint's "
+                                                                      "url, model and api)")
+    access: dict[str, Any] = Field(default_factory=dict, description="how to reach the model (e.g. an endpoint's "
+                                                                     "headers): not part of the point's identity; "
+                                                                     "values never recorded")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _source_keys(cls, data: Any) -> Any:
+        """The keys ModelSpec does not declare belong to the source: gathered into `options`."""
+        if isinstance(data, dict):
+            own = {k: v for k, v in data.items() if k not in cls.model_fields}
+            if own:
+                data = {k: v for k, v in data.items() if k in cls.model_fields}
+                data["options"] = {**(data.get("options") or {}), **own}
+        return data
+
+    @model_serializer(mode="wrap")
+    def _compact(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> dict[str, Any]:
+        """Empty `options` and `access` are left out (the identity of every point without them is unchanged);
+        `access` values are written only where the context asks for them (`ACCESS_CONTEXT`: the point's own
+        process), never to a record or a log."""
+        data = handler(self)
+        for key in ("options", "access"):
+            if not data.get(key):
+                data.pop(key, None)
+        if data.get("access") and not (info.context or {}).get(ACCESS_CONTEXT_KEY):
+            data["access"] = _withheld(data["access"])
+        return data
+
+
+ACCESS_CONTEXT_KEY = "model_access"
+ACCESS_CONTEXT = {ACCESS_CONTEXT_KEY: True}   # model_dump(context=ACCESS_CONTEXT): for the point's own process
+WITHHELD = "(not recorded)"
+
+
+def _withheld(value: Any) -> Any:
+    """The value's shape (mapping keys) with every leaf replaced."""
+    if isinstance(value, dict):
+        return {k: _withheld(v) for k, v in value.items()}
+    return WITHHELD
 
 
 class TransformSpec(Strict):
