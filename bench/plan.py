@@ -153,12 +153,9 @@ def _resolve_models(suite: Suite, file: str) -> tuple[list[ModelSpec], dict[str,
         if not source.takes_id and model.id is not None:
             raise ConfigError(file, f"models[{i}].id", f"a {model.source} model takes no id",
                               "remove `id` (see README.md for the keys this source takes)")
-        options = {**model.options, **model.access}
-        validated = _check_options(file, f"models[{i}]", source.Options, options)
-        model = model.model_copy(update={
-            "options": {k: v for k, v in validated.model_dump(mode="json", exclude_unset=True).items()
-                        if k not in source.access},
-            "access": {k: v for k, v in options.items() if k in source.access}})
+        validated = _check_options(file, f"models[{i}]", source.Options, model.source_options())
+        model = model.model_copy(update={"options": validated.model_dump(mode="json", exclude_unset=True),
+                                         "access": {}}).split_access(source.access)
         problem = source.check(model)
         if problem:
             raise ConfigError(file, f"models[{i}].id" if source.takes_id else f"models[{i}]", *problem)

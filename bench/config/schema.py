@@ -58,6 +58,25 @@ class ModelSpec(Strict):
                 data["options"] = {**(data.get("options") or {}), **own}
         return data
 
+    def source_options(self) -> dict[str, Any]:
+        """Everything the source was given: `options` with `access` merged back in."""
+        return _merged(self.options, self.access)
+
+    def split_access(self, paths: frozenset[str]) -> ModelSpec:
+        """This entry with the source's keys at `paths` (dotted: `launch.env`) moved from `options` to `access`."""
+        options, access = _copy(self.source_options()), {}
+        for path in sorted(paths):
+            *parents, leaf = path.split(".")
+            where, into = options, access
+            for key in parents:
+                if not isinstance(where.get(key), dict):
+                    break
+                where, into = where[key], into.setdefault(key, {})
+            else:
+                if leaf in where:
+                    into[leaf] = where.pop(leaf)
+        return self.model_copy(update={"options": options, "access": _pruned(access)})
+
     @model_serializer(mode="wrap")
     def _compact(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> dict[str, Any]:
         """Empty `options` and `access` are left out (the identity of every point without them is unchanged);
@@ -75,6 +94,22 @@ class ModelSpec(Strict):
 ACCESS_CONTEXT_KEY = "model_access"
 ACCESS_CONTEXT = {ACCESS_CONTEXT_KEY: True}   # model_dump(context=ACCESS_CONTEXT): for the point's own process
 WITHHELD = "(not recorded)"
+
+
+def _copy(value: Any) -> Any:
+    return {k: _copy(v) for k, v in value.items()} if isinstance(value, dict) else value
+
+
+def _merged(base: dict, extra: dict) -> dict:
+    out = _copy(base)
+    for key, value in extra.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _pruned(value: dict) -> dict:
+    """Without the mappings a split left empty."""
+    return {k: _pruned(v) if isinstance(v, dict) else v for k, v in value.items() if v != {}}
 
 
 def _withheld(value: Any) -> Any:

@@ -8,6 +8,7 @@ closing it stops the server, and fails the point with the server's log where the
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from ..backends import Backend, Session, backends
@@ -43,12 +44,16 @@ class EndpointSession(Session):
             self.server.close()
 
     def describe(self) -> SessionDescription:
-        """The server as it said what it is (its version, models and `server` header) and, where the point
-        launched it, how: the command, start-up time, how it stopped and its log."""
+        """The server as it said what it is (its version, models and `server` header), the last client's account
+        (fields the server refused, token counts against its usage) and, where the point launched the server, how:
+        the command, start-up time, how it stopped and its log."""
         properties = {**self.description.properties}
         identity = self.server.record.get("server") if self.server is not None else None
-        if identity is None and self.clients:
-            identity = self.clients[-1].describe().get("server")
+        if self.clients:
+            client = self.clients[-1].describe()
+            identity = identity or client.pop("server", None)
+            client.pop("server", None)
+            properties["client"] = {**client, "runs": len(self.clients)}
         properties["server"] = identity
         if self.server is not None:
             properties["launched"] = dict(self.server.record)
@@ -80,7 +85,7 @@ class EndpointBackend(Backend):
         server = None
         if options.launch is not None:
             log = (ctx.log_path.with_name(ctx.log_path.stem + ".server.log") if ctx.log_path
-                   else ctx.cache_dir / "server-logs" / "server.log")
+                   else ctx.cache_dir / "server-logs" / f"server-{os.getpid()}.log")
             server = LaunchedServer(options.launch, log, endpoint.model_dir)
             try:
                 server.start()
@@ -90,7 +95,7 @@ class EndpointBackend(Backend):
         url = server.url if server is not None else options.url
         description = self.describe(ctx, engine="http endpoint", precision=AS_SERVED,
                                     properties={"url": url, "model": options.model, "api": options.api,
-                                                "client": f"httpx {httpx.__version__}"})
+                                                "client": {"implementation": f"httpx {httpx.__version__}"}})
         return EndpointSession(options.settings(url), loaded.tokenizer, loaded.task, description, server)
 
     def describe(self, ctx: Any, **fields: Any) -> SessionDescription:

@@ -12,9 +12,9 @@ machine that runs the point. `serves` is a model entry of another source whose w
 and the record says which (real or random). Otherwise the weights are `served`: the harness cannot know them.
 
 The tokenizer (a local folder or a packaged id; with `serves`, the one saved beside its weights) builds the
-prompts and counts tokens on the client. `headers` and `api_key_env` say how to reach the server: they are no
-part of the point's identity and their values are never recorded (the key itself is read from the environment
-where the point runs).
+prompts and counts tokens on the client. `headers`, `api_key_env` and the launched server's `env` say how to reach
+or start the server: they are no part of the point's identity and their values are never recorded (the key itself
+is read from the environment where the point runs).
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ class TokenizerVocabulary:
 
 
 def options_of(spec: ModelSpec) -> EndpointOptions:
-    return EndpointOptions.model_validate({**spec.options, **spec.access})
+    return EndpointOptions.model_validate(spec.source_options())
 
 
 def tokenizer_problem(name: str) -> tuple[str, str] | None:
@@ -148,7 +148,7 @@ def load_tokenizer(name: str) -> Any:
 @model_sources.register("endpoint")
 class EndpointSource(Source):
     Options = EndpointOptions
-    access = frozenset({"headers", "api_key_env"})
+    access = frozenset({"headers", "api_key_env", "launch.env"})
     takes_id = False
     backend = "endpoint"
 
