@@ -16,7 +16,7 @@ import pytest
 import fake_serving
 from bench.analysis.frame import records_frame
 from bench.cli import main
-from bench.endpoints.launch import LaunchedServer, LaunchSpec
+from bench.endpoints.launch import LaunchedServer, LaunchSpec, group_members
 from bench.executors import local as local_executor
 from bench.records.store import load_records
 from conftest import TINY_GPT2, tiny_suite
@@ -162,3 +162,24 @@ def test_credentials_reach_no_record_log_or_report(run_endpoint, monkeypatch, tm
     assert json.loads((out / "runs.jsonl").read_text())["config"]["model"]["access"] == {
         "api_key_env": "(not recorded)", "headers": {"X-Api-Key": "(not recorded)"},
         "launch": {"env": {"BENCH_SERVER_TOKEN": "(not recorded)", "PYTHONPATH": "(not recorded)"}}}
+
+
+def test_transformers_serve_with_continuous_batching_launched_on_the_points_weights(run_endpoint):
+    """A server the harness does not own: it names the model by its folder, refuses ignore_eos and min_tokens (422)
+    and ends its streams without [DONE]; the client retries without the fields, says so, and counts every token."""
+    command = (f"{Path(sys.executable).parent / 'transformers'} serve {{model_dir}} --host {{host}} --port {{port}} "
+               "--device cpu --continuous-batching")
+    serves = {**TINY, "overrides": {**TINY["overrides"], "vocab_size": 30522}}   # every id is a tokenizer's word
+    model = {"name": "ep", "source": "endpoint", "model": "{model_dir}", "serves": serves,
+             "launch": {"command": command, "env": {"HF_HUB_OFFLINE": "1"}, "timeout_s": 240, "stop_grace_s": 10}}
+    record, _ = run_endpoint(model, timeout_s=400, requests=4, output_tokens=4)
+    assert record.status == "ok", record.error
+    assert record.metrics.loop.served.samples == 4 and record.metrics.loop.served.tokens == 16
+    properties = record.provenance.backend.properties
+    client = properties["client"]
+    assert set(client["optional_fields"]["dropped"]) == {"ignore_eos", "min_tokens"}
+    assert "Unexpected fields" in client["optional_fields"]["dropped"]["ignore_eos"]
+    assert client["token_counts"]["ended_without_done"] == 4 and client["token_counts"]["without_usage"] == 0
+    assert properties["model"] == record.provenance.model_extra["served_model"]["model_dir"]
+    assert properties["launched"]["stopped"] in ("SIGTERM", "SIGKILL")
+    assert group_members(properties["launched"]["pid"]) == []      # the server and its batching worker

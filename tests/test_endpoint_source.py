@@ -3,9 +3,6 @@ declaration, what it is skipped for, its identity, and what of it a record keeps
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
 from bench.config import ACCESS_CONTEXT, RunPoint, load_suite
@@ -13,9 +10,8 @@ from bench.errors import ConfigError
 from bench.plan import build_plan
 from bench.records.build import make_record, now
 
-sys.path.insert(0, str(Path(__file__).parent))
-import fake_serving  # noqa: E402 - registers the requests scenario the endpoint points run
-from conftest import TINY_GPT2, tiny_suite  # noqa: E402
+import fake_serving  # registers the requests scenario the endpoint points run
+from conftest import TINY_GPT2, tiny_suite
 
 RUNNING = {"name": "remote", "source": "endpoint", "url": "http://10.0.0.5:8000", "model": "llama",
            "tokenizer": "all-minilm-l6-v2", "server_machine": "h100-vllm"}
@@ -75,6 +71,7 @@ def test_the_endpoint_backend_is_refused_in_the_suites_backends(write_suite):
     ({"id": "llama"}, "models[0].id", "takes no id"),
     ({"launch": {"command": "x --port {port}"}}, "models[0]", "give either url"),
     ({"serves": {"source": "random", "id": "gpt2"}}, "models[0]", "needs launch"),
+    ({"api_key_env": "BENCH_TEST_UNSET_KEY"}, "models[0]", "BENCH_TEST_UNSET_KEY (api_key_env) is not set"),
 ])
 def test_bad_endpoint_entries_are_one_line_errors(write_suite, change, key, words):
     entry = {k: v for k, v in {**RUNNING, **change}.items() if v is not None}
@@ -93,7 +90,8 @@ def test_a_launch_with_model_dir_needs_serves_and_serves_is_checked_by_its_sourc
                                                                      scenarios=[fake_serving.BURST]).problem
 
 
-def test_headers_and_key_variable_are_not_identity_and_their_values_never_reach_a_record(write_suite):
+def test_headers_and_key_variable_are_not_identity_and_their_values_never_reach_a_record(write_suite, monkeypatch):
+    monkeypatch.setenv("MY_KEY", "sk-never-written")
     plain = plan_of(write_suite, [RUNNING], scenarios=[fake_serving.BURST]).points[0]
     with_access = plan_of(write_suite, [{**RUNNING, "headers": {"X-Token": "hunter2"}, "api_key_env": "MY_KEY"}],
                           scenarios=[fake_serving.BURST]).points[0]

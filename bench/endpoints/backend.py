@@ -94,9 +94,11 @@ class EndpointBackend(Backend):
                 raise
         url = server.url if server is not None else options.url
         description = self.describe(ctx, engine="http endpoint", precision=AS_SERVED,
-                                    properties={"url": url, "model": options.model, "api": options.api,
+                                    properties={"url": url, "model": options.settings(url, endpoint.model_dir).model,
+                                                "api": options.api,
                                                 "client": {"implementation": f"httpx {httpx.__version__}"}})
-        return EndpointSession(options.settings(url), loaded.tokenizer, loaded.task, description, server)
+        return EndpointSession(options.settings(url, endpoint.model_dir), loaded.tokenizer, loaded.task, description,
+                               server)
 
     def describe(self, ctx: Any, **fields: Any) -> SessionDescription:
         return SessionDescription(device=ctx.device, reference=self.reference, **fields)

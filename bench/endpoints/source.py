@@ -19,6 +19,7 @@ is read from the environment where the point runs).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,8 +82,10 @@ class EndpointOptions(EndpointSettings):
             raise ValueError("a launched server runs on the machine that runs the point: remove server_machine")
         if self.serves is not None and self.launch is None:
             raise ValueError("serves says what a launched server runs: it needs launch")
-        if self.launch is not None and "{model_dir}" in self.launch.command and self.serves is None:
-            raise ValueError("the launch command uses {model_dir}: say which model it holds with serves")
+        if self.serves is None and ("{model_dir}" in self.model or "{model_dir}" in (self.launch.command
+                                                                                   if self.launch else "")):
+            raise ValueError("{model_dir} stands for the folder of a model a launched server runs: say which with "
+                             "serves")
         if self.serves is not None and self.serves.source == "endpoint":
             raise ValueError("serves names a model the harness can build: not another endpoint")
         if self.tokenizer is None and self.serves is None:
@@ -90,9 +93,12 @@ class EndpointOptions(EndpointSettings):
                              "counted on the client")
         return self
 
-    def settings(self, url: str) -> EndpointSettings:
-        """The client's settings for the server at `url`."""
-        return EndpointSettings(url=url, **{name: getattr(self, name) for name in SETTINGS_FIELDS})
+    def settings(self, url: str, model_dir: Path | None = None) -> EndpointSettings:
+        """The client's settings for the server at `url`; `{model_dir}` in the served model's name (a server that
+        names a model by its folder: transformers serve) is the folder."""
+        settings = {name: getattr(self, name) for name in SETTINGS_FIELDS}
+        settings["model"] = self.model.replace("{model_dir}", str(model_dir))
+        return EndpointSettings(url=url, **settings)
 
 
 @dataclass
@@ -154,6 +160,9 @@ class EndpointSource(Source):
 
     def check(self, spec: ModelSpec):
         options = options_of(spec)
+        if options.api_key_env and not os.environ.get(options.api_key_env):
+            return (f"the environment variable {options.api_key_env} (api_key_env) is not set",
+                    f"export {options.api_key_env} before bench run (on every node with --executor ray)")
         if options.tokenizer is not None:
             problem = tokenizer_problem(options.tokenizer)
             if problem:

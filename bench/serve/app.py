@@ -191,7 +191,8 @@ class App:
         self.metrics = ServeMetrics(served.name)
         self.unit = unit_text(served.tokenizer) if served.task == "causal-lm" else ""
         self.vocab = len(served.tokenizer)
-        self.indices = itertools.count()
+        self.indices = itertools.count()      # requests, in arrival order
+        self.answers = itertools.count()      # response ids
         self.ready = False
 
     # --- prompts ---
@@ -331,7 +332,7 @@ def create_app(served: Served) -> FastAPI:
             state.check_fits(ids, asked)
         flights = [state.submit(ids, text, asked, body.exact, api) for ids, text in prompts]
         prompt_tokens = sum(len(ids) for ids, _ in prompts)
-        head = {"id": f"{'chatcmpl' if api == 'chat' else 'cmpl'}-{next(state.indices)}", "created": int(time.time()),
+        head = {"id": f"{'chatcmpl' if api == 'chat' else 'cmpl'}-{next(state.answers)}", "created": int(time.time()),
                 "model": served.name}
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
