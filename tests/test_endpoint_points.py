@@ -183,3 +183,21 @@ def test_transformers_serve_with_continuous_batching_launched_on_the_points_weig
     assert properties["model"] == record.provenance.model_extra["served_model"]["model_dir"]
     assert properties["launched"]["stopped"] in ("SIGTERM", "SIGKILL")
     assert group_members(properties["launched"]["pid"]) == []      # the server and its batching worker
+
+
+def serving_landed() -> bool:
+    from bench.scenarios import scenarios
+    from bench.serving.engines import engines
+
+    return "concurrency" in scenarios and "static" in engines
+
+
+@pytest.mark.skipif(not serving_landed(), reason="needs the serving scenarios and engines (their branches)")
+def test_the_shipped_endpoint_suite_runs_offline_launching_bench_serve_on_the_same_weights(tmp_path):
+    out = tmp_path / "out"
+    assert main(["run", "endpoint", "--out", str(out), "--cache-dir", str(tmp_path / "cache")]) == 0
+    records = load_records(out)
+    assert records and all(r.status == "ok" for r in records), [r.error for r in records]
+    served = [r for r in records if r.config.backend == "endpoint"]
+    assert served and all(r.provenance.weights == "random" for r in served)
+    assert {r.config.model.name for r in records} == {"tiny-gpt2", "tiny-gpt2-http"}

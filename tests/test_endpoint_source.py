@@ -81,7 +81,7 @@ def test_bad_endpoint_entries_are_one_line_errors(write_suite, change, key, word
 
 def test_a_launch_with_model_dir_needs_serves_and_serves_is_checked_by_its_source(write_suite):
     no_serves = {k: v for k, v in LAUNCHED.items() if k != "serves"}
-    assert "say which model it holds with serves" in refused(write_suite, [{**no_serves, "tokenizer": "all-minilm-l6-v2"}],
+    assert "say which with serves" in refused(write_suite, [{**no_serves, "tokenizer": "all-minilm-l6-v2"}],
                                                              scenarios=[fake_serving.BURST]).problem
     bad_arch = {**LAUNCHED, "serves": {"source": "random", "id": "gpt5"}}
     assert "unknown architecture 'gpt5'" in refused(write_suite, [bad_arch], scenarios=[fake_serving.BURST]).problem
@@ -114,3 +114,18 @@ def test_points_of_other_sources_keep_their_identity():
         "scenario": {"name": "single-stream"}, "batch_size": 1, "seq_len": 8, "settings": {}})
     assert set(point.model_dump(mode="json")["model"]) == {"name", "source", "id", "task", "overrides", "revision",
                                                            "gguf_file", "teacher"}
+
+
+def test_the_registries_find_the_endpoint_pieces_without_importing_a_web_framework():
+    """A plan walks bench/endpoints for sources, backends and engines; FastAPI and uvicorn are `bench serve`'s
+    (an extra), so walking must not need them."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from bench.models import model_sources; from bench.backends import backends; "
+            "from bench.serving.engines import engines; "
+            "assert 'endpoint' in model_sources and 'endpoint' in backends and 'endpoint' in engines; "
+            "print(sorted(m for m in ('fastapi', 'starlette', 'uvicorn') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

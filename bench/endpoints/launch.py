@@ -37,7 +37,7 @@ from ..errors import BenchError
 from .identity import server_identity
 
 HOST = "127.0.0.1"
-PLACEHOLDERS = ("port", "host", "model_dir")
+PLACEHOLDERS = ("port", "host", "model_dir", "python")
 PLACEHOLDER = re.compile(r"\{(\w+)\}")
 LOG_TAIL_LINES = 20
 PROGRESS_EVERY_S = 10.0
@@ -52,7 +52,8 @@ class LaunchSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    command: str = Field(description="the server's command line; {port}, {host} and {model_dir} are filled in")
+    command: str = Field(description="the server's command line; {port}, {host}, {model_dir} and {python} (the "
+                                     "harness's own interpreter) are filled in")
     env: dict[str, str] = Field(default_factory=dict, description="added to this process's environment; "
                                                                   "names recorded, values never")
     ready: str = Field("/health", description="the path that answers 200 once the server takes requests")
@@ -168,7 +169,7 @@ class LaunchedServer:
         if self.spec.command.count("{model_dir}") and self.model_dir is None:
             raise LaunchError("the launch command uses {model_dir} but this point has no model directory")
         self.port = free_port()
-        values = {"port": str(self.port), "host": HOST, "model_dir": str(self.model_dir)}
+        values = {"port": str(self.port), "host": HOST, "model_dir": str(self.model_dir), "python": sys.executable}
         argv = [PLACEHOLDER.sub(lambda match: values[match.group(1)], arg) for arg in shlex.split(self.spec.command)]
         self.record = {"command": shlex.join(argv), "env": sorted(self.spec.env), "url": self.url,
                        "ready": self.spec.ready, "log": str(self.log_path)}

@@ -33,9 +33,9 @@ class Source:
 
     Declarations the plan reads: `Options`, the entry's own keys beyond ModelSpec's (none by default: an unknown
     key is refused); `access`, those of them (dotted paths for nested keys) that say how to reach the model rather
-    than what it is (left out of the point's identity, values never recorded); `takes_id`, whether the entry names its model with `id`;
-    `backend`, the one backend that runs every point of this source whatever the suite's `backends` (None: the
-    suite's)."""
+    than what it is (left out of the point's identity, values never recorded); `takes_id`, whether the entry names
+    its model with `id`; `backend`, the one backend that runs every point of this source whatever the suite's
+    `backends` (None: the suite's)."""
 
     weights: ClassVar[str] = "real"
     Options: ClassVar[type] = NoOptions
