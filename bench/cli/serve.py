@@ -41,6 +41,10 @@ class Serve(Command):
         parser.add_argument("--cache-dir", help="where builds are cached (default: .cache/bench)")
 
     def __call__(self, args) -> int:
+        from ..hardware.machine import default_threads
+        from ..isolation.child import set_thread_env
+
+        set_thread_env(args.threads or default_threads())   # before numpy loads with the plan
         from pydantic import ValidationError
 
         from ..config import Suite, load_suite

@@ -307,8 +307,9 @@ def create_app(served: Served) -> FastAPI:
 
     @app.get("/v1/models")
     async def models() -> dict:
+        described = {**served.describe, "system": served.system.describe()}
         return {"object": "list", "data": [{"id": served.name, "object": "model", "created": 0, "owned_by": "bench",
-                                            "max_model_len": served.max_model_len, "bench": served.describe}]}
+                                            "max_model_len": served.max_model_len, "bench": described}]}
 
     @app.get("/metrics")
     async def metrics() -> Response:

@@ -41,10 +41,8 @@ def build_served(point: RunPoint, engine: str, max_wait_s: float, cache_dir: Pat
                  threads: int | None) -> Served:
     """Load, prepare and wrap `point` in `engine`; Unsupported where the engine cannot serve the session."""
     from ..hardware.machine import default_threads
-    from ..isolation.child import set_thread_env
 
     intra = threads or point.settings.intra_op_threads or default_threads()
-    set_thread_env(intra)
     import torch
 
     torch.set_num_threads(intra)
