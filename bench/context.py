@@ -20,6 +20,7 @@ class RunContext:
     inter_op_threads: int
     cpu_flags: frozenset[str]
     cache_dir: Path
+    log_path: Path | None = None  # the point's log: what the run starts (a server) logs beside it
     precision: str = "fp32"
     precision_mode: str = "cast"
     backend_options: dict = field(default_factory=dict)

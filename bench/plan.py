@@ -14,11 +14,11 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from .backends import backends
-from .config import RunPoint, ScenarioSpec, Suite, VariantSpec
+from .config import ModelSpec, RunPoint, ScenarioSpec, Suite, VariantSpec
 from .devices import devices
 from .drivers import drivers
 from .errors import ConfigError
-from .models import model_sources
+from .models import Source, model_sources
 from .registry import load_extensions
 from .scenarios import ALIASES, RETIRED, scenarios
 from .validity import min_queries
@@ -47,8 +47,9 @@ def _check_options(file: str, key: str, options_model, options: dict):
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = ".".join(str(p) for p in err["loc"])
-        raise ConfigError(file, f"{key}.{loc}" if loc else key, err["msg"],
-                          "see the option list in README.md") from None
+        fix = "remove the key or correct its spelling" if err["type"] == "extra_forbidden" else \
+            "see the option list in README.md"
+        raise ConfigError(file, f"{key}.{loc}" if loc else key, err["msg"], fix) from None
 
 
 def _resolve_variants(suite: Suite, file: str) -> list[VariantSpec]:
@@ -85,6 +86,9 @@ def _resolve_variants(suite: Suite, file: str) -> list[VariantSpec]:
 def incompatibility(variant: VariantSpec, backend: str, device: str | None = None) -> str | None:
     """Why a variant cannot run on a backend (on a device) at all (judged from declarations, not hardware)."""
     cls = backends.get(backend)
+    refused = cls.refuses(variant)
+    if refused:
+        return refused
     if device is not None and device not in cls.devices:
         return f"{backend} does not run on {device} (it runs on {', '.join(sorted(cls.devices))})"
     for t in variant.transforms:
@@ -135,12 +139,39 @@ def _check_min_iterations(suite: Suite, file: str, key: str, scenario: str, perc
                           f"then schedules the {need} its percentile needs)")
 
 
+def _resolve_models(suite: Suite, file: str) -> tuple[list[ModelSpec], dict[str, Source]]:
+    """Each model entry checked by its source (its own keys validated and split into what the model is and how
+    it is reached), and each entry's source."""
+    models, sources = [], {}
+    for i, model in enumerate(suite.models):
+        if model.source not in model_sources:
+            raise ConfigError(file, f"models[{i}].source", f"unknown model source {model.source!r}",
+                              f"use one of: {', '.join(model_sources.names())}")
+        source = model_sources.get(model.source)()
+        if source.takes_id and model.id is None:
+            raise ConfigError(file, f"models[{i}].id", f"a {model.source} model needs an id",
+                              "give its packaged name, architecture, hub id or path")
+        if not source.takes_id and model.id is not None:
+            raise ConfigError(file, f"models[{i}].id", f"a {model.source} model takes no id",
+                              "remove `id` (see README.md for the keys this source takes)")
+        validated = _check_options(file, f"models[{i}]", source.Options, model.source_options())
+        model = model.model_copy(update={"options": validated.model_dump(mode="json", exclude_unset=True),
+                                         "access": {}}).split_access(source.access)
+        problem = source.check(model)
+        if problem:
+            raise ConfigError(file, f"models[{i}].id" if source.takes_id else f"models[{i}]", *problem)
+        models.append(model)
+        sources[model.name] = source
+    return models, sources
+
+
 def _resolve_exclusions(suite: Suite, file: str, variants: list[VariantSpec],
-                        scenario_specs: list[ScenarioSpec]) -> list[dict]:
+                        scenario_specs: list[ScenarioSpec], paired: dict[str, str]) -> list[dict]:
     """Each rule's given fields, scenario aliases resolved as in `scenarios`. A rule naming what the suite does
     not have would match nothing without a word, so the points it was meant to drop would run: refused."""
     has = {"model": [m.name for m in suite.models],
-           "backend": list(dict.fromkeys([*suite.backends, *(v.backend for v in variants if v.backend)])),
+           "backend": list(dict.fromkeys([*suite.backends, *(v.backend for v in variants if v.backend),
+                                          *paired.values()])),
            "device": suite.devices, "variant": [v.name for v in variants],
            "scenario": list(dict.fromkeys(s.name for s in scenario_specs)),
            "batch_size": suite.batch_sizes, "seq_len": suite.seq_lens, "target": suite.targets or []}
@@ -183,37 +214,57 @@ def _load_extensions(suite: Suite, file: str) -> None:
                               "fix the extension (run it with python to see the traceback)") from None
 
 
+def _pairing_problem(model: ModelSpec, variant: VariantSpec, paired: str | None) -> str | None:
+    """Why a variant pinned to one backend cannot run a model whose source runs on another."""
+    if paired and variant.backend and variant.backend != paired:
+        return f"variant {variant.name!r} is pinned to {variant.backend}; {model.name!r} runs on {paired} only"
+    return None
+
+
+def _scenario_problem(backend: str, scenario: ScenarioSpec) -> str | None:
+    """Why a scenario cannot measure a backend whose sessions serve requests through their own engines only."""
+    engines = backends.get(backend).engines
+    if engines is None:
+        return None
+    if not scenarios.get(scenario.name).sends_requests:
+        return (f"{backend} serves requests only (through {', '.join(engines)}); scenario {scenario.name!r} does not "
+                "send requests")
+    engine = scenario.options.get("engine")
+    if engine is not None and engine not in engines:
+        return f"{backend} serves requests through {', '.join(engines)} only, not the {engine} engine"
+    return None
+
+
 def build_plan(suite: Suite, file: str | Path) -> Plan:
     file = str(file)
     _load_extensions(suite, file)
+    models, sources = _resolve_models(suite, file)
+    paired = {name: source.backend for name, source in sources.items() if source.backend}
+    paired_backends = {source.backend for source in map(model_sources.get, model_sources.names()) if source.backend}
     for i, name in enumerate(suite.backends):
         if name not in backends:
             raise ConfigError(file, f"backends[{i}]", f"unknown backend {name!r}",
-                              f"use one of: {', '.join(backends.names())}")
+                              f"use one of: {', '.join(b for b in backends.names() if b not in paired_backends)}")
+        if name in paired_backends:
+            raise ConfigError(file, f"backends[{i}]", f"backend {name!r} runs only the models of a source that names "
+                              "it, never the suite's other models", f"remove {name!r} from backends: the models of "
+                              "its source run on it by themselves")
     for i, name in enumerate(suite.devices):
         if name not in devices:
             raise ConfigError(file, f"devices[{i}]", f"unknown device {name!r}",
                               f"use one of: {', '.join(devices.names())} (a new one is a module in bench/devices/)")
-    tasks: dict[str, tuple[str | None, str]] = {}
-    for i, model in enumerate(suite.models):
-        if model.source not in model_sources:
-            raise ConfigError(file, f"models[{i}].source", f"unknown model source {model.source!r}",
-                              f"use one of: {', '.join(model_sources.names())}")
-        source = model_sources.get(model.source)()
-        problem = source.check(model)
-        if problem:
-            raise ConfigError(file, f"models[{i}].id", *problem)
-        tasks[model.name] = (source.task(model), source.weights)
     variants = _resolve_variants(suite, file)
     scenario_specs = _resolve_scenarios(suite, file)
-    exclusions = _resolve_exclusions(suite, file, variants, scenario_specs)
+    exclusions = _resolve_exclusions(suite, file, variants, scenario_specs, paired)
 
     points, skipped = [], []
     for model, variant, device, scenario, batch, seq, target in itertools.product(
-            suite.models, variants, suite.devices, scenario_specs, suite.batch_sizes, suite.seq_lens,
+            models, variants, suite.devices, scenario_specs, suite.batch_sizes, suite.seq_lens,
             suite.targets or [None]):
-        task, weights = tasks[model.name]
-        for backend in ([variant.backend] if variant.backend else suite.backends):
+        source = sources[model.name]
+        task, weights = source.task(model), source.weights_of(model)
+        candidates = [paired[model.name]] if model.name in paired else [variant.backend or b for b in suite.backends]
+        for backend in dict.fromkeys(candidates):
             point = RunPoint(suite=suite.name or "suite", model=model, task=task, weights=weights,
                              backend=backend, device=device, variant=variant, scenario=scenario,
                              batch_size=batch, seq_len=seq, settings=suite.defaults,
@@ -226,7 +277,8 @@ def build_plan(suite: Suite, file: str | Path) -> Plan:
             elif variant.backend_options:
                 raise ConfigError(file, f"variant {variant.name!r}.backend_options", f"{backend} takes no backend_options",
                                   "remove backend_options, or pin the variant to a backend that takes them")
-            reason = incompatibility(variant, backend, device)
+            reason = (_pairing_problem(model, variant, paired.get(model.name))
+                      or incompatibility(variant, backend, device) or _scenario_problem(backend, scenario))
             served = scenarios.get(scenario.name).tasks
             if reason is None and served is not None and task is not None and task not in served:
                 reason = f"scenario {scenario.name!r} serves {', '.join(sorted(served))} models, not {task}"

@@ -163,7 +163,7 @@ def test_streams_from_the_launched_null_server_give_tokens_before_done_and_usage
         assert max(ns for ns, _ in trace.tokens) <= trace.done[0][0]  # the first token (TTFT) long before done
     assert described["server"]["version"] == VERSION and described["server"]["models"] == ["tiny"]
     assert described["token_counts"] == {"compared": 4, "disagree": 0, "largest_difference": 0,
-                                         "without_usage": 0, "short": 0}
+                                         "without_usage": 0, "short": 0, "ended_without_done": 0}
     assert described["optional_fields"] == {"sent": ["stream_options", "ignore_eos", "min_tokens"], "dropped": {}}
 
 
@@ -334,7 +334,7 @@ CHUNK = 'data: {"choices": [{"index": 0, "text": " tok"}]}\n\n'
 @pytest.mark.parametrize("events, error", [
     ((CHUNK, "data: {not json\n\n", "data: [DONE]\n\n"), "malformed answer: chunk '{not json'"),
     ((CHUNK, 'data: {"choices": 3}\n\n', "data: [DONE]\n\n"), "malformed answer"),
-    ((CHUNK, CHUNK), "malformed answer: the stream ended before data: [DONE]"),
+    ((CHUNK, CHUNK), "malformed answer: the stream ended before data: [DONE] and before a finish_reason"),
     ((CHUNK, 'data: {"error": {"message": "engine died"}}\n\n'), "server error in the stream: {'message': 'engine"),
 ])
 def test_malformed_streams_complete_with_errors(events, error):
@@ -344,6 +344,19 @@ def test_malformed_streams_complete_with_errors(events, error):
         (completion,) = driver.wait().values()
     assert completion.error.startswith(error) and completion.output_tokens == 0
     assert len(driver.traces[0].tokens) == events.count(CHUNK)     # chunks before the fault were still events
+
+
+def test_stream_that_finishes_without_done_completes_as_transformers_serve_ends_it():
+    finished = 'data: {"choices": [{"index": 0, "text": "", "finish_reason": "length"}]}\n\n'
+    usage = 'data: {"choices": [], "usage": {"completion_tokens": 2, "prompt_tokens": 3}}'   # no blank line at the end
+    app, _ = recording_app(lambda api, body: sse(CHUNK, CHUNK, finished, usage))
+    with serving(app) as url, Driver(EndpointSettings(url=url, model="m")) as driver:
+        driver.submit(request(0, output_tokens=2))
+        (completion,) = driver.wait().values()
+        described = driver.client.describe()
+    assert completion.error is None and completion.output_tokens == 2 and completion.info["usage_tokens"] == 2
+    assert completion.info["finish_reason"] == "length" and len(driver.traces[0].tokens) == 2
+    assert described["token_counts"]["ended_without_done"] == 1
 
 
 def test_sse_comments_other_fields_and_multiline_data_are_parsed():

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -114,3 +116,20 @@ def test_launch_spec_refuses_unknown_placeholders_and_a_missing_model_dir(tmp_pa
         with LaunchedServer(LaunchSpec(command="serve {model_dir}"), tmp_path / "server.log"):
             pass
     assert LaunchSpec(command="serve --override '{\"a\": 1}' --port {port}").command   # JSON is not a placeholder
+
+
+def test_a_server_dies_with_the_process_that_launched_it_even_when_that_is_killed(tmp_path):
+    """SIGKILL of the launching process (the OOM killer, a parent's timeout) runs no cleanup: the kernel's
+    parent-death signal still stops the server."""
+    launcher = (f"import os, signal, sys; sys.path.insert(0, {str(ROOT)!r}); "
+                "from bench.endpoints.launch import LaunchedServer, LaunchSpec; "
+                f"server = LaunchedServer(LaunchSpec(command={NULL_SERVER!r}, env={{'PYTHONPATH': {str(ROOT)!r}}}), "
+                f"{str(tmp_path / 'server.log')!r}, progress=lambda line: None); server.start(); "
+                "print(server.process.pid, flush=True); os.kill(os.getpid(), signal.SIGKILL)")
+    result = subprocess.run([sys.executable, "-c", launcher], capture_output=True, text=True, timeout=60)
+    assert result.returncode == -signal.SIGKILL
+    server = int(result.stdout.split()[0])
+    deadline = time.monotonic() + 10
+    while not gone(server) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert gone(server)

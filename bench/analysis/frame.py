@@ -2,7 +2,9 @@
 measured on the same machine, in the same suite where that suite measured one.
 
 A report over several machines keeps every machine's rows: the same point on two machines is two rows,
-and a speedup is never a ratio across machines (that is the hardware section's job).
+and a speedup is never a ratio across machines (that is the hardware section's job). A row's machine is the one
+that served the model: for an endpoint measured from another machine, the server's (`client_machine` names the
+machine that sent the requests).
 
 Where a point was run in several processes (`bench run --repeat N`), its row stands for all of them: p50 is
 the mean of the processes' medians and samples/s the mean of their rates (the centres bench/compare/stats.py
@@ -47,6 +49,14 @@ def _flags(rec: Record) -> list[str]:
     return flags
 
 
+def served_on(rec: Record) -> str:
+    """The machine a row's figures describe: the one that served the model. A record names the machine that ran
+    the point (`machine`); for an endpoint the point did not launch, the server's machine is the one the suite
+    declared (`provenance.server_machine`), and the row is that machine's."""
+    server = rec.provenance.server_machine
+    return server["machine_id"] if server else rec.machine_id
+
+
 def is_baseline(rec: Record) -> bool:
     """An fp32 point with no transforms on the backend its session description says is the reference
     implementation: what every speedup on its machine is measured against."""
@@ -63,7 +73,8 @@ def records_frame(records: list[Record]) -> pd.DataFrame:
         procs = processes(rec, by_point[rec.key])
         rows.append({
             "point_id": rec.point_id,
-            "machine": rec.machine_id,
+            "machine": served_on(rec),
+            "client_machine": rec.machine_id,
             "target": cfg.target or "",
             "node": rec.node,
             "suite": cfg.suite,

@@ -20,6 +20,8 @@ from ..registry import Registry
 
 class Session:
     description: SessionDescription  # set by the backend that opened it
+    # the only engines (bench/serving/engines) that serve requests on this session; None: any of them
+    engines: ClassVar[tuple[str, ...] | None] = None
 
     def describe(self) -> SessionDescription:
         """What ran the model, read when the record is written (a session may add what it learnt since opening)."""
@@ -28,6 +30,10 @@ class Session:
     def run(self) -> None:
         """One query on the prepared inputs, complete on return."""
         raise NotImplementedError
+
+    def close(self) -> None:
+        """Called once when the point is done with the session, also after a failure: what the session started
+        (a server) stops here. Raising fails the point (a server that died while in use)."""
 
     def traffic_done(self) -> None:
         """Called once, right after the scenario's timed traffic and before the quality check: a session may
@@ -57,7 +63,10 @@ class Backend:
     registered devices it runs on (all three judged at plan time); `libraries`: the distributions whose versions
     matter to its figures (recorded in the machine description); `Options`: its `backend_options`;
     `reference`: it is the reference implementation, whose fp32 points without transforms are every speedup's
-    baseline (PyTorch eager: the quality check's reference outputs are its outputs too).
+    baseline (PyTorch eager: the quality check's reference outputs are its outputs too); `holds_model`: the model
+    runs in this process, so the transform pipeline prepares it and its quality, memory and work are measured here
+    (False: it runs elsewhere, e.g. a server, and `open` gets what reaches it); `engines`: the only engines that
+    serve requests on its sessions (None: any), and where set, only scenarios that send requests run on it.
     """
 
     stages: ClassVar[frozenset[str]] = frozenset({"torch"})
@@ -66,6 +75,13 @@ class Backend:
     libraries: ClassVar[tuple[str, ...]] = ()
     Options: ClassVar[Any] = None
     reference: ClassVar[bool] = False
+    holds_model: ClassVar[bool] = True
+    engines: ClassVar[tuple[str, ...] | None] = None
+
+    @classmethod
+    def refuses(cls, variant: Any) -> str | None:
+        """Why this backend cannot run `variant` at all, beyond its stages and precisions (None: it can)."""
+        return None
 
     def export(self, model: Any, loaded: Any, inputs: dict[str, np.ndarray], ctx: Any) -> Any:
         """The artifact graph-stage transforms work on (default: the torch model itself)."""
@@ -79,7 +95,7 @@ class Backend:
         return SessionDescription(device=ctx.device, precision=ctx.precision, reference=self.reference, **fields)
 
 
-backends: Registry[type[Backend]] = Registry("backend", "bench.backends")
+backends: Registry[type[Backend]] = Registry("backend", "bench.backends", "bench.endpoints")
 
 
 def declared_libraries() -> tuple[str, ...]:

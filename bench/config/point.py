@@ -31,9 +31,11 @@ class RunPoint(Strict):
 
     @property
     def point_id(self) -> str:
-        """sha256 of the config minus the suite name and where its extensions lie; a field left at None is left
-        out, so adding an optional field (such as `target`) keeps the ids of existing points."""
+        """sha256 of the config minus the suite name, where its extensions lie and how the model is reached
+        (`model.access`: headers, credentials); a field left at None is left out, so adding an optional field
+        (such as `target`) keeps the ids of existing points."""
         identity = self.model_dump(mode="json", exclude={"suite", "extensions"})
+        identity["model"].pop("access", None)
         identity = {k: v for k, v in identity.items() if v is not None}
         blob = json.dumps(identity, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]

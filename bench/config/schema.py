@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from typing import Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, SerializationInfo, SerializerFunctionWrapHandler, field_validator,
+                      model_serializer, model_validator)
 
 from ..validity import min_queries
 from .targets import check_target
@@ -26,16 +27,96 @@ class NoOptions(Strict):
 
 
 class ModelSpec(Strict):
-    """Where a model comes from. `source` picks a loader in `bench.models`."""
+    """Where a model comes from. `source` picks a loader in `bench.models`; any other key of the entry is the
+    source's own (`options`, validated by the source at plan time), split there into what the model is and how
+    to reach it (`access`: credentials, headers), which is no part of the point's identity and whose values
+    are never written to a record."""
 
     name: str = Field(description="label used in tables")
-    source: str = Field(description="packaged | random | hub | local | gguf")
-    id: str = Field(description="packaged name, architecture name, hub id or path")
+    source: str = Field(description="packaged | random | hub | local | gguf | endpoint")
+    id: str | None = Field(None, description="packaged name, architecture name, hub id or path (sources that "
+                                             "take one)")
     task: Task | None = Field(None, description="inferred from the architecture when omitted")
     overrides: dict[str, Any] = Field(default_factory=dict, description="config overrides (random weights)")
     revision: str | None = None
     gguf_file: str | None = None
     teacher: str | None = Field(None, description="for a distilled student: the name of its teacher model")
+    options: dict[str, Any] = Field(default_factory=dict, description="the source's own keys (e.g. an endpoint's "
+                                                                      "url, model and api)")
+    access: dict[str, Any] = Field(default_factory=dict, description="how to reach the model (e.g. an endpoint's "
+                                                                     "headers): not part of the point's identity; "
+                                                                     "values never recorded")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _source_keys(cls, data: Any) -> Any:
+        """The keys ModelSpec does not declare belong to the source: gathered into `options`."""
+        if isinstance(data, dict):
+            own = {k: v for k, v in data.items() if k not in cls.model_fields}
+            if own:
+                data = {k: v for k, v in data.items() if k in cls.model_fields}
+                data["options"] = {**(data.get("options") or {}), **own}
+        return data
+
+    def source_options(self) -> dict[str, Any]:
+        """Everything the source was given: `options` with `access` merged back in."""
+        return _merged(self.options, self.access)
+
+    def split_access(self, paths: frozenset[str]) -> ModelSpec:
+        """This entry with the source's keys at `paths` (dotted: `launch.env`) moved from `options` to `access`."""
+        options, access = _copy(self.source_options()), {}
+        for path in sorted(paths):
+            *parents, leaf = path.split(".")
+            where, into = options, access
+            for key in parents:
+                if not isinstance(where.get(key), dict):
+                    break
+                where, into = where[key], into.setdefault(key, {})
+            else:
+                if leaf in where:
+                    into[leaf] = where.pop(leaf)
+        return self.model_copy(update={"options": options, "access": _pruned(access)})
+
+    @model_serializer(mode="wrap")
+    def _compact(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> dict[str, Any]:
+        """Empty `options` and `access` are left out (the identity of every point without them is unchanged);
+        `access` values are written only where the context asks for them (`ACCESS_CONTEXT`: the point's own
+        process), never to a record or a log."""
+        data = handler(self)
+        for key in ("options", "access"):
+            if not data.get(key):
+                data.pop(key, None)
+        if data.get("access") and not (info.context or {}).get(ACCESS_CONTEXT_KEY):
+            data["access"] = _withheld(data["access"])
+        return data
+
+
+ACCESS_CONTEXT_KEY = "model_access"
+ACCESS_CONTEXT = {ACCESS_CONTEXT_KEY: True}   # model_dump(context=ACCESS_CONTEXT): for the point's own process
+WITHHELD = "(not recorded)"
+
+
+def _copy(value: Any) -> Any:
+    return {k: _copy(v) for k, v in value.items()} if isinstance(value, dict) else value
+
+
+def _merged(base: dict, extra: dict) -> dict:
+    out = _copy(base)
+    for key, value in extra.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _pruned(value: dict) -> dict:
+    """Without the mappings a split left empty."""
+    return {k: _pruned(v) if isinstance(v, dict) else v for k, v in value.items() if v != {}}
+
+
+def _withheld(value: Any) -> Any:
+    """The value's shape (mapping keys) with every leaf replaced."""
+    if isinstance(value, dict):
+        return {k: _withheld(v) for k, v in value.items()}
+    return WITHHELD
 
 
 class TransformSpec(Strict):

@@ -84,12 +84,7 @@ class EndpointSettings(Strict):
     @field_validator("url")
     @classmethod
     def _base_url(cls, url: str) -> str:
-        url = url.rstrip("/")
-        if not url.startswith(("http://", "https://")):
-            raise ValueError("the URL must start with http:// or https://")
-        if url.endswith("/v1"):
-            raise ValueError("give the base URL without /v1: the client adds /v1/... itself")
-        return url
+        return base_url(url)
 
     @model_validator(mode="after")
     def _extra_body_leaves_client_fields(self) -> EndpointSettings:
@@ -97,6 +92,16 @@ class EndpointSettings(Strict):
         if taken:
             raise ValueError(f"extra_body may not set {', '.join(taken)}: the client sets them")
         return self
+
+
+def base_url(url: str) -> str:
+    """A server's base URL as the client takes it: http(s), no trailing slash, no /v1."""
+    url = url.rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise ValueError("the URL must start with http:// or https://")
+    if url.endswith("/v1"):
+        raise ValueError("give the base URL without /v1: the client adds /v1/... itself")
+    return url
 
 
 def token_counter(tokenizer) -> Callable[[str], int]:
@@ -155,7 +160,8 @@ class EndpointClient:
         self._count_tokens = count_tokens
         self._fields = [name for name in OPTIONAL_FIELDS if name in settings.optional_fields]
         self._dropped: dict[str, str] = {}
-        self._tally = {"compared": 0, "disagree": 0, "largest_difference": 0, "without_usage": 0, "short": 0}
+        self._tally = {"compared": 0, "disagree": 0, "largest_difference": 0, "without_usage": 0, "short": 0,
+                       "ended_without_done": 0}
         self._secret: str | None = None
         self._server: dict | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -332,7 +338,8 @@ class EndpointClient:
         finish_reason = None
         data: list[str] = []
         done = False
-        async for line in response.aiter_lines():
+        lines = response.aiter_lines()
+        async for line in _with_final_blank(lines):
             if line.startswith("data:"):
                 data.append(line[6:] if line.startswith("data: ") else line[5:])
                 continue
@@ -349,7 +356,11 @@ class EndpointClient:
                 pieces.append(piece)
                 call.on_token(counter.add(piece))
         if not done:
-            raise _Failed("malformed answer: the stream ended before data: [DONE]")
+            # a whole answer (httpx raises on a cut one) whose last choice said why it finished, without the
+            # closing [DONE] some servers leave out (transformers serve): complete, and counted
+            if finish_reason is None:
+                raise _Failed("malformed answer: the stream ended before data: [DONE] and before a finish_reason")
+            self._tally["ended_without_done"] += 1
         return self._completed(call.request, "".join(pieces), usage, counter, finish_reason)
 
     def _completed(self, request: Request, text: str, usage: dict, counter: _StreamCounter,
@@ -385,6 +396,13 @@ class EndpointClient:
         if not isinstance(vectors, list) or not vectors:
             raise _Failed(f"malformed answer: no embedding in {response.text[:EXCERPT_CHARS]!r}")
         return Completion(output_tokens=0, info={"usage_prompt_tokens": usage.get("prompt_tokens")})
+
+
+async def _with_final_blank(lines):
+    """The stream's lines, then one blank line: an event the server did not end with a blank line still counts."""
+    async for line in lines:
+        yield line
+    yield ""
 
 
 def _parse_chunk(event: str, api: str) -> tuple[str, str | None, dict | None]:

@@ -7,8 +7,12 @@ The command is split with shlex and run without a shell, in a session of its own
 free port of 127.0.0.1, its output appended to the caller's log file. Stopping sends SIGTERM to the whole group
 (the server's workers too), then SIGKILL after `stop_grace_s`, and waits until no process of the group is left;
 it happens on leaving the `with` block whatever ends it (an exception, KeyboardInterrupt). A server that cannot
-start, exits, or never becomes ready raises LaunchError with the last lines of its log. A process that leaves the
-group on purpose (setsid) or a SIGKILL of this process itself escape this; nothing else does.
+start, exits, or never becomes ready raises LaunchError with the last lines of its log.
+
+A SIGKILL of this process (the parent's timeout, the OOM killer) runs none of that: on Linux the server is started
+with a parent-death signal (SIGTERM when the thread that started it ends), and the isolation's kill path
+(bench/isolation/isolate.py) kills the process groups of a killed point's descendants. A process that leaves the
+group on purpose (setsid) and outlives its leader escapes both.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import shlex
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections import deque
 from collections.abc import Callable
@@ -32,12 +37,14 @@ from ..errors import BenchError
 from .identity import server_identity
 
 HOST = "127.0.0.1"
-PLACEHOLDERS = ("port", "host", "model_dir")
+PLACEHOLDERS = ("port", "host", "model_dir", "python")
 PLACEHOLDER = re.compile(r"\{(\w+)\}")
 LOG_TAIL_LINES = 20
 PROGRESS_EVERY_S = 10.0
 POLL_S = 0.25
 KILL_WAIT_S = 5.0              # after SIGKILL, only a process stuck in the kernel can still be there
+PR_SET_PDEATHSIG = 1           # linux/prctl.h
+EXITED_BY_ITSELF = "exited by itself"
 
 
 class LaunchSpec(BaseModel):
@@ -45,7 +52,8 @@ class LaunchSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    command: str = Field(description="the server's command line; {port}, {host} and {model_dir} are filled in")
+    command: str = Field(description="the server's command line; {port}, {host}, {model_dir} and {python} (the "
+                                     "harness's own interpreter) are filled in")
     env: dict[str, str] = Field(default_factory=dict, description="added to this process's environment; "
                                                                   "names recorded, values never")
     ready: str = Field("/health", description="the path that answers 200 once the server takes requests")
@@ -90,6 +98,25 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
         return ""
 
 
+def parent_death_signal() -> Callable[[], None] | None:
+    """Linux: a function for Popen's preexec_fn that has the kernel send SIGTERM to the new process when the
+    thread that started it ends (PR_SET_PDEATHSIG), and at once if that thread has already gone. None elsewhere.
+    Resolved before the fork, so the forked child only makes the one system call."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+
+    def die_with_parent() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:      # the parent died between the fork and the call
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return die_with_parent
+
+
 def group_members(pgid: int) -> list[int]:
     """Live (not zombie) processes of the process group `pgid`."""
     members = []
@@ -126,9 +153,15 @@ class LaunchedServer:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        exited_on_its_own = self.process is not None and self.process.poll() is not None
+        if exc_type is None:
+            self.close()
+        else:
+            self.stop()
+
+    def close(self) -> None:
+        """Stop the server; raise LaunchError, with its log's tail, where it had exited by itself while in use."""
         self.stop()
-        if exc_type is None and exited_on_its_own:
+        if self.record.get("stopped") == EXITED_BY_ITSELF:
             raise self._error(f"the server exited with status {self.process.returncode} while in use")
 
     def start(self) -> None:
@@ -136,7 +169,7 @@ class LaunchedServer:
         if self.spec.command.count("{model_dir}") and self.model_dir is None:
             raise LaunchError("the launch command uses {model_dir} but this point has no model directory")
         self.port = free_port()
-        values = {"port": str(self.port), "host": HOST, "model_dir": str(self.model_dir)}
+        values = {"port": str(self.port), "host": HOST, "model_dir": str(self.model_dir), "python": sys.executable}
         argv = [PLACEHOLDER.sub(lambda match: values[match.group(1)], arg) for arg in shlex.split(self.spec.command)]
         self.record = {"command": shlex.join(argv), "env": sorted(self.spec.env), "url": self.url,
                        "ready": self.spec.ready, "log": str(self.log_path)}
@@ -145,7 +178,8 @@ class LaunchedServer:
         with open(self.log_path, "ab") as log:
             try:
                 self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                                env={**os.environ, **self.spec.env}, start_new_session=True)
+                                                env={**os.environ, **self.spec.env}, start_new_session=True,
+                                                preexec_fn=parent_death_signal())
             except OSError as exc:
                 raise LaunchError(f"cannot start {argv[0]!r}: {exc}") from None
         self.record["pid"] = self.process.pid
@@ -191,7 +225,7 @@ class LaunchedServer:
             return
         self._stopped = True
         pgid = self.process.pid          # start_new_session: the leader's pid is the group id
-        how = "exited by itself" if self.process.poll() is not None else "SIGTERM"
+        how = EXITED_BY_ITSELF if self.process.poll() is not None else "SIGTERM"
         self._signal_group(pgid, signal.SIGTERM)
         if not self._wait_group_gone(pgid, self.spec.stop_grace_s):
             how = "SIGKILL"

@@ -14,8 +14,11 @@ import itertools
 import json
 from collections.abc import AsyncIterator
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:   # imported where used: the registries walk this package, and a plan needs no web framework
+    from starlette.applications import Starlette
+    from starlette.responses import Response
 
 VERSION = "bench-nullserver 1"
 TOKEN = " tok"                 # one token per chunk for any word-counting tokenizer
@@ -61,6 +64,8 @@ def respond(body: dict, api: str) -> Response:
         kind, choice = "text_completion", {"index": 0, "text": TOKEN, "finish_reason": None}
         last = {"index": 0, "text": "", "finish_reason": "length"}
         whole = {"index": 0, "text": TOKEN * count, "finish_reason": "length"}
+    from starlette.responses import JSONResponse, StreamingResponse
+
     usage = _usage(prompt_tokens, count)
     head = {"id": f"null-{next(_ids)}", "object": kind, "created": 0, "model": model}
     if not body.get("stream"):
@@ -72,6 +77,8 @@ def respond(body: dict, api: str) -> Response:
 
 
 def embeddings(body: dict) -> Response:
+    from starlette.responses import JSONResponse
+
     inputs = body.get("input", "")
     inputs = inputs if isinstance(inputs, list) and not all(isinstance(i, int) for i in inputs) else [inputs]
     data = [{"object": "embedding", "index": i, "embedding": [0.0] * EMBEDDING_DIM} for i in range(len(inputs))]
@@ -80,34 +87,34 @@ def embeddings(body: dict) -> Response:
                          "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
 
 
-def create_app(model: str = "null") -> FastAPI:
-    app = FastAPI(title="bench null server", openapi_url=None, docs_url=None, redoc_url=None)
+def create_app(model: str = "null") -> Starlette:
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
 
-    @app.get("/health")
-    async def health() -> Response:
+    async def health(request) -> Response:
         return Response(status_code=200)
 
-    @app.get("/version")
-    async def version() -> dict:
-        return {"version": VERSION}
+    async def version(request) -> Response:
+        return JSONResponse({"version": VERSION})
 
-    @app.get("/v1/models")
-    async def models() -> dict:
-        return {"object": "list", "data": [{"id": model, "object": "model", "created": 0, "owned_by": "bench"}]}
+    async def models(request) -> Response:
+        return JSONResponse({"object": "list",
+                             "data": [{"id": model, "object": "model", "created": 0, "owned_by": "bench"}]})
 
-    @app.post("/v1/completions")
-    async def completions(request: Request) -> Response:
+    async def completions(request) -> Response:
         return respond(await request.json(), "completions")
 
-    @app.post("/v1/chat/completions")
-    async def chat(request: Request) -> Response:
+    async def chat(request) -> Response:
         return respond(await request.json(), "chat")
 
-    @app.post("/v1/embeddings")
-    async def embed(request: Request) -> Response:
+    async def embed(request) -> Response:
         return embeddings(await request.json())
 
-    return app
+    return Starlette(routes=[Route("/health", health), Route("/version", version), Route("/v1/models", models),
+                             Route("/v1/completions", completions, methods=["POST"]),
+                             Route("/v1/chat/completions", chat, methods=["POST"]),
+                             Route("/v1/embeddings", embed, methods=["POST"])])
 
 
 def main(argv: list[str] | None = None) -> None:

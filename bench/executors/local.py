@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..config import ACCESS_CONTEXT
 from ..errors import ConfigError
 from ..records.build import new_id, now
 from ..isolation.isolate import run_isolated
@@ -31,7 +32,9 @@ class Local(Executor):
             announce(point)
             started = now()
             log_name = f"{point.point_id}-{new_id()[:6]}.log"  # one file per run: repeats keep their own logs
-            outcome = run_isolated(point.model_dump(mode="json"), str(cache_dir), str(log_dir / log_name),
-                                   point.settings.timeout_s, start_method=self.options.get("start_method", "forkserver"))
+            # the child gets how to reach the model (model.access), which the record never shows
+            outcome = run_isolated(point.model_dump(mode="json", context=ACCESS_CONTEXT), str(cache_dir),
+                                   str(log_dir / log_name), point.settings.timeout_s,
+                                   start_method=self.options.get("start_method", "forkserver"))
             yield Finished(point=point, outcome=outcome, machine=machine, started=started,
                            wall_s=outcome["child_wall_s"], log_name=log_name)

@@ -35,8 +35,12 @@ def _redirect_output(log_path: str | None) -> None:
     os.close(fd)
 
 
-def execute(point_data: dict, cache_dir: str, spawned_at: float | None = None) -> dict:
-    """Run one point in this process and return {"metrics", "provenance", "phases"}. Raises on failure."""
+def execute(point_data: dict, cache_dir: str, spawned_at: float | None = None, log_path: str | None = None) -> dict:
+    """Run one point in this process and return {"metrics", "provenance", "phases"}. Raises on failure.
+
+    A backend that does not hold the model in this process (a server's) opens its session on what the source
+    loaded, with no transform, quality check, memory or work accounting here; every session is closed at the
+    end, also after a failure."""
     from ..hardware.machine import default_threads  # imports no numerical library
 
     # read from the raw data: validating it imports numpy and scipy, which must see the thread counts
@@ -65,7 +69,7 @@ def execute(point_data: dict, cache_dir: str, spawned_at: float | None = None) -
     from ..measurement.trackers import EnergyTracker, MemoryTracker
     from ..records.schema import Metrics
     from ..scenarios import Workload, scenarios
-    from ..variants.pipeline import prepare
+    from ..variants.pipeline import Prepared, prepare
 
     get_device(point.device).require()
     clock = time.time
@@ -74,9 +78,10 @@ def execute(point_data: dict, cache_dir: str, spawned_at: float | None = None) -
 
     source, loaded, inputs, input_info = load_point(point, cache_dir)
     phases["load_s"], mark = clock() - started, clock()
+    backend = backends.get(point.backend)()
 
     quality_in = reference = None
-    if point.quality.enabled:  # the fp32 reference, on disk before any transform touches the model
+    if point.quality.enabled and backend.holds_model:  # the fp32 reference, on disk before a transform touches it
         from ..quality.evaluate import quality_inputs, torch_outputs
         from ..quality.reference import StoredReference
 
@@ -85,40 +90,48 @@ def execute(point_data: dict, cache_dir: str, spawned_at: float | None = None) -
         reference.ensure(lambda: torch_outputs(loaded.model, loaded.task, quality_in))
     phases["reference_s"], mark = clock() - mark, clock()
 
-    prepared = prepare(loaded, point.variant, backends.get(point.backend)(), inputs,
-                       run_context(point, source, loaded, intra, cache_dir))
-    phases["transform_s"], mark = clock() - mark, clock()
-
     scenario = scenarios.get(point.scenario.name)()
     options = scenario.Options.model_validate(point.scenario.options)
-    workload = Workload(point.batch_size, point.seq_len)
     energy = EnergyTracker(point.device)  # the driver tells it the timed window's edges
     settings = LoopSettings(warmup_iterations=s.warmup_iterations, warmup_s=s.warmup_s,
                             min_iterations=s.min_iterations, min_duration_s=s.min_duration_s,
                             max_duration_s=s.max_duration_s, instability_cv=s.instability_cv, seed=s.seed,
                             window=energy)
-    with MemoryTracker(point.device) as memory, energy:
-        result = scenario.run(prepared.session, workload, settings, options)
-    phases["scenario_s"], mark = clock() - mark, clock()
-    prepared.session.traffic_done()
-    if result.loop:
-        phases["warmup_s"], phases["timed_s"] = result.loop.warmup_s, result.loop.wall_s
-
-    quality = _quality(prepared.session, quality_in, reference, point, loaded.weights) if quality_in else None
-    phases["quality_s"] = clock() - mark
-
-    mem = memory.result(prepared.model)
-    # the weights the backend actually streams: the exported graph for ORT, the torch model otherwise, less the
-    # embedding tables a query only gathers a few rows from
-    description = prepared.session.describe()
-    if description.file_bytes is not None:
-        weights, lookup = description.file_bytes, description.lookup_table_bytes or 0
+    ctx = run_context(point, source, loaded, intra, cache_dir, log_path)
+    if backend.holds_model:
+        prepared = prepare(loaded, point.variant, backend, inputs, ctx)
     else:
-        weights, lookup = mem.weight_bytes, lookup_table_bytes(prepared.model)
-    work = point_work(loaded.config, loaded.task, point.batch_size, point.seq_len, point.variant.precision,
-                      scenario.work_phases(workload, options), weights - lookup,
-                      prepared.compute_precision(point.variant.precision),
-                      prepared.flop_scale("matmul"), prepared.flop_scale("attention"), lookup_bytes=lookup)
+        prepared = Prepared(session=backend.open(loaded.model, loaded, inputs, ctx), model=None, applied=[],
+                            precision_info={"scheme": "as the server runs the model"})
+    try:
+        phases["transform_s"], mark = clock() - mark, clock()
+        workload = Workload(point.batch_size, point.seq_len)
+        with MemoryTracker(point.device) as memory, energy:
+            result = scenario.run(prepared.session, workload, settings, options)
+        phases["scenario_s"], mark = clock() - mark, clock()
+        prepared.session.traffic_done()
+        if result.loop:
+            phases["warmup_s"], phases["timed_s"] = result.loop.warmup_s, result.loop.wall_s
+
+        quality = _quality(prepared.session, quality_in, reference, point, loaded.weights) if quality_in else None
+        phases["quality_s"] = clock() - mark
+    finally:
+        prepared.session.close()
+
+    description = prepared.session.describe()
+    mem = work = None
+    if prepared.model is not None:
+        mem = memory.result(prepared.model)
+        # the weights the backend actually streams: the exported graph for ORT, the torch model otherwise, less
+        # the embedding tables a query only gathers a few rows from
+        if description.file_bytes is not None:
+            weights, lookup = description.file_bytes, description.lookup_table_bytes or 0
+        else:
+            weights, lookup = mem.weight_bytes, lookup_table_bytes(prepared.model)
+        work = point_work(loaded.config, loaded.task, point.batch_size, point.seq_len, point.variant.precision,
+                          scenario.work_phases(workload, options), weights - lookup,
+                          prepared.compute_precision(point.variant.precision),
+                          prepared.flop_scale("matmul"), prepared.flop_scale("attention"), lookup_bytes=lookup)
     metrics = Metrics(**dict(result), memory=mem, work=work, quality=quality,
                       energy=energy.result(result.loop))
     provenance = {"weights": loaded.weights, **loaded.provenance, "inputs": input_info,
@@ -141,7 +154,7 @@ def load_point(point, cache_dir: str | Path | None = None) -> tuple[Any, Any, di
     return source, loaded, inputs, input_info
 
 
-def run_context(point, source, loaded, intra: int, cache_dir: str | Path) -> Any:
+def run_context(point, source, loaded, intra: int, cache_dir: str | Path, log_path: str | None = None) -> Any:
     """What the transform pipeline and the backend may know of the point (bench/context.py)."""
     from ..context import RunContext
     from ..hardware.machine import cpu_flags
@@ -149,7 +162,8 @@ def run_context(point, source, loaded, intra: int, cache_dir: str | Path) -> Any
     s = point.settings
     return RunContext(device=point.device, task=loaded.task, batch_size=point.batch_size, seq_len=point.seq_len,
                       seed=s.seed, intra_op_threads=intra, inter_op_threads=s.inter_op_threads,
-                      cpu_flags=cpu_flags(), cache_dir=Path(cache_dir), precision=point.variant.precision,
+                      cpu_flags=cpu_flags(), cache_dir=Path(cache_dir), log_path=Path(log_path) if log_path else None,
+                      precision=point.variant.precision,
                       precision_mode=point.variant.precision_mode, backend_options=point.variant.backend_options,
                       tokenizer=loaded.tokenizer, model_config=loaded.config,
                       model_key={"model": point.model.model_dump(mode="json"), "seed": s.seed,
@@ -178,7 +192,7 @@ def child_main(point_data: dict, cache_dir: str, log_path: str | None, conn: Any
         from ..errors import Unsupported
 
         try:
-            outcome = {"status": "ok", **execute(point_data, cache_dir, spawned_at)}
+            outcome = {"status": "ok", **execute(point_data, cache_dir, spawned_at, log_path)}
         except Unsupported as exc:
             outcome = {"status": "unsupported", "error": str(exc)}
     except BaseException as exc:  # noqa: BLE001 - every failure must become a record

@@ -9,6 +9,10 @@ Each point gets its own process, started one of two ways:
 The parent blocks in the kernel (`multiprocessing.connection.wait`, i.e. poll/select) on the child's
 pipe and exit sentinel. It never spins: on a 2-core machine a busy-waiting parent steals a core and
 doubles the child's latencies (a well-known peer's launcher does exactly that).
+
+A child the parent kills (its timeout, or no exit after Ctrl-C) takes what it started with it: every descendant,
+and the process group of each that leads a group of its own (a model server the point launched, with its workers),
+so a killed point leaves no server behind.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ import time
 from multiprocessing import forkserver
 from multiprocessing.connection import wait
 from typing import Callable, Iterator, Literal
+
+import psutil
 
 from .child import child_main
 
@@ -64,6 +70,28 @@ def _context(method: StartMethod):
     return ctx
 
 
+def _kill(proc) -> None:
+    """SIGKILL the child, its descendants and the process groups they lead or joined (never this process's own):
+    found before the child dies, since its orphans then belong to init and no longer show as its descendants."""
+    try:
+        descendants = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        descendants = []
+    groups = set()
+    for process in descendants:
+        try:
+            groups.add(os.getpgid(process.pid))
+        except ProcessLookupError:
+            continue
+    proc.kill()
+    for group in groups - {os.getpgrp()}:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(group, signal.SIGKILL)
+    for process in descendants:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
+
+
 def run_isolated(point_data: dict, cache_dir: str, log_path: str | None, timeout_s: float,
                  target: Callable = child_main, start_method: StartMethod = "forkserver") -> dict:
     """Return the child's outcome dict, or a `failed`/`timeout` outcome written by the parent.
@@ -89,10 +117,10 @@ def run_isolated(point_data: dict, cache_dir: str, log_path: str | None, timeout
                        "error": f"no result within the per-run timeout of {timeout_s:g} s; child killed"}
     finally:
         if outcome is not None and outcome.get("status") == "timeout":
-            proc.kill()
+            _kill(proc)
         proc.join(KILL_GRACE_S)
         if proc.is_alive():
-            proc.kill()
+            _kill(proc)
             proc.join()
         receiver.close()
     if outcome is None:

@@ -351,11 +351,16 @@ class SessionDescription(Frozen):
 class Provenance(Open):
     """Where every input came from: weights real or random, text, transforms applied, the backend's session."""
 
-    weights: Literal["real", "random"]
+    weights: Literal["real", "random", "served"] = Field(description="`served`: a server's weights, which the harness "
+                                                                      "cannot see (an endpoint it did not build)")
     inputs: dict[str, Any] | None = None
     transforms: list[dict[str, Any]] = Field(default_factory=list)
     backend: SessionDescription | None = Field(None, description="null where no session opened (a failed point)")
     threads: dict[str, int] | None = None
+    server_machine: dict[str, Any] | None = Field(
+        None, description="the machine that served the model where it is not the one that ran the point (an endpoint "
+                          "the point did not launch), as the suite declares it (`machine_id` and what else it says); "
+                          "the record's `machine` is then the client's")
 
 
 class Phases(Frozen):

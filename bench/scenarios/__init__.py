@@ -61,6 +61,7 @@ class DriverOptions(NoOptions):
 class Scenario:
     Options: ClassVar[type[BaseModel]] = NoOptions
     tasks: ClassVar[frozenset[str] | None] = None  # None: any task
+    sends_requests: ClassVar[bool] = False  # drives a ServingSystem (bench/serving) with requests
 
     def run(self, session: Any, workload: Workload, settings: LoopSettings, options: BaseModel) -> ScenarioResult:
         raise NotImplementedError

@@ -26,7 +26,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Iterator
 
-from ...config import SLOT_RESOURCE, RunPoint
+from ...config import ACCESS_CONTEXT, SLOT_RESOURCE, RunPoint
 from ...errors import ConfigError
 from ...records.build import now
 from .. import Executor, Finished, executors
@@ -146,7 +146,7 @@ class Ray(Executor):
         flights = {}
         for point in points:
             ref = task.options(name=f"bench:{point.point_id}", **placement(point.target)).remote(
-                point.model_dump(mode="json"), cache_root, point.settings.timeout_s)
+                point.model_dump(mode="json", context=ACCESS_CONTEXT), cache_root, point.settings.timeout_s)
             flights[ref] = InFlight(point, now())
         last_look = time.monotonic()
         try:

@@ -34,4 +34,4 @@ class Engine:
         raise NotImplementedError
 
 
-engines: Registry[type[Engine]] = Registry("engine", "bench.serving.engines")
+engines: Registry[type[Engine]] = Registry("engine", "bench.serving.engines", "bench.endpoints")
