@@ -235,3 +235,23 @@ def test_a_precision_openvino_compiles_otherwise_is_unsupported_not_recorded_as_
     ctx.precision = "fp16"
     with pytest.raises(Unsupported, match=r"compiled the model at (bf16|fp32) on CPU though fp16 was asked"):
         backends.get("openvino")().open(Path(prepared.session.describe().file), None, inputs, ctx)
+
+
+def test_a_precision_the_engine_runs_itself_is_recorded_as_its_own_not_torch_autocast():
+    """Defect: ov-bf16 records said the precision came from `torch.autocast`, which never ran: OpenVINO takes the
+    fp32 model and its inference precision hint. An engine that declares `precision_api` gets the uncast model,
+    and the record names the engine's own way."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from bench.backends import backends
+    from bench.variants.precision import apply_precision
+
+    ctx = SimpleNamespace(precision="bf16", precision_mode="cast", device="cpu",
+                          cpu_flags=frozenset({"avx512_bf16"}))
+    model = torch.nn.Linear(2, 2)
+    kept, info = apply_precision(model, ctx, backends.get("openvino").precision_api)
+    assert kept.weight.dtype == torch.float32
+    assert info["api"] == "INFERENCE_PRECISION_HINT" and info["precision_mode"] == "engine"
+    assert "autocast" not in str(info)

@@ -75,6 +75,9 @@ class Backend:
     libraries: ClassVar[tuple[str, ...]] = ()
     Options: ClassVar[Any] = None
     reference: ClassVar[bool] = False
+    # how the engine runs a precision itself (OpenVINO: its inference precision hint); None: the pipeline's
+    # precision stage casts or autocasts the torch model
+    precision_api: ClassVar[str | None] = None
     holds_model: ClassVar[bool] = True
     engines: ClassVar[tuple[str, ...] | None] = None
 

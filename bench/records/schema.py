@@ -332,7 +332,8 @@ class SessionDescription(Frozen):
     precision: str = Field(description="the float precision the session was opened at (transforms declare the "
                                        "precision they compute in)")
     precision_mode: str | None = Field(None, description="`cast` or `autocast`, where the engine takes the model's "
-                                                         "precision from the precision stage")
+                                                         "precision from the precision stage; `engine` where the "
+                                                         "engine runs it itself (its `precision_api`)")
     file: str | None = Field(None, description="the artifact on disk the engine loads; null for a model in memory")
     file_bytes: int | None = Field(None, description="bytes of that file and its external data: the weights the "
                                                      "engine streams (null: measured from the model in memory)")

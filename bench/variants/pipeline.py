@@ -79,7 +79,7 @@ def prepare(loaded: Any, variant: VariantSpec, backend: Any, inputs: dict, ctx: 
     specs = _specs(variant)
     applied: list[AppliedTransform] = []
     model = _run(loaded.model, [s for s in specs if s[1].stage == "torch" and not s[1].after_precision], ctx, applied)
-    model, precision_info = apply_precision(model, ctx)
+    model, precision_info = apply_precision(model, ctx, backend.precision_api)
     ctx.model_key["precision"] = {"precision": ctx.precision, "mode": ctx.precision_mode}
     model = _run(model, [s for s in specs if s[1].stage == "torch" and s[1].after_precision], ctx, applied)
     artifact = backend.export(model, loaded, inputs, ctx)

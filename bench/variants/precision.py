@@ -58,15 +58,19 @@ def autocast_context(dtype: str, device: str = "cpu",
     return (lambda: torch.autocast(device_type=device, dtype=torch_dtype)), info
 
 
-def apply_precision(model: Any, ctx: Any) -> tuple[Any, dict]:
+def apply_precision(model: Any, ctx: Any, engine_api: str | None = None) -> tuple[Any, dict]:
     """The stage itself: check the precision on the run's device, then cast in place of dtype only.
 
     It never moves the model (the backend places it: ORT exports from the CPU), and fp32 is no cast at
-    all, so a transform that chose its own dtype (int4 keeps bf16) keeps it.
+    all, so a transform that chose its own dtype (int4 keeps bf16) keeps it. An engine that runs a precision
+    itself (`engine_api`: OpenVINO's inference precision hint) gets the fp32 model, and the record says so.
     """
     check_precision(ctx.precision, ctx.device, ctx.cpu_flags)
     if ctx.precision == "fp32":
         return model, {"scheme": "fp32", "precision": "fp32", "precision_mode": ctx.precision_mode}
+    if engine_api:
+        return model, {"scheme": f"fp32 weights; the engine runs {ctx.precision}", "precision": ctx.precision,
+                       "precision_mode": "engine", "api": engine_api}
     if ctx.precision_mode == "autocast":
         _, info = autocast_context(ctx.precision, ctx.device, ctx.cpu_flags)
         return model, info

@@ -55,7 +55,7 @@ PRESETS: dict[str, VariantSpec] = {v.name: v for v in [
     _v("compile-max-autotune-bf16", backend="torch-compile", precision="bf16", mode="max-autotune"),
     # OpenVINO: one fp32 IR (converted once); bf16 through the inference precision hint on it, not a torch cast
     _v("ov-fp32", backend="openvino"),
-    _v("ov-bf16", backend="openvino", precision="bf16", precision_mode="autocast"),
+    _v("ov-bf16", backend="openvino", precision="bf16"),
     _v("ov-int8", backend="openvino", transforms=(("nncf-int8", {}),)),
 ]}
 

@@ -2,8 +2,8 @@
 
 Precision is OpenVINO's inference precision hint, taken from the variant's precision and always set (the CPU
 plugin's default is bf16 where the CPU has it): `ov-bf16` compiles the fp32 IR with the bf16 hint, so the
-torch model is not cast (`precision_mode: autocast`: fp32 weights, eligible ops in bf16, as OpenVINO chooses
-them). The precision stage has already refused a precision the device would emulate; should OpenVINO still
+torch model is not cast (the backend declares `precision_api`: fp32 weights, eligible ops in bf16, as OpenVINO
+chooses them, and the record's precision says so). The precision stage has already refused a precision the device would emulate; should OpenVINO still
 compile at another precision than the one asked, the point is `unsupported` with what it reported, since
 the record would otherwise claim a precision that did not run. int8 comes from a graph transform (`nncf-int8`).
 """
@@ -99,6 +99,7 @@ def _precision(reported: Any) -> str:
 class OpenVino(Backend):
     stages = frozenset({"torch", "openvino"})
     precisions = frozenset({"fp32", "bf16"})  # through the inference precision hint; int8 from `nncf-int8`
+    precision_api = "INFERENCE_PRECISION_HINT"
     devices = frozenset(OV_DEVICES)
     libraries = ("openvino", "nncf")
     Options = OvOptions
@@ -137,7 +138,7 @@ class OpenVino(Backend):
                               f"{ctx.precision} was asked (INFERENCE_PRECISION_HINT {HINTS[ctx.precision]})")
         session = OvSession(compiled, inputs)
         session.description = self.describe(
-            ctx, engine="openvino", engine_version=ov.__version__, precision_mode=ctx.precision_mode,
+            ctx, engine="openvino", engine_version=ov.__version__, precision_mode="engine",
             file=str(artifact), file_bytes=ir_file_bytes(artifact), lookup_table_bytes=ir_lookup_table_bytes(artifact),
             # one infer request at a time: its nodes run in order, each on the request's threads
             threads=Threads(intra_op=int(compiled.get_property("INFERENCE_NUM_THREADS")), inter_op=1),
