@@ -126,14 +126,20 @@ class StandInEngine(FakePoolEngine):
     name = "stand-in"
 
 
-def register_fakes() -> None:
-    for engine in (FakePoolEngine, FakeFailingEngine):
-        engines.register(engine.name)(engine)
+FAKE_ENGINES = (FakePoolEngine, FakeFailingEngine)
+
+
+def register_fakes(monkeypatch, *extra: type[Engine]) -> None:
+    """The fake engines in this process's registry for the test (monkeypatch takes them out again)."""
+    engines.names()  # the harness's own first
+    for engine in (*FAKE_ENGINES, *extra):
+        monkeypatch.setitem(engines._items, engine.name, engine)
 
 
 def child_with_fakes(*args):
     """The point's child with the fake engines registered (the fork server's registry has only the real ones)."""
     from bench.isolation.child import child_main
 
-    register_fakes()
+    for engine in FAKE_ENGINES:
+        engines.register(engine.name)(engine)
     child_main(*args)

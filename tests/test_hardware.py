@@ -521,8 +521,6 @@ class _MeteredEngine(Engine):
         return _MeteredServing(session)
 
 
-engines.register(_MeteredEngine.name)(_MeteredEngine)
-
 
 class _FakeMeter(energy.EnergyMeter):
     status, source, covers = "measured", "fake meter", ["package"]
@@ -543,7 +541,8 @@ class _FakeMeter(energy.EnergyMeter):
     ("generate", {"new_tokens": 4}, 2, 0.5 / 4, "output tokens generated"),
     ("single-stream", {}, 2, 0.5 / 16, "input tokens processed"),
 ])
-def test_energy_divides_the_timed_window_by_what_it_served(scenario, options, batch, joules_per_token, counted):
+def test_energy_divides_the_timed_window_by_what_it_served(scenario, options, batch, joules_per_token, counted,
+                                                          monkeypatch):
     """Defect: the server's J/inference divided by requests x batch size (8x too low at batch 8: each request is
     one sample), average watts divided energy that included warm-up and every peak probe by the timed window
     only, and generate's J/token divided by prompt tokens, not generated ones."""
@@ -551,6 +550,8 @@ def test_energy_divides_the_timed_window_by_what_it_served(scenario, options, ba
     from bench.measurement.trackers import EnergyTracker
     from bench.scenarios import Workload, scenarios
 
+    engines.names()
+    monkeypatch.setitem(engines._items, _MeteredEngine.name, _MeteredEngine)
     system = _MeteredSystem(batch)
     tracker = EnergyTracker("cpu", meter=_FakeMeter(system), clock=lambda: system.seconds)
     settings = LoopSettings(warmup_iterations=3, warmup_s=0.0, min_iterations=8, min_duration_s=0.0, window=tracker)

@@ -19,7 +19,7 @@ def test_generate_and_a_server_point_with_find_peak(write_suite, tmp_path, saved
     real = local_executor.run_isolated
     monkeypatch.setattr(local_executor, "run_isolated",
                         lambda *args, **kwargs: real(*args, **kwargs, target=child_with_fakes))
-    register_fakes()
+    register_fakes(monkeypatch)
     # a p50 SLO keeps the tiny run short: the early-stopping rule needs 11 requests for it (662 for p99)
     server = {"name": "server", "options": {"rate_qps": 40, "engine": "fake-pool", "capacity_probes": 3,
                                             "slo": {"e2e_ms": {"p50": 500}}}}

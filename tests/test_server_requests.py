@@ -29,7 +29,6 @@ def _timings(requests, starts_ns, scheduled: bool) -> list[RequestTiming]:
             for r, start in zip(requests, starts_ns)]
 
 
-@drivers.register("made-up-time")
 class MadeUpTime(Driver):
     """Every request served in 10 ms, `users` (or the batch) at a time, in made-up nanoseconds."""
 
@@ -51,6 +50,9 @@ class MadeUpTime(Driver):
 @pytest.fixture(autouse=True)
 def stand_ins(monkeypatch):
     asked.clear()
+    drivers.names()
+    monkeypatch.setitem(drivers._items, "made-up-time", MadeUpTime)
+    engines.names()
     for name in ("fake-instant", "single", "static", "continuous"):
         if name not in engines:
             monkeypatch.setitem(engines._items, name, StandInEngine)

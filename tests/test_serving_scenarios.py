@@ -37,9 +37,21 @@ TINY_LLAMA = {"name": "tiny-llama", "source": "random", "id": "smollm2-135m",
 P50 = {"e2e_ms": {"p50": 1000}}  # a claim 11 requests support: keeps every run short
 
 
+class TwoSlotEngine(Engine):
+    """Two requests at once, 2 tokens x 100 ms each: 200 ms per request up to two users; a third user makes about a
+    third of the requests wait a whole service (400 ms), which the conservative p50 of 12 requests sees."""
+
+    name = "fake-two-slots"
+
+    def build(self, session, settings):
+        return PoolSystem(capacity=2, per_token_s=0.1)
+
+
 @pytest.fixture(scope="module", autouse=True)
 def fakes():
-    register_fakes()
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        register_fakes(monkeypatch, TwoSlotEngine)
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -169,18 +181,7 @@ def test_only_the_main_run_is_the_timed_window_and_it_declares_its_volume(tokeni
 
 # --- capacity, failures, validity ---------------------------------------------------------------------------
 
-class TwoSlotEngine(Engine):
-    """Two requests at once, 2 tokens x 100 ms each: 200 ms per request up to two users; a third user makes about a
-    third of the requests wait a whole service (400 ms), which the conservative p50 of 12 requests sees."""
-
-    name = "fake-two-slots"
-
-    def build(self, session, settings):
-        return PoolSystem(capacity=2, per_token_s=0.1)
-
-
 def test_users_capacity_is_exact_on_a_system_with_known_latencies(tokenizer):
-    engines.register(TwoSlotEngine.name)(TwoSlotEngine)
     result = run("concurrency", tokenizer, engine="fake-two-slots", users=1, output_tokens=2, requests=12,
                  slo={"e2e_ms": {"p50": 300}}, capacity=True, capacity_range=[1, 6])
     capacity = result.capacity
