@@ -21,7 +21,6 @@ from .errors import ConfigError
 from .models import Source, model_sources
 from .registry import load_extensions
 from .scenarios import ALIASES, RETIRED, scenarios
-from .validity import min_queries
 from .variants import transforms
 from .variants.presets import PRESETS, resolve_variant
 
@@ -32,11 +31,11 @@ class Plan:
     points: list[RunPoint]
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (label, reason)
 
-    def with_scenario_option(self, scenario: str, **options) -> "Plan":
-        """The same plan with extra options on every point of one scenario (e.g. `--find-peak`)."""
+    def with_serving_options(self, **options) -> "Plan":
+        """The same plan with extra options on every point of a serving scenario (`--find-peak`: capacity)."""
         points = [p.model_copy(update={"scenario": p.scenario.model_copy(
-                      update={"options": {**p.scenario.options, **options}})}) if p.scenario.name == scenario else p
-                  for p in self.points]
+                      update={"options": {**p.scenario.options, **options}})})
+                  if scenarios.get(p.scenario.name).serving else p for p in self.points]
         return Plan(self.suite, points, self.skipped)
 
 
@@ -112,31 +111,20 @@ def _resolve_scenarios(suite: Suite, file: str) -> list[ScenarioSpec]:
         if spec.name not in scenarios:
             raise ConfigError(file, f"scenarios[{i}]", f"unknown scenario {spec.name!r}",
                               f"use one of: {', '.join(scenarios.names())}")
-        options = _check_options(file, f"scenarios[{i}].options", scenarios.get(spec.name).Options, spec.options)
-        _check_min_iterations(suite, file, f"scenarios[{i}]", spec.name, getattr(options, "percentile", None))
+        scenario = scenarios.get(spec.name)
+        retired = scenario.retired(spec.options)
+        if retired:
+            option, fix = next(iter(retired.items()))
+            raise ConfigError(file, f"scenarios[{i}].options.{option}", f"option `{option}` is retired", fix)
+        _check_options(file, f"scenarios[{i}].options", scenario.Options, spec.options)
         driver = spec.options.get("driver")
         if driver is not None:
             problem = drivers.get(driver).missing()
             if problem:
                 raise ConfigError(file, f"scenarios[{i}].options.driver", problem,
                                   drivers.get(driver).install or "see README.md")
-        out.append(spec)
+        out += [spec.model_copy(update={"options": options}) for options in scenario.points(spec.options)]
     return out
-
-
-def _check_min_iterations(suite: Suite, file: str, key: str, scenario: str, percentile: float | None) -> None:
-    """A `min_iterations` the suite sets says how many queries are enough; below what a scenario's percentile
-    claim needs (the validity rule), every point of it would read "insufficient sample". Left out, the default
-    stands and the scenario schedules what its percentile needs."""
-    if percentile is None or "min_iterations" not in suite.defaults.model_fields_set:
-        return
-    need = min_queries(percentile)
-    if suite.defaults.min_iterations < need:
-        raise ConfigError(file, "defaults.min_iterations",
-                          f"{suite.defaults.min_iterations} queries cannot support the p{percentile * 100:g} claim of "
-                          f"{key} ({scenario}): the early-stopping validity rule needs {need}",
-                          f"set defaults.min_iterations to {need} or more, or leave it out (the {scenario} scenario "
-                          f"then schedules the {need} its percentile needs)")
 
 
 def _resolve_models(suite: Suite, file: str) -> tuple[list[ModelSpec], dict[str, Source]]:
@@ -226,7 +214,7 @@ def _scenario_problem(backend: str, scenario: ScenarioSpec) -> str | None:
     engines = backends.get(backend).engines
     if engines is None:
         return None
-    if not scenarios.get(scenario.name).sends_requests:
+    if not scenarios.get(scenario.name).serving:
         return (f"{backend} serves requests only (through {', '.join(engines)}); scenario {scenario.name!r} does not "
                 "send requests")
     engine = scenario.options.get("engine")
@@ -279,9 +267,12 @@ def build_plan(suite: Suite, file: str | Path) -> Plan:
                                   "remove backend_options, or pin the variant to a backend that takes them")
             reason = (_pairing_problem(model, variant, paired.get(model.name))
                       or incompatibility(variant, backend, device) or _scenario_problem(backend, scenario))
-            served = scenarios.get(scenario.name).tasks
+            scenario_cls = scenarios.get(scenario.name)
+            served = scenario_cls.tasks
             if reason is None and served is not None and task is not None and task not in served:
                 reason = f"scenario {scenario.name!r} serves {', '.join(sorted(served))} models, not {task}"
+            if reason is None:
+                reason = scenario_cls.unsupported(scenario_cls.Options.model_validate(scenario.options), task)
             if reason:
                 skipped.append((point.label, reason))
                 continue

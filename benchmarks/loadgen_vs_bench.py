@@ -3,11 +3,11 @@ MLPerf LoadGen and by bench's own driver, side by side.
 
 Every run is a RunPoint from a suite, through the isolated runner, exactly as `bench run` does it: a spawned
 child loads the model, warms up and hands the session to the scenario, whose `driver` option picks the
-traffic generator. Server: the same target rate, request count, seed and batching for both drivers (the
-arrival instants differ: LoadGen draws its own Poisson schedule from the seed). Single-stream: the same
+traffic generator. Server: the same target rate, requests, seed and engine for both drivers (the arrival
+instants differ: LoadGen draws its own Poisson schedule from the seed). Single-stream: the same
 minimum count and duration. Rounds alternate which driver goes first, so drift on the machine is shared.
 
-    python benchmarks/loadgen_vs_bench.py [--rate 20] [--batching dynamic] [--rounds 3] [--json out.json]
+    python benchmarks/loadgen_vs_bench.py [--rate 20] [--engine static] [--rounds 3] [--json out.json]
     python benchmarks/loadgen_vs_bench.py --tiny    # a random tiny BERT in seconds: shows the script works
 """
 
@@ -36,17 +36,17 @@ ROWS = {
                       ("single-stream p90 (ms)", lambda m: m["latency"]["p90_ms"]),
                       ("single-stream samples/s", lambda m: m["throughput"]["samples_per_s"]),
                       ("single-stream queries", lambda m: m["loop"]["queries"])],
-    "server": [("server p50 (ms)", lambda m: m["server"]["latency_ms"]["p50"]),
-               ("server p99 (ms)", lambda m: m["server"]["latency_ms"]["p99"]),
-               ("server completed samples/s", lambda m: m["server"]["completed_samples_per_s"]),
-               ("server mean batch", lambda m: m["server"]["mean_batch_size"]),
-               ("server requests served", lambda m: m["server"]["requests"])],
+    "server": [("server E2E p50 (ms)", lambda m: m["serving"]["e2e_ms"]["p50"]),
+               ("server E2E p99 (ms)", lambda m: m["serving"]["e2e_ms"]["p99"]),
+               ("server requests/s", lambda m: m["serving"]["requests_per_s"]),
+               ("server requests failed", lambda m: m["serving"]["failed_requests"]),
+               ("server requests", lambda m: m["serving"]["requests"])],
 }
 
 
 def suite(args) -> dict:
-    server = {"rate_qps": args.rate, "batching": args.batching, "max_wait_ms": args.max_wait_ms,
-              "latency_bound_ms": args.latency_bound_ms}
+    server = {"rate_qps": args.rate, "engine": args.engine, "max_wait_ms": args.max_wait_ms,
+              "slo": {"e2e_ms": {"p99": args.latency_bound_ms}}}
     return {"name": "loadgen-vs-bench", "models": [TINY_BERT if args.tiny else MINILM], "backends": [args.backend],
             "batch_sizes": [args.batch], "seq_lens": [args.seq], "quality": {"enabled": False},
             "scenarios": [{"name": name, "options": {"driver": driver, **(server if name == "server" else {})}}
@@ -63,7 +63,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, help="query batch (single-stream); largest batch (server)")
     parser.add_argument("--seq", type=int)
     parser.add_argument("--rate", type=float, help="server arrivals per second")
-    parser.add_argument("--batching", choices=["single", "dynamic"], default="dynamic")
+    parser.add_argument("--engine", choices=["single", "static", "continuous"], default="static")
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
     parser.add_argument("--latency-bound-ms", type=float, default=130.0)
     parser.add_argument("--min-iterations", type=int)
@@ -89,7 +89,7 @@ def main() -> None:
     points = {(p.scenario.name, p.scenario.options["driver"]): p for p in plan.points}
     p = next(iter(points.values()))
     label = f"{p.model.name} · {p.backend} · {p.device} · {p.variant.name} · b{p.batch_size} s{p.seq_len}"
-    print(f"{label}: server {args.rate:g} req/s, {args.batching} batching up to {args.batch} "
+    print(f"{label}: server {args.rate:g} req/s, engine {args.engine} batching up to {args.batch} "
           f"(wait {args.max_wait_ms:g} ms), seed {args.seed}; {args.rounds} round(s), drivers alternating")
     runs: dict[tuple[str, str], list[dict]] = {key: [] for key in points}
     with tempfile.TemporaryDirectory() as cache:
@@ -108,7 +108,7 @@ def main() -> None:
             values = {d: [read(m) for m in runs[scenario, d]] for d in DRIVERS}
             table[name] = values
             print(f"{name:28} " + " ".join(f"{statistics.median(values[d]):12.3f}" for d in DRIVERS))
-    scheduled = {d: runs["server", d][0]["server"]["scheduled_requests"] for d in DRIVERS}
+    scheduled = {d: runs["server", d][0]["serving"]["requests"] for d in DRIVERS}
     print(f"\nserver requests scheduled per run: {scheduled}; latency from the scheduled arrival for both drivers")
     if args.json:
         args.json.write_text(json.dumps({"point": label, "args": vars(args) | {"json": str(args.json)},

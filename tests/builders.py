@@ -62,17 +62,27 @@ def _as_single_stream_forward(fields: dict, cfg) -> None:
     fields.setdefault("phase_seconds", {"forward": fields["latency"].p50_ms / 1e3})
 
 
-def server_metrics(rate: float = 10.0, done: float = 9.8, p99: float = 40.0, checks: dict | None = None,
-                   estimate_ms: float | None = 40.0) -> dict:
-    """The `server` metrics of a server-scenario record; `checks` fails validity checks by name (min_duration,
-    min_queries, latency_bound, all_served), and the run is valid (sufficient) when none fails. `estimate_ms`:
-    the early-stopping upper bound on the percentile (None: too few queries to estimate it)."""
-    checks = {"min_duration": True, "min_queries": True, "latency_bound": True, **(checks or {})}
+def serving_metrics(rate: float | None = 10.0, done: float = 9.8, p99: float = 40.0, checks: dict | None = None,
+                    estimate_ms: float | None = 40.0, users: int | None = None, engine: str = "static",
+                    output_tokens_per_s: float = 0.0, capacity: dict | None = None, requests: int = 100) -> dict:
+    """The metrics of a serving record: its main run at `rate` requests/s (an open loop; `users`: a closed loop)
+    completing `done` requests/s with E2E p99 `p99` ms, judged against an E2E p99 SLO of 130 ms; `checks` fails
+    verdict checks by name (min_requests, min_duration, slo, served, no_failures), and the run is valid
+    (sufficient) when none fails. `estimate_ms`: the early-stopping upper bound on p99 (None: too few requests)."""
+    checks = {"min_requests": True, "min_duration": True, "slo": True, "served": True, "no_failures": True,
+              **(checks or {})}
     valid = all(checks.values())
-    validity = {"valid": valid, "checks": checks, "reasons": [], "percentile": 0.99, "confidence": 0.99,
-                "tolerance": 1, "conservative_percentile_s": None if estimate_ms is None else estimate_ms / 1e3}
-    return {"server": {"target_qps": rate, "requests": 100, "scheduled_requests": 100, "duration_s": 10.0,
-                       "latency_ms": {"p50": p99 / 2, "p90": p99 * 0.9, "p99": p99}, "queue_ms_p99": 1.0,
-                       "mean_batch_size": 1.0, "completed_samples_per_s": done, "goodput_requests_per_s": done,
-                       "good_fraction": 1.0, "bounds_ms": {"latency": 130.0}, "validity": validity},
-            "batching": {"policy": "single", "max_batch_size": 1}, "sufficient": valid}
+    load = {"pattern": "closed-loop", "users": users} if users else {"pattern": "open-loop", "rate_per_s": rate,
+                                                                       "distribution": "poisson", "seed": 0}
+    e2e = {"count": requests, "mean": p99 / 2, "p50": p99 / 2, "p90": p99 * 0.9, "p99": p99}
+    serving = {"engine": engine, "load": load, "requests": requests, "failed_requests": 0, "unserved_requests": 0,
+               "duration_s": requests / done, "output_tokens": round(output_tokens_per_s * requests / done),
+               "requests_per_s": done, "output_tokens_per_s": output_tokens_per_s, "goodput_requests_per_s": done,
+               "good_requests": requests, "ttft_ms": {"count": 0}, "tpot_ms": {"count": 0}, "itl_ms": {"count": 0},
+               "e2e_ms": e2e}
+    verdict = {"valid": valid, "checks": checks, "reasons": [f"{k} failed" for k, ok in checks.items() if not ok],
+               "slo": [{"metric": "e2e_ms", "percentile": "p99", "bound_ms": 130.0, "estimate_ms": estimate_ms,
+                        "samples": requests, "met": checks["slo"]}]}
+    return {"serving": serving, "verdict": verdict, "sufficient": valid, "latency": None, "samples_ms": [],
+            "capacity": capacity,
+            "throughput": {"samples_per_s": done, "tokens_per_s": output_tokens_per_s, "basis": "test"}}

@@ -58,14 +58,14 @@ def saved_figures(monkeypatch):
 
 
 def figure_texts(fig) -> list[str]:
-    """Titles, axis labels, annotations and legend entries of a figure."""
+    """Titles, axis labels, annotations and legend entries (the axes' and the figure's) of a figure."""
     texts = []
     for ax in fig.axes:
         texts += [ax.get_title(), ax.get_xlabel(), ax.get_ylabel()] + [t.get_text() for t in ax.texts]
         legend = ax.get_legend()
         if legend:
             texts += [t.get_text() for t in legend.get_texts()]
-    return texts
+    return texts + [t.get_text() for legend in fig.legends for t in legend.get_texts()]
 
 
 def figure_points(fig) -> list[tuple[float, float]]:

@@ -41,7 +41,7 @@ class BurstOptions(NoOptions):
 @scenarios.register(BURST)
 class RequestsBurst(Scenario):
     Options = BurstOptions
-    sends_requests = True
+    serving = True
 
     def run(self, session, workload, settings, options) -> ScenarioResult:
         import time

@@ -13,6 +13,8 @@ import pytest
 import yaml
 
 from bench.errors import Unsupported
+from bench.models.sources import stand_in_tokenizer
+from bench.serving.engines import Engine, engines
 from bench.hardware import cost, energy, flops, roofline
 from bench.hardware.catalog import CATALOG_DIR, FIGURES, Chip, load_catalog
 
@@ -487,6 +489,39 @@ class _MeteredSystem:
         self.run_rows(rows or self.batch)
 
 
+class _MeteredServing:
+    """A system that takes requests over a _MeteredSystem: each request is one sample, served within `submit` (a
+    test's shortcut: a real system returns at once)."""
+
+    engine, max_in_flight = "fake-metered", None
+
+    def __init__(self, system: _MeteredSystem):
+        self.system = system
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+    def describe(self) -> dict:
+        return {"implementation": "tests.test_hardware._MeteredServing"}
+
+    def submit(self, request, on_token, on_done) -> None:
+        from bench.serving.requests import Completion
+
+        self.system.run_rows(1)
+        on_done(Completion(0))
+
+
+class _MeteredEngine(Engine):
+    name = "fake-metered"
+
+    def build(self, session, settings):
+        return _MeteredServing(session)
+
+
+
 class _FakeMeter(energy.EnergyMeter):
     status, source, covers = "measured", "fake meter", ["package"]
 
@@ -501,12 +536,13 @@ class _FakeMeter(energy.EnergyMeter):
 
 
 @pytest.mark.parametrize("scenario, options, batch, joules_per_token, counted", [
-    ("server", {"rate_qps": 400, "batching": "dynamic", "max_wait_ms": 1, "find_peak": True, "peak_iterations": 1,
-                "peak_low_qps": 100, "peak_high_qps": 300}, 8, 0.5 / 16, "input tokens processed"),
+    ("server", {"rate_qps": 400, "engine": "fake-metered", "capacity": True, "capacity_range": [100, 300],
+                "capacity_probes": 2}, 8, 0.5 / 16, "input tokens processed"),
     ("generate", {"new_tokens": 4}, 2, 0.5 / 4, "output tokens generated"),
     ("single-stream", {}, 2, 0.5 / 16, "input tokens processed"),
 ])
-def test_energy_divides_the_timed_window_by_what_it_served(scenario, options, batch, joules_per_token, counted):
+def test_energy_divides_the_timed_window_by_what_it_served(scenario, options, batch, joules_per_token, counted,
+                                                          monkeypatch):
     """Defect: the server's J/inference divided by requests x batch size (8x too low at batch 8: each request is
     one sample), average watts divided energy that included warm-up and every peak probe by the timed window
     only, and generate's J/token divided by prompt tokens, not generated ones."""
@@ -514,14 +550,17 @@ def test_energy_divides_the_timed_window_by_what_it_served(scenario, options, ba
     from bench.measurement.trackers import EnergyTracker
     from bench.scenarios import Workload, scenarios
 
+    engines.names()
+    monkeypatch.setitem(engines._items, _MeteredEngine.name, _MeteredEngine)
     system = _MeteredSystem(batch)
     tracker = EnergyTracker("cpu", meter=_FakeMeter(system), clock=lambda: system.seconds)
     settings = LoopSettings(warmup_iterations=3, warmup_s=0.0, min_iterations=8, min_duration_s=0.0, window=tracker)
     cls = scenarios.get(scenario)
     with tracker:
-        result = cls().run(system, Workload(batch, 16), settings, cls.Options.model_validate(options))
+        workload = Workload(batch, 16, stand_in_tokenizer()[0], "encoder" if scenario == "server" else "causal-lm")
+        result = cls().run(system, workload, settings, cls.Options.model_validate(options))
     e = tracker.result(result.loop)
-    samples = result.server.requests if scenario == "server" else result.loop.queries * batch
+    samples = result.serving.requests if scenario == "server" else result.loop.queries * batch
     assert system.joules > samples * 0.5  # warm-up (and the server's peak probe) served samples outside the window
     assert e.inferences == samples and e.joules == samples * 0.5 and e.window_s == samples * 0.25
     assert e.joules_per_inference == 0.5 and e.avg_watts == 2.0 and e.samples_per_s_per_watt == 2.0

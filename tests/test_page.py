@@ -241,15 +241,16 @@ def test_page_renders_in_a_headless_browser(tmp_path):
 def test_a_server_point_says_which_validity_check_failed_not_insufficient_sample(tmp_path):
     """Defect: a server point over its latency bound was flagged "insufficient sample" ("fewer queries or a
     shorter window") on the page and in the terminal; the flag now names the check that failed."""
-    from builders import server_metrics
+    from builders import serving_metrics
 
     from bench.report.page import FLAGS
 
-    failures = {"over the latency bound": dict(checks={"latency_bound": False}, estimate_ms=150.0),
-                "too few queries": dict(checks={"min_queries": False, "latency_bound": False}, estimate_ms=None),
+    failures = {"over the SLO": dict(checks={"slo": False}, estimate_ms=150.0),
+                "too few requests": dict(checks={"min_requests": False, "slo": False}, estimate_ms=None),
                 "run too short": dict(checks={"min_duration": False}),
-                "unserved requests": dict(checks={"all_served": False})}
-    records = [record(scenario="server", options={"rate_qps": rate}, metrics=server_metrics(rate, **failed))
+                "unserved requests": dict(checks={"served": False}),
+                "failed requests": dict(checks={"no_failures": False})}
+    records = [record(scenario="server", options={"rate_qps": rate}, metrics=serving_metrics(rate, **failed))
                for rate, failed in enumerate(failures.values(), start=10)]
     assert records_frame(records)["flags"].tolist() == list(failures)
     build_report(records, tmp_path)
@@ -266,15 +267,14 @@ def test_a_server_point_says_which_validity_check_failed_not_insufficient_sample
 
 def test_terminal_summary_keeps_variant_and_verdict_with_long_scenario_names(tmp_path):
     """Defect: with two long server scenario names the shape column took the whole width and the 120-column table
-    ended at `model | shape | p50 ms | vs fp32 [95%`: nothing said which row was fp32 and which int8."""
+    ended at `model | shape | p50 ms | vs fp32 [95%`: nothing said which row was fp32 and which int8. (Serving
+    points have no speedup now; any scenario's options may run as long.)"""
     from rich.console import Console
-
-    from builders import server_metrics
 
     options = {"batching": "dynamic", "latency_bound_ms": 130, "max_wait_ms": 5, "distribution": "poisson",
                "burstiness": 1.0, "driver": "bench"}
-    records = [record(scenario="server", options={**options, "rate_qps": rate}, samples_ms=samples(median, seed),
-                      metrics=server_metrics(rate), **variant)
+    records = [record(scenario="offline", options={**options, "rate_qps": rate}, samples_ms=samples(median, seed),
+                      **variant)
                for seed, (rate, variant, median) in enumerate(
                    (rate, variant, median) for rate in (20, 40)
                    for variant, median in (({}, 100.0), ({"variant": "int8", "transforms": [{"name": "int8-dynamic"}]},

@@ -12,6 +12,7 @@ import pytest
 from builders import record
 
 from bench.errors import ConfigError
+from bench.records.schema import SCHEMA_VERSION
 from bench.records.store import append_record, latest_per_point, load_records, resume_state
 from bench.analysis.frame import records_frame
 from bench.report.writer import build_report
@@ -77,7 +78,7 @@ def test_records_are_strict_json(tmp_path):
     """NaN and infinities are not JSON: a record holding one is refused before it reaches the file."""
     append_record(tmp_path, record("a"))
     line = (tmp_path / "runs.jsonl").read_text().strip()
-    assert json.loads(line)["schema_version"] == 3
+    assert json.loads(line)["schema_version"] == SCHEMA_VERSION
     with pytest.raises(ValueError, match="finite"):
         record("b", metrics={"throughput": {"samples_per_s": float("nan"), "basis": "test"}})
 
@@ -130,7 +131,7 @@ def test_unknown_schema_version_is_a_one_line_error(tmp_path):
 
 
 def test_version_1_records_are_migrated(tmp_path):
-    """A record written by bench 0.1 (schema 1) reads as version 2: scenario renamed, harness filled,
+    """A record written by bench 0.1 (schema 1) reads as the current version: scenario renamed, harness filled,
     random-weight quality no longer within bound, int8 compute precision from the v1 rule."""
     rec = record("a", weights="random").model_dump(mode="json")
     rec.update(schema_version=1)
@@ -142,7 +143,7 @@ def test_version_1_records_are_migrated(tmp_path):
     rec["metrics"]["work"] = {"flops": 1.0, "bytes": 1.0, "intensity": 1.0, "precision": "fp32"}
     (tmp_path / "runs.jsonl").write_text(json.dumps(rec) + "\n")
     (migrated,) = load_records(tmp_path)
-    assert migrated.schema_version == 3 and migrated.config.scenario.name == "single-stream"
+    assert migrated.schema_version == SCHEMA_VERSION and migrated.config.scenario.name == "single-stream"
     assert migrated.point_id == migrated.config.point_id
     assert migrated.harness.commit == "abc123"
     assert migrated.metrics.quality.verdict == "not meaningful (random weights)"
@@ -152,7 +153,7 @@ def test_version_1_records_are_migrated(tmp_path):
 
 def test_version_2_records_are_migrated(tmp_path):
     """A schema-2 record kept the session's free-form info dict (ORT's `model_file_bytes`, torch.compile's
-    `compile`) and CUDA-named memory peaks; it reads as version 3 with a typed session description, its reference
+    `compile`) and CUDA-named memory peaks; it reads as the current version with a typed session description, its reference
     flag from v2's fixed rule (the pytorch backend), and the report reads the same size, flag and baseline."""
     def v2(rec, info: dict, **memory) -> dict:
         data = rec.model_dump(mode="json")
@@ -182,7 +183,7 @@ def test_version_2_records_are_migrated(tmp_path):
     ]
     (tmp_path / "runs.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
     recs = {r.point_id: r for r in load_records(tmp_path)}
-    assert {r.schema_version for r in recs.values()} == {3}
+    assert {r.schema_version for r in recs.values()} == {SCHEMA_VERSION}
     eager, ort, compiled = (recs[k].provenance.backend for k in ("eager", "ort", "compiled"))
     assert eager.engine == "torch" and eager.engine_version == "2.13.0" and eager.reference
     assert eager.threads.intra_op == 2 and eager.precision_mode == "cast" and eager.properties == {"tf32_matmul": False}
@@ -294,22 +295,6 @@ def test_pareto_plot_shows_every_variant_and_the_front(tmp_path, saved_figures):
     front = next(line for line in fig.axes[0].get_lines() if line.get_linestyle() == "--")
     np.testing.assert_allclose(front.get_xdata(), [50.0, 100.0], rtol=1e-3)  # the pruned point is dominated
     assert "pytorch/pruned b8" in figure_texts(fig)
-
-
-def test_throughput_latency_curve_plots_each_server_run(tmp_path, saved_figures):
-    from builders import server_metrics
-    from conftest import figure_texts
-
-    from bench.report.serving import _curve
-
-    recs = [record("x", scenario="server", options={"rate_qps": 10}, metrics=server_metrics(10.0, 9.8, 40.0)),
-            record("y", scenario="server", variant="bf16", precision="bf16", options={"rate_qps": 20},
-                   metrics=server_metrics(20.0, 19.5, 25.0))]
-    (path,) = _curve(records_frame(recs), tmp_path)
-    (fig, _), = saved_figures
-    lines = {line.get_label(): list(zip(line.get_xdata(), line.get_ydata())) for line in fig.axes[0].get_lines()}
-    assert lines == {"m pytorch/fp32 (single)": [(9.8, 40.0)], "m pytorch/bf16 (single)": [(19.5, 25.0)]}
-    assert "completed samples/s" in figure_texts(fig)
 
 
 def test_a_compiled_point_that_recompiled_inside_the_timed_traffic_is_flagged():

@@ -11,6 +11,7 @@ from bench.cli import main
 from bench.config import load_suite
 from bench.plan import build_plan
 from bench.executors import local as local_executor
+from bench.records.schema import SCHEMA_VERSION
 from bench.records.store import load_records
 from bench.isolation.isolate import run_isolated
 
@@ -25,7 +26,7 @@ def test_tiny_models_end_to_end(write_suite, tmp_path, capsys):
     assert len(records) == 4 and all(r.status == "ok" for r in records), [r.error for r in records]
     assert {r.config.scenario.name for r in records} == {"single-stream", "offline"}  # `latency` is an alias
     for r in records:
-        assert r.schema_version == 3 and r.run_id and r.point_id
+        assert r.schema_version == SCHEMA_VERSION and r.run_id and r.point_id
         assert r.harness.version and r.harness.source_digest
         m = r.metrics
         lat = m.latency
@@ -153,7 +154,7 @@ def test_the_runs_headline_names_the_failed_server_check_as_the_report_does():
     """Defect: the line printed after each point said "insufficient sample" for a server run over its latency
     bound, while the report named the failed check."""
     from bench.runner import _headline
-    from builders import record, server_metrics
+    from builders import record, serving_metrics
 
-    over = record(scenario="server", metrics=server_metrics(checks={"latency_bound": False}, estimate_ms=180.0))
-    assert "over the latency bound" in _headline(over) and "insufficient sample" not in _headline(over)
+    over = record(scenario="server", metrics=serving_metrics(checks={"slo": False}, estimate_ms=180.0))
+    assert "over the SLO" in _headline(over) and "insufficient sample" not in _headline(over)

@@ -1,22 +1,28 @@
-"""The generate and server scenarios end to end on tiny models through the isolated runner."""
+"""The generate scenario, and --find-peak on a server point, end to end on tiny models through the isolated runner."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
+from serving_fakes import child_with_fakes, register_fakes
 
 from bench.cli import main
-from bench.validity import min_queries
+from bench.executors import local as local_executor
 from bench.records.store import load_records
+from bench.validity import min_queries
 
-from conftest import TINY_BERT, TINY_GPT2, figure_points, figure_texts, tiny_suite
+from conftest import TINY_BERT, TINY_GPT2, figure_texts, tiny_suite
 
 
-def test_generate_and_server_scenarios(write_suite, tmp_path, saved_figures):
-    # a p50 claim keeps the tiny run short: the early-stopping rule needs 11 requests for it (662 for p99)
-    server = {"name": "server", "options": {"rate_qps": 40, "batching": "dynamic", "max_wait_ms": 5,
-                                            "latency_bound_ms": 500, "percentile": 0.5}}
+def test_generate_and_a_server_point_with_find_peak(write_suite, tmp_path, saved_figures, monkeypatch):
+    real = local_executor.run_isolated
+    monkeypatch.setattr(local_executor, "run_isolated",
+                        lambda *args, **kwargs: real(*args, **kwargs, target=child_with_fakes))
+    register_fakes(monkeypatch)
+    # a p50 SLO keeps the tiny run short: the early-stopping rule needs 11 requests for it (662 for p99)
+    server = {"name": "server", "options": {"rate_qps": 40, "engine": "fake-pool", "capacity_probes": 3,
+                                            "slo": {"e2e_ms": {"p50": 500}}}}
     path = write_suite(tiny_suite(models=[TINY_GPT2, TINY_BERT], batch_sizes=[2], quality={"enabled": False},
                                   scenarios=[{"name": "generate", "options": {"new_tokens": 5}}, server],
                                   defaults={"warmup_iterations": 1, "warmup_s": 0, "min_iterations": min_queries(0.5),
@@ -31,37 +37,31 @@ def test_generate_and_server_scenarios(write_suite, tmp_path, saved_figures):
     assert g.tpot.p50_ms > 0 and g.throughput.decode_tokens_per_s > 0
     assert [p.name for p in gen.metrics.work.phases] == ["prefill", "decode"]
     assert set(gen.metrics.phase_seconds) == {"prefill", "decode"}
+    assert "capacity" not in gen.config.scenario.options  # --find-peak reaches serving points only
     servers = [r for r in recs if r.config.scenario.name == "server"]
     assert {r.config.model.name for r in servers} == {"tiny-gpt2", "tiny-bert"}
     for r in servers:
-        s = r.metrics.server
-        assert r.config.scenario.options["find_peak"] is True  # --find-peak reached the point
-        assert s.requests >= min_queries(0.5) and s.latency_ms["p99"] >= s.latency_ms["p50"] > 0
-        assert s.validity.percentile == 0.5 and s.validity.checks["min_queries"] and s.validity.checks["min_duration"]
-        assert r.metrics.peak.history and r.metrics.samples_ms
-        assert not any("queries <" in reason for probe in r.metrics.peak.history for reason in probe.reasons)
-    # the tables and the curve carry what the records measured, one row (one curve) per point
-    serving = pd.read_csv(out / "serving.csv").set_index("model")
-    assert sorted(serving.index) == ["tiny-bert", "tiny-gpt2"]
-    for r in servers:
-        row, s = serving.loc[r.config.model.name], r.metrics.server
-        assert (row["target_qps"], row["requests"], row["valid"]) == (40.0, s.requests, s.validity.valid)
-        assert row["p99_ms"] == pytest.approx(s.latency_ms["p99"])
-        assert row["p50_ms"] == pytest.approx(s.latency_ms["p50"])
-        assert row["completed_per_s"] == pytest.approx(s.completed_samples_per_s)
-        assert row["mean_batch"] == pytest.approx(s.mean_batch_size)
-        assert (row["reasons"] if isinstance(row["reasons"], str) else "") == "; ".join(s.validity.reasons)
+        assert r.config.scenario.options["capacity"] is True  # --find-peak reached the point
+        capacity = r.metrics.capacity
+        assert capacity.parameter == "rate_per_s" and 2 <= len(capacity.probes) <= 3
+        assert all(p.metrics.load.rate_per_s == p.load and p.metrics.requests >= min_queries(0.5)
+                   for p in capacity.probes)
+        assert not any("requests <" in reason for probe in capacity.probes for reason in probe.reasons)
     (generation,) = pd.read_csv(out / "generation.csv").to_dict("records")
     assert (generation["model"], generation["new_tokens"], generation["n"]) == ("tiny-gpt2", 5, g.e2e.count)
     assert generation["ttft_p50_ms"] == pytest.approx(g.ttft.p50_ms)
     assert generation["tpot_p50_ms"] == pytest.approx(g.tpot.p50_ms)
     assert generation["decode_tok_s"] == pytest.approx(g.throughput.decode_tokens_per_s)
+    # the capacity probes are the points of the throughput-latency curve (embeddings: requests/s against E2E)
     (fig, path), = [(f, p) for f, p in saved_figures if p.name == "throughput-latency.png"]
     assert path == out / "throughput-latency.png"
-    expected = [(r.metrics.server.completed_samples_per_s, r.metrics.server.latency_ms["p99"]) for r in servers]
-    expected += [(h.completed_samples_per_s, h.p99_ms) for r in servers for h in r.metrics.peak.history]
-    np.testing.assert_allclose(sorted(figure_points(fig)), sorted(expected))  # each run and each peak probe
-    assert {"tiny-gpt2 pytorch/fp32 (dynamic)", "tiny-bert pytorch/fp32 (dynamic)"} <= set(figure_texts(fig))
+    expected = [(p.metrics.e2e_ms.p99, p.metrics.requests_per_s) for r in servers for p in r.metrics.capacity.probes
+                if r.config.model.name == "tiny-bert" and not p.metrics.stop_reason]
+    embeddings = [ax for ax in fig.axes if "embeddings" in ax.get_xlabel()][0]
+    drawn = [p for line in embeddings.get_lines() if line.get_marker() == "o"
+             for p in zip(line.get_xdata(), line.get_ydata())]
+    np.testing.assert_allclose(sorted(drawn), sorted(expected))
+    assert "tiny-bert pytorch/fp32 fake-pool (server)" in figure_texts(fig)
 
 
 def test_generate_is_skipped_for_encoders(write_suite):

@@ -1,54 +1,72 @@
-"""How many requests the server scenario schedules: enough for the validity rule to judge every run at every rate,
-so only the latency bound and keeping up decide. No clock: a fake driver serves each scheduled request in 10 ms."""
+"""How many requests the serving scenarios send: enough for the validity rule to judge every run at every load, so
+only the SLO and keeping up decide. No clock: a fake driver serves each request in 10 ms of made-up time."""
 
 from __future__ import annotations
 
 import pytest
+from serving_fakes import StandInEngine
 
-from bench.cli import main
 from bench.cli._common import packaged_suites
 from bench.config import load_suite
-from bench.drivers.bench import BenchDriver
-from bench.errors import ConfigError
+from bench.drivers import Driver, drivers
 from bench.measurement.schedule import arrival_schedule
 from bench.measurement.timing import LoopSettings
-from bench.validity import min_queries
+from bench.models.sources import stand_in_tokenizer
 from bench.plan import build_plan
-from bench.scenarios import Workload
-from bench.scenarios.serving import Server, ServerOptions
+from bench.scenarios import Workload, scenarios
+from bench.serving.engines import engines
+from bench.serving.loads import Load, LoadResult, RequestTiming
+from bench.validity import min_queries
 
-from conftest import TINY_BERT, tiny_suite
-
-SERVICE_S = 0.010
-
-
-class IdleSession:
-    def run_rows(self, n: int) -> None:
-        pass
+SERVICE_NS = 10_000_000
+asked: list[tuple[str, float, int]] = []  # (pattern, rate or users, requests) of every run the scenarios asked for
 
 
-@pytest.fixture
-def scheduled(monkeypatch) -> list[tuple[float, int]]:
-    """(rate, count) of every run the server scenario asks the driver for; each request served in SERVICE_S."""
-    asked: list[tuple[float, int]] = []
-
-    def serve_instantly(self, serve, rate_qps, count, seed, distribution, burstiness, policy, deadline_s, window=None):
-        asked.append((rate_qps, count))
-        return [{"scheduled_s": float(t), "start_s": float(t), "done_s": float(t) + SERVICE_S, "latency_s": SERVICE_S,
-                 "queue_s": 0.0, "ttft_s": None, "batch_size": 1}
-                for t in arrival_schedule(rate_qps, count, seed, distribution, burstiness)]
-
-    monkeypatch.setattr(BenchDriver, "server", serve_instantly)
-    return asked
+def _timings(requests, starts_ns, scheduled: bool) -> list[RequestTiming]:
+    return [RequestTiming(index=r.index, sent_ns=start, done_ns=start + SERVICE_NS, scheduled_ns=start if scheduled
+                          else None, token_ns=tuple((start + SERVICE_NS * (k + 1) // (r.output_tokens + 1), 1)
+                                                    for k in range(r.output_tokens)), output_tokens=r.output_tokens)
+            for r, start in zip(requests, starts_ns)]
 
 
-def run_server(settings: LoopSettings, **options):
-    return Server().run(IdleSession(), Workload(8, 128), settings, ServerOptions(**options))
+class MadeUpTime(Driver):
+    """Every request served in 10 ms, `users` (or the batch) at a time, in made-up nanoseconds."""
+
+    def open_loop(self, system, requests, rate, seed, distribution, burstiness, deadline_s, max_backlog=None):
+        asked.append(("open-loop", rate, len(requests)))
+        starts = [round(t * 1e9) for t in arrival_schedule(rate, len(requests), seed, distribution, burstiness)]
+        return LoadResult(Load(pattern="open-loop", rate_per_s=rate), _timings(requests, starts, True), 0)
+
+    def closed_loop(self, system, requests, users, deadline_s):
+        asked.append(("closed-loop", users, len(requests)))
+        starts = [(i // users) * SERVICE_NS for i in range(len(requests))]
+        return LoadResult(Load(pattern="closed-loop", users=users), _timings(requests, starts, False), 0)
+
+    def burst(self, system, requests, deadline_s):
+        asked.append(("burst", len(requests), len(requests)))
+        return LoadResult(Load(pattern="burst", users=len(requests)), _timings(requests, [0] * len(requests), False), 0)
 
 
-def test_shipped_serving_suite_gives_valid_points_where_the_server_keeps_up(scheduled):
-    """Defect: serving.yaml's min_iterations 459 was taken for "enough to bound p99", but the rule needs 662, and
-    the scenario scheduled max(459, rate x 10 + 1) = 459: every point read "insufficient sample"."""
+@pytest.fixture(autouse=True)
+def stand_ins(monkeypatch):
+    asked.clear()
+    drivers.names()
+    monkeypatch.setitem(drivers._items, "made-up-time", MadeUpTime)
+    engines.names()
+    for name in ("fake-instant", "single", "static", "continuous"):
+        if name not in engines:
+            monkeypatch.setitem(engines._items, name, StandInEngine)
+
+
+def run(name: str, settings: LoopSettings, task: str = "causal-lm", **options):
+    cls = scenarios.get(name)
+    options = cls.Options(**{"engine": "fake-instant", "output_tokens": 2, **options, "driver": "made-up-time"})
+    return cls().run(object(), Workload(4, 16, stand_in_tokenizer()[0], task), settings, options)
+
+
+def test_the_shipped_serving_suite_gives_valid_points_where_the_system_keeps_up():
+    """Defect (of the server scenario before): the suite's minimum was taken for "enough to bound p99" and every
+    point read "insufficient sample"; now each point sends what its SLO's percentile and the duration need."""
     path = packaged_suites()["serving"]
     plan = build_plan(load_suite(path), path)
     assert plan.points
@@ -56,48 +74,39 @@ def test_shipped_serving_suite_gives_valid_points_where_the_server_keeps_up(sche
         s = point.settings
         settings = LoopSettings(warmup_iterations=s.warmup_iterations, warmup_s=s.warmup_s,
                                 min_iterations=s.min_iterations, min_duration_s=s.min_duration_s, seed=s.seed)
-        result = Server().run(IdleSession(), Workload(point.batch_size, point.seq_len), settings,
-                              ServerOptions(**point.scenario.options))
-        assert result.server.validity.valid, (point.label, result.server.validity.reasons)
+        options = {**point.scenario.options, "capacity": False}
+        result = run(point.scenario.name, settings, task=point.task, **options)
+        assert result.verdict.valid, (point.label, result.verdict.reasons)
         assert result.sufficient
 
 
-def test_every_peak_probe_schedules_enough_requests_to_be_judged(scheduled):
-    """Defect: a probe scheduled max(min_iterations, rate x min_duration + 1) requests, so at p99 every probe
-    below 132 qps (with the default 5 s) was "insufficient" whatever its latency: the bisection read the count,
-    not the bound."""
-    result = run_server(LoopSettings(warmup_iterations=1), rate_qps=20, find_peak=True)
-    assert all(count >= min_queries(0.99) for _, count in scheduled)
-    history = result.peak.history
-    assert all(probe.meets_bound and not probe.reasons for probe in history)
-    assert result.peak.rate_qps == history[-1].rate_qps > 190  # every probe kept up: the search climbed
+@pytest.mark.parametrize("name, options", [("server", {"rate_qps": 20, "capacity_range": [10, 400]}),
+                                           ("concurrency", {"users": 1, "capacity_range": [1, 16]})])
+def test_every_capacity_probe_sends_enough_requests_to_be_judged(name, options):
+    """Defect (of --find-peak before): a probe sent max(min_iterations, rate x min_duration + 1) requests, so at p99
+    every probe below 132 qps was "insufficient" whatever its latency: the bisection read the count, not the SLO."""
+    result = run(name, LoopSettings(warmup_iterations=1, min_duration_s=1.0), capacity=True,
+                 slo={"e2e_ms": {"p99": 50}}, **options)
+    judged = [count for pattern, _, count in asked[1:] if pattern != "burst"]  # the warm-up is not judged
+    assert judged and all(count >= min_queries(0.99) for count in judged)
+    assert all(probe.valid and not probe.reasons for probe in result.capacity.probes)
+    assert result.capacity.capacity == options["capacity_range"][1]  # every probe kept up: the search climbed
 
 
 @pytest.mark.parametrize("distribution, burstiness", [("poisson", 1.0), ("gamma", 0.5)])
-def test_a_run_that_keeps_up_is_not_too_short_by_the_luck_of_its_arrivals(scheduled, distribution, burstiness):
+def test_a_run_that_keeps_up_is_not_too_short_by_the_luck_of_its_arrivals(distribution, burstiness):
     """Defect: at high rates the count was rate x min_duration + 1, whose random arrivals span less than the
     minimum duration about half the time, so a run that kept up read "ran 9.9 s < minimum 10 s"."""
     for seed in range(20):
-        result = run_server(LoopSettings(warmup_iterations=1, min_duration_s=10.0, seed=seed), rate_qps=200,
-                            distribution=distribution, burstiness=burstiness)
-        assert result.server.validity.valid, (seed, result.server.validity.reasons)
+        result = run("server", LoopSettings(warmup_iterations=1, min_duration_s=10.0, seed=seed), rate_qps=200,
+                     distribution=distribution, burstiness=burstiness)
+        assert result.verdict.valid, (seed, result.verdict.reasons)
 
 
-def test_a_min_iterations_below_the_server_percentile_is_refused_at_plan_time(write_suite, capsys):
-    """Defect: `min_iterations: 459` was accepted as enough for p99 (the rule needs 662); a suite that sets
-    it too low for a scenario's percentile now fails before anything runs, with the number it needs."""
-    server = {"name": "server", "options": {"percentile": 0.99}}
-    path = write_suite(tiny_suite(models=[TINY_BERT], scenarios=["single-stream", server],
-                                  defaults={"min_iterations": 459}))
-    with pytest.raises(ConfigError) as info:
-        build_plan(load_suite(path), path)
-    assert info.value.key == "defaults.min_iterations"
-    assert "662" in info.value.problem and "scenarios[1]" in info.value.problem and "662" in info.value.fix
-    assert main(["plan", str(path)]) == 2
-    assert len(capsys.readouterr().err.strip().splitlines()) == 1
-    # left out, the default (64, for single-stream's p90) stands: the server schedules what its p99 needs
-    left_out = write_suite(tiny_suite(models=[TINY_BERT], scenarios=[server], defaults={}), "left-out.yaml")
-    assert build_plan(load_suite(left_out), left_out).points
-    enough = write_suite(tiny_suite(models=[TINY_BERT], scenarios=[{"name": "server", "options": {"percentile": 0.5}}],
-                                    defaults={"min_iterations": min_queries(0.5)}), "enough.yaml")
-    assert build_plan(load_suite(enough), enough).points
+def test_a_closed_loop_sized_from_a_slower_warm_up_runs_again_long_enough():
+    """A closed loop's count comes from the rate measured so far; where the run turns out faster and too short,
+    it runs again with the count its own rate needs, rather than reading "run too short"."""
+    result = run("concurrency", LoopSettings(warmup_iterations=1, min_duration_s=2.0), users=8)  # warm-up: 4 users
+    closed = [count for pattern, users, count in asked if pattern == "closed-loop" and users == 8]
+    assert len(closed) == 2 and closed[0] < closed[1]  # a run too short for 8 users' rate, then the run again
+    assert result.verdict.valid and result.serving.duration_s >= 2.0

@@ -27,6 +27,7 @@ from ..compare.stats import compare
 from ..records.flags import sample_flags
 from ..records.schema import Record
 from ..records.store import latest_per_point
+from .serving import is_serving
 
 SHAPE = ["machine", "model", "device", "scenario", "batch", "seq", "target"]
 
@@ -59,9 +60,11 @@ def served_on(rec: Record) -> str:
 
 def is_baseline(rec: Record) -> bool:
     """An fp32 point with no transforms on the backend its session description says is the reference
-    implementation: what every speedup on its machine is measured against."""
+    implementation: what every speedup on its machine is measured against. A serving point is never one: its
+    answer is a capacity, not a ratio."""
     v, session = rec.config.variant, rec.provenance.backend
-    return session is not None and session.reference and v.precision == "fp32" and not v.transforms
+    return (session is not None and session.reference and v.precision == "fp32" and not v.transforms
+            and not is_serving(rec))
 
 
 def records_frame(records: list[Record]) -> pd.DataFrame:
@@ -117,7 +120,8 @@ def records_frame(records: list[Record]) -> pd.DataFrame:
             "record": rec,
             "runs": runs(procs),
             "processes": len(procs),
-            "closed_loop": m.server is None,
+            "process_records": procs,
+            "serving": is_serving(rec),
         })
     df = pd.DataFrame(rows)
     if df.empty:
@@ -165,15 +169,16 @@ def _baseline(row, base: pd.DataFrame, by_suite: pd.DataFrame, by_shape: pd.Data
 
 def attach_baseline(df: pd.DataFrame) -> pd.DataFrame:
     """speedup = baseline p50 / p50 (latency) and throughput / baseline throughput, per shape and machine (and
-    suite: see `_baseline`), each with its 95% interval and verdict (`untested` where a side has no samples or
-    the rate is set by the arrivals, not the system); a baseline row itself is marked `baseline`."""
+    suite: see `_baseline`), each with its 95% interval and verdict (`untested` where a side has no samples); a
+    baseline row itself is marked `baseline`. A serving point has none: its answer is its capacity
+    (analysis/serving.py), never a ratio from a run that may have been overloaded."""
     base = df[df["is_baseline"] & (df["status"] == "ok")]
     by_suite = base.drop_duplicates([*SHAPE, "suite"], keep="last").set_index([*SHAPE, "suite"])
     by_shape = base.drop_duplicates(SHAPE, keep="last").set_index(SHAPE)
     columns: dict[str, list] = {f"{n}{s}": [] for n in RATIOS for s in ("", "_ci_low", "_ci_high", "_sig")}
     size_ratios, baseline_ids, pairs = [], [], []
     for _, row in df.iterrows():
-        b = _baseline(row, base, by_suite, by_shape)
+        b = None if row["serving"] else _baseline(row, base, by_suite, by_shape)
         size_ratios.append(row["size_bytes"] / b["size_bytes"] if b is not None and row["size_bytes"]
                            and b["size_bytes"] else math.nan)
         baseline_ids.append(None if b is None else b["point_id"])
@@ -191,8 +196,7 @@ def attach_baseline(df: pd.DataFrame) -> pd.DataFrame:
         estimates = {"speedup_p50": b["p50_ms"] / row["p50_ms"] if row["p50_ms"] else math.nan,
                      "throughput_ratio": row["samples_per_s"] / b["samples_per_s"] if b["samples_per_s"] else math.nan}
         for name, statistic in RATIOS.items():
-            testable = statistic == "median" or (row["closed_loop"] and b["closed_loop"])
-            cmp = compare(b["runs"], row["runs"], statistic) if testable else None
+            cmp = compare(b["runs"], row["runs"], statistic)
             if cmp is not None:
                 _put(columns, name, *cmp.speedup(), sig=cmp.verdict)
             else:

@@ -26,7 +26,8 @@ class Run(Command):
                                  "can test between processes (default: 1)")
         add_price_arguments(parser)
         parser.add_argument("--find-peak", action="store_true",
-                            help="server scenarios: also search for the highest rate that meets the latency bound")
+                            help="serving scenarios: also search the highest load (rate or users) that meets every SLO "
+                                 "(sets `capacity: true`)")
         parser.add_argument("--executor", default="local",
                             help="where points run: local (default) or ray (a Ray cluster, see README)")
         parser.add_argument("--address", default="auto", help="ray: the cluster address (default: auto, the running one)")
@@ -53,7 +54,7 @@ class Run(Command):
         if missing:
             raise ConfigError("--executor", args.executor, missing, executor_cls.install or "see README.md")
         if args.find_peak:
-            plan = plan.with_scenario_option("server", find_peak=True)
+            plan = plan.with_serving_options(capacity=True)
         executor = executor_cls(address=args.address, start_method=args.start_method)
         executor.check(plan, str(path))
         out = Path(args.out) if args.out else None

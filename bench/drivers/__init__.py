@@ -39,5 +39,19 @@ class Driver:
         """Requests arriving at `rate_qps`; one dict per served request (measurement/server.py's fields)."""
         raise NotImplementedError
 
+    # Serving patterns over a system that takes requests (bench/serving): each returns serving.loads.LoadResult.
+    def open_loop(self, system, requests, rate: float, seed: int, distribution: str, burstiness: float,
+                  deadline_s: float | None, max_backlog: int | None = None):
+        """Requests sent at seeded arrival times whatever the system is doing; latency from the scheduled arrival."""
+        raise NotImplementedError
+
+    def closed_loop(self, system, requests, users: int, deadline_s: float | None):
+        """`users` requests in flight, each sent when one completes."""
+        raise NotImplementedError
+
+    def burst(self, system, requests, deadline_s: float | None):
+        """Every request at once."""
+        raise NotImplementedError
+
 
 drivers: Registry[type[Driver]] = Registry("driver", "bench.drivers")

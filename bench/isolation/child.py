@@ -92,6 +92,7 @@ def execute(point_data: dict, cache_dir: str, spawned_at: float | None = None, l
 
     scenario = scenarios.get(point.scenario.name)()
     options = scenario.Options.model_validate(point.scenario.options)
+    workload = Workload(point.batch_size, point.seq_len, loaded.tokenizer, loaded.task)
     energy = EnergyTracker(point.device)  # the driver tells it the timed window's edges
     settings = LoopSettings(warmup_iterations=s.warmup_iterations, warmup_s=s.warmup_s,
                             min_iterations=s.min_iterations, min_duration_s=s.min_duration_s,
@@ -105,7 +106,6 @@ def execute(point_data: dict, cache_dir: str, spawned_at: float | None = None, l
                             precision_info={"scheme": "as the server runs the model"})
     try:
         phases["transform_s"], mark = clock() - mark, clock()
-        workload = Workload(point.batch_size, point.seq_len)
         with MemoryTracker(point.device) as memory, energy:
             result = scenario.run(prepared.session, workload, settings, options)
         phases["scenario_s"], mark = clock() - mark, clock()
@@ -138,7 +138,8 @@ def execute(point_data: dict, cache_dir: str, spawned_at: float | None = None, l
                   "precision": prepared.precision_info,
                   "transforms": [t.provenance() for t in prepared.applied],
                   "backend": description.model_dump(mode="json"),
-                  "threads": {"intra_op": intra, "inter_op": s.inter_op_threads}}
+                  "threads": {"intra_op": intra, "inter_op": s.inter_op_threads},
+                  **(result.provenance.model_dump(mode="json", exclude_none=True) if result.provenance else {})}
     return {"metrics": metrics.model_dump(mode="json"), "provenance": provenance, "phases": phases}
 
 

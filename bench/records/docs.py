@@ -53,6 +53,8 @@ def _table(model: type[BaseModel]) -> str:
         rows += ["Further keys depend on where the description comes from.", ""]
     rows += ["| field | type | meaning |", "|---|---|---|"]
     for name, field in model.model_fields.items():
+        if field.exclude:  # never written (a scenario's provenance travels to the record's provenance)
+            continue
         meaning = (field.description or "").replace("|", "\\|")
         rows.append(f"| `{name}` | {_type_name(field.annotation)} | {meaning} |")
     return "\n".join(rows)
@@ -68,9 +70,10 @@ def schema_markdown() -> str:
             continue
         order.append(model)
         for field in model.model_fields.values():
-            queue += [m for m in _models_in(field.annotation) if m not in order]
+            if not field.exclude:
+                queue += [m for m in _models_in(field.annotation) if m not in order]
     header = (f"## Record (schema_version {SCHEMA_VERSION})\n\nOne JSON object per line of `runs.jsonl`. "
-              "Records of schema versions 1 and 2 are read through `bench/records/migrate.py`; any other version is "
+              "Records of schema versions 1 to 3 are read through `bench/records/migrate.py`; any other version is "
               "refused with a one-line error.")
     return "\n\n".join([header, *(_table(m) for m in order)]) + "\n"
 

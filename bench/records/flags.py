@@ -5,20 +5,20 @@ from __future__ import annotations
 
 from .schema import Metrics
 
-SERVER_CHECKS = {"min_queries": "too few queries", "min_duration": "run too short",
-                 "latency_bound": "over the latency bound", "all_served": "unserved requests"}  # validity.checks
+SERVING_CHECKS = {"min_requests": "too few requests", "min_duration": "run too short", "slo": "over the SLO",
+                  "served": "unserved requests", "no_failures": "failed requests"}  # Verdict.checks
 
 
 def sample_flags(metrics: Metrics) -> list[str]:
-    """Why a point's sample does not suffice: for a server run, each validity check it failed (a run too short
-    to estimate its percentile fails the latency check for want of an estimate: that is too few queries)."""
+    """Why a point's sample does not suffice: for a serving run, each check of its verdict that failed (an SLO
+    that could not be estimated for want of requests is too few requests, not a bound exceeded)."""
     if metrics.sufficient:
         return []
-    if metrics.server is None:
+    if metrics.verdict is None:
         return ["insufficient sample"]
-    validity = metrics.server.validity
-    failed = {check for check, passed in validity.checks.items() if not passed}
-    if validity.conservative_percentile_s is None and "min_queries" in failed:
-        failed.discard("latency_bound")
-    named = [flag for check, flag in SERVER_CHECKS.items() if check in failed]
-    return named + sorted(failed - SERVER_CHECKS.keys()) or ["invalid server run"]
+    verdict = metrics.verdict
+    failed = {check for check, passed in verdict.checks.items() if not passed}
+    if "min_requests" in failed and all(c.met or c.estimate_ms is None for c in verdict.slo):
+        failed.discard("slo")
+    named = [flag for check, flag in SERVING_CHECKS.items() if check in failed]
+    return named + sorted(failed - SERVING_CHECKS.keys()) or ["invalid serving run"]

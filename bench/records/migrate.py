@@ -19,6 +19,13 @@ Version 2 differs from 3 in:
     (`metrics.phase_seconds`). v2 knew two scenarios' phases by name: single-stream and offline time a forward
     (their p50, and batch / samples/s), generate a decode step (its TPOT p50). A v2 generation gets no prefill:
     v2 charged its prompt pass the LM head over every prompt token.
+
+Version 3 differs from 4 in serving: v3's `server` scenario recorded `metrics.server` (latency from the scheduled
+arrival, one bound on one percentile, a validity dict) and `metrics.peak` (--find-peak's bisection); v4 records
+every serving scenario as `metrics.serving` (vLLM's metrics of the main run), `metrics.verdict` (the one rule, the
+bound as an SLO on E2E at that percentile) and `metrics.capacity` (the search's probes). What v3 did not measure
+stays empty: its E2E keeps p50/p90/p99 without a mean, TTFT only where it was bounded, no TPOT or ITL; `single`
+batching is the `single` engine and `dynamic` the `static` one.
 """
 
 from __future__ import annotations
@@ -156,4 +163,65 @@ def _compiled(info: dict) -> dict:
             "recompiled_in_traffic": info.get("recompiled_in_traffic")}
 
 
-STEPS = {1: _v1_to_v2, 2: _v2_to_v3}
+V3_ENGINES = {"single": "single", "dynamic": "static"}
+V3_CHECKS = {"min_queries": "min_requests", "min_duration": "min_duration", "latency_bound": "slo",
+             "all_served": "served"}
+
+
+def _v3_to_v4(old: dict) -> dict:
+    rec = copy.deepcopy(old)
+    rec["schema_version"] = 4
+    metrics = rec.get("metrics") or {}
+    server, peak = metrics.pop("server", None), metrics.pop("peak", None)
+    if server:
+        options = rec["config"]["scenario"].get("options") or {}
+        engine = V3_ENGINES[(metrics.get("batching") or {}).get("policy", "single")]
+        metrics["serving"] = _serving(server, options, engine)
+        metrics["verdict"] = _verdict_of(server)
+    if peak:
+        metrics["capacity"] = _capacity(peak)
+    return rec
+
+
+def _serving(server: dict, options: dict, engine: str) -> dict:
+    """v3's ServerResult as v4's ServingMetrics: what it measured, nothing invented."""
+    done, scheduled = server["requests"], server["scheduled_requests"]
+    tokens = done * options.get("new_tokens", 0)
+    latency, ttft = server["latency_ms"], server.get("ttft_ms")
+    return {"engine": engine,
+            "load": {"pattern": "open-loop", "rate_per_s": server["target_qps"],
+                     "distribution": options.get("distribution", "poisson"),
+                     "burstiness": options.get("burstiness") if options.get("distribution") == "gamma" else None},
+            "requests": scheduled, "failed_requests": scheduled - done, "unserved_requests": scheduled - done,
+            "stop_reason": "the deadline passed" if done < scheduled else None,
+            "duration_s": server["duration_s"], "output_tokens": tokens,
+            "requests_per_s": server["completed_samples_per_s"],
+            "output_tokens_per_s": tokens / server["duration_s"] if server["duration_s"] else 0.0,
+            "goodput_requests_per_s": server["goodput_requests_per_s"],
+            "good_requests": round(server["good_fraction"] * done),
+            "ttft_ms": {"count": done, **ttft} if ttft else {"count": 0}, "tpot_ms": {"count": 0},
+            "itl_ms": {"count": 0}, "e2e_ms": {"count": done, **latency}}
+
+
+def _verdict_of(server: dict) -> dict:
+    validity = server["validity"]
+    checks = {V3_CHECKS.get(k, k): v for k, v in validity["checks"].items()}
+    checks.setdefault("served", server["requests"] == server["scheduled_requests"])
+    checks.setdefault("no_failures", True)
+    estimate = validity.get("conservative_percentile_s")
+    slo = [{"metric": "e2e_ms", "percentile": f"p{validity['percentile'] * 100:g}",
+            "bound_ms": server["bounds_ms"]["latency"], "estimate_ms": None if estimate is None else estimate * 1e3,
+            "samples": server["requests"], "met": checks["slo"]}]
+    return {"valid": validity["valid"], "checks": checks, "reasons": validity["reasons"], "slo": slo,
+            "confidence": validity["confidence"]}
+
+
+def _capacity(peak: dict) -> dict:
+    probes = [{"load": p["rate_qps"], "valid": p["meets_bound"], "reasons": p["reasons"]} for p in peak["history"]]
+    best = peak["rate_qps"]
+    invalid = [p["load"] for p in probes if not p["valid"] and (best is None or p["load"] > best)]
+    return {"parameter": "rate_per_s", "capacity": best, "lowest_invalid": min(invalid, default=None),
+            "probes": probes, "note": "schema 3's --find-peak: a bisection from its lowest rate, assumed valid"}
+
+
+STEPS = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4}

@@ -1,4 +1,4 @@
-"""The record of one run, as typed, immutable pydantic models (schema version 3).
+"""The record of one run, as typed, immutable pydantic models (schema version 4).
 
 A scenario returns a `ScenarioResult`; trackers add `Memory`, `Energy`; the work accounting adds `Work`;
 the quality check adds `Quality`; the backend describes its session (`SessionDescription`); the runner wraps
@@ -12,24 +12,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from ..config import RunPoint
+from .base import Frozen, Open
+from .serving import Capacity, Padding, ServingMetrics, ServingWorkload, SweepLevel, Verdict
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 Status = Literal["ok", "failed", "timeout", "unsupported"]
-
-
-class Frozen(BaseModel):
-    """Immutable, no unknown keys, and no NaN or infinity: strict JSON, and no figure that is not a number."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-
-class Open(BaseModel):
-    """For descriptions whose keys depend on the source (a loader, a backend, a machine)."""
-
-    model_config = ConfigDict(extra="allow", frozen=True, allow_inf_nan=False)
+__all__ = ["Frozen", "Open"]  # the record's base models, imported from here across the harness
 
 
 # --- what a scenario measures -----------------------------------------------------------------------
@@ -50,7 +41,7 @@ class LatencySummary(Frozen):
     median_ci95_ms: tuple[float, float] | None = Field(
         None, description="distribution-free 95% interval of the median (binomial order statistics)")
     percentile_supported: dict[str, bool] = Field(
-        default_factory=dict, description="whether the count supports a p90 / p99 claim (measurement/validity.py)")
+        default_factory=dict, description="whether the count supports a p90 / p99 claim (bench/validity.py)")
     unstable: bool = Field(False, description="stdev at or above the suite's instability_cv of the mean")
     warnings: list[str] = Field(default_factory=list, description="unstable, outliers, few samples")
 
@@ -101,52 +92,17 @@ class Generation(Frozen):
     prompt_tokens: int
 
 
-class Validity(Frozen):
-    """MLPerf-style validity with the early-stopping rule of measurement/validity.py."""
-
-    valid: bool
-    checks: dict[str, bool]
-    reasons: list[str]
-    percentile: float
-    confidence: float
-    tolerance: int = Field(description="queries over the bound the early-stopping rule tolerates")
-    conservative_percentile_s: float | None = None
-
-
-class ServerResult(Frozen):
-    target_qps: float
-    requests: int
-    scheduled_requests: int
-    duration_s: float
-    latency_ms: dict[str, float] = Field(description="p50/p90/p99 from the scheduled arrival")
-    queue_ms_p99: float
-    mean_batch_size: float
-    completed_samples_per_s: float
-    goodput_requests_per_s: float
-    good_fraction: float
-    bounds_ms: dict[str, float | None]
-    ttft_ms: dict[str, float] | None = None
-    validity: Validity
-
-
 class Batching(Frozen):
     policy: Literal["single", "dynamic", "offline"]
     max_batch_size: int
     max_wait_ms: float | None = None
 
 
-class PeakProbe(Frozen):
-    rate_qps: float
-    meets_bound: bool
-    p99_ms: float
-    completed_samples_per_s: float
-    reasons: list[str]
+class ScenarioProvenance(Frozen):
+    """What a serving scenario tells the record's provenance: the engine that served and the requests."""
 
-
-class PeakSearch(Frozen):
-    rate_qps: float | None
-    criterion: str
-    history: list[PeakProbe]
+    engine: dict[str, Any] | None = Field(None, description="the serving system's describe()")
+    workload: ServingWorkload | None = None
 
 
 class ScenarioResult(Frozen):
@@ -155,15 +111,24 @@ class ScenarioResult(Frozen):
     latency: LatencySummary | None = None
     throughput: Throughput | None = None
     loop: Loop | None = None
-    sufficient: bool = Field(False, description="minimum queries and duration reached (server: the run is valid)")
+    sufficient: bool = Field(False, description="minimum queries and duration reached (serving: the main run's "
+                                                "verdict is valid)")
     samples_ms: list[float] = Field(default_factory=list, description="every per-query latency, for significance tests")
     generation: Generation | None = None
-    server: ServerResult | None = None
     batching: Batching | None = None
-    peak: PeakSearch | None = None
     phase_seconds: dict[str, float] = Field(
         default_factory=dict, description="seconds of one occurrence of each work phase the scenario declares (its "
                                           "median), for the efficiency tables: forward, prefill (TTFT), decode (TPOT)")
+    serving: ServingMetrics | None = Field(None, description="a serving scenario's main run (its presence says the "
+                                                             "result is a serving result: its answer is a capacity, "
+                                                             "never a latency ratio)")
+    verdict: Verdict | None = Field(None, description="the main run's validity by the one rule, SLO included")
+    sweep: list[SweepLevel] | None = Field(None, description="a sweep's levels, in the order they ran")
+    capacity: Capacity | None = Field(None, description="the highest load meeting every SLO: a capacity search's "
+                                                        "probes, or a sweep's levels")
+    padding: Padding | None = Field(None, description="padding the engine computed over the main run")
+    provenance: ScenarioProvenance | None = Field(None, exclude=True, description="what the scenario adds to the "
+                                                                                  "record's provenance")
 
 
 # --- what the trackers and the accounting add --------------------------------------------------------
@@ -362,6 +327,9 @@ class Provenance(Open):
         None, description="the machine that served the model where it is not the one that ran the point (an endpoint "
                           "the point did not launch), as the suite declares it (`machine_id` and what else it says); "
                           "the record's `machine` is then the client's")
+    engine: dict[str, Any] | None = Field(None, description="serving: the engine's description (implementation, "
+                                                            "version, settings) as its describe() gives it")
+    workload: ServingWorkload | None = Field(None, description="serving: the requests, with their digest")
 
 
 class Phases(Frozen):
@@ -382,7 +350,7 @@ class Phases(Frozen):
 class Record(Frozen):
     """One isolated run of one point: written once, never changed."""
 
-    schema_version: Literal[3] = Field(SCHEMA_VERSION, description="bumped when a field changes meaning")
+    schema_version: Literal[4] = Field(SCHEMA_VERSION, description="bumped when a field changes meaning")
     run_id: str = Field(description="unique id of this run")
     session_id: str = Field(description="shared by the records of one `bench run`")
     point_id: str = Field(description="sha256 (16 hex) of the resolved config minus the suite name")

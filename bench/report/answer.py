@@ -119,9 +119,10 @@ def _closest(row) -> str:
 def best_variants(df: pd.DataFrame) -> pd.DataFrame | None:
     """One row per (machine, model, shape): the answer, the variant it names (fp32 where none is significantly
     faster), its speedup with the interval, size ratio, quality and flags, the closest variant where fp32 is
-    kept, and which faster variants the bound excluded."""
+    kept, and which faster variants the bound excluded. Serving points are not here: their answer is a capacity
+    at the SLO (report/serving.py)."""
     rows = []
-    for key, group in df.groupby(SHAPE, sort=True, dropna=False):
+    for key, group in df[~df["serving"]].groupby(SHAPE, sort=True, dropna=False):
         answer, pick, closest, excluded = _answer(group)
         row = {**dict(zip(SHAPE, key)), "weights": group["weights"].iloc[0], "answer": answer, "excluded": excluded,
                "closest": _closest(closest) if closest is not None else "", "baseline_p50_ms": math.nan}

@@ -65,7 +65,7 @@ def _latency_chart(df: pd.DataFrame, out_dir: Path) -> list[Path]:
     """Per machine and model: p50 per variant (and shape) with the 95% interval of the median."""
     plt = _pyplot()
     written = []
-    ok = df[(df["status"] == "ok") & df["p50_ms"].notna()]
+    ok = df[(df["status"] == "ok") & df["p50_ms"].notna() & ~df["serving"]]  # serving points: their own charts
     for (machine, model), rows in ok.groupby(["machine", "model"], sort=True):
         rows = rows.sort_values(["device", "scenario", "batch", "seq", "p50_ms"], kind="stable")
         shapes = rows[SHAPE].drop_duplicates().shape[0] > 1

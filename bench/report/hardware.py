@@ -72,7 +72,7 @@ def _best(group: pd.DataFrame) -> dict:
 def hardware_table(df: pd.DataFrame) -> pd.DataFrame | None:
     if df["machine"].nunique() < 2:
         return None
-    ok = df[(df["status"] == "ok") & df["p50_ms"].notna()].copy()
+    ok = df[(df["status"] == "ok") & df["p50_ms"].notna() & ~df["serving"]].copy()  # serving: by capacity
     if ok.empty:
         return None
     ok["hardware"] = hardware_labels(ok)

@@ -55,14 +55,14 @@ footer{margin-top:36px;font-size:13px;color:#4a535c}
 ANSWER_CLASS = {WITHIN: "within", NOTHING_MEETS: "nothing", RANDOM: "speed-only", UNMEASURED: "speed-only"}
 FLAGS = {"random weights": "valid for speed only; quality describes numerical drift",
          "insufficient sample": "fewer queries or a shorter window than the suite asks for",
-         "too few queries": "a server run with fewer queries than the suite's minimum or the early-stopping rule needs "
-                            "for its percentile",
-         "run too short": "a server run shorter than the suite's minimum duration",
-         "over the latency bound": "a server run whose tail latency (the early-stopping upper bound on its percentile) "
-                                   "is over the scenario's latency bound: the offered rate is more than it serves "
-                                   "within the bound",
-         "unserved requests": "a server run that left requests unserved at its deadline: overloaded at the offered "
-                              "rate",
+         "too few requests": "a serving run with fewer requests than the suite's minimum or the early-stopping rule "
+                             "needs for its SLO's highest percentile",
+         "run too short": "a serving run shorter than the suite's minimum duration",
+         "over the SLO": "a serving run whose tail latency (the early-stopping upper bound on an SLO percentile) is "
+                         "over its bound: the load is more than the system serves within the SLO",
+         "unserved requests": "a serving run that stopped with requests unserved (over-saturated, or at its "
+                              "deadline): overloaded at that load",
+         "failed requests": "a serving run in which the system failed requests (counted, never dropped)",
          "unstable": "stdev at or above the suite's instability threshold of the mean",
          "outliers": "min or max 50% or more away from the mean"}
 

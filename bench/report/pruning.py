@@ -40,7 +40,7 @@ def _quality(row) -> float:
 def _pruned_models(df: pd.DataFrame) -> pd.DataFrame:
     """Every row of a model (on a machine) that has at least one pruned variant, so the dense rows compare."""
     keys = {(row["machine"], row["model"]) for _, row in df.iterrows() if _has_pruning(row["record"])}
-    return df[[(m, n) in keys for m, n in zip(df["machine"], df["model"])]]
+    return df[[(m, n) in keys and not serving for m, n, serving in zip(df["machine"], df["model"], df["serving"])]]
 
 
 def _pareto(df: pd.DataFrame, out_dir: Path) -> list[Path]:

@@ -32,7 +32,9 @@ def _verdict(row) -> str:
 def quantized(df: pd.DataFrame) -> pd.DataFrame | None:
     if "cosine_mean" not in df or df[["cosine_mean", "ppl_ratio", "quality_error"]].isna().all().all():
         return None
-    out = df.copy()
+    out = df[~df["serving"]].copy()  # a serving point's answer is its capacity (report/serving.py)
+    if out.empty:
+        return None
     out["verdict"] = [_verdict(r) for _, r in out.iterrows()]
     out["weights"] = [w if m is not False else f"{w} (quality not meaningful)"
                       for w, m in zip(out["weights"], out["quality_meaningful"])]

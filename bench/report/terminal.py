@@ -10,8 +10,10 @@ from textwrap import shorten
 import pandas as pd
 
 from ..analysis.frame import SHAPE
+from ..analysis.serving import capacity_estimate, capacity_text, load_text
 from .answer import best_variants, bound_value, headline, quality_state, shape_label
 from .formatting import ratio_cell
+from .serving import engine_of
 
 TERMINAL_WIDTH = 120  # the widest a table printed to a terminal or a log gets
 NOTES_MIN = 20  # the terminal table's notes column is never narrower (flags such as "unstable (cv 15%)")
@@ -47,37 +49,26 @@ def print_summary(console, df: pd.DataFrame, files: list[Path]) -> None:
 
 
 def _print_points(console, df: pd.DataFrame) -> None:
-    """The points (compact columns) in one table per scenario, its name said once above its rows (a server
-    scenario's options run longer than a terminal line), then the answer per model and shape."""
+    """The points (compact columns) in one table per scenario, its name said once above its rows (a scenario's
+    options run longer than a terminal line), then the answer per model and shape; serving points in their own
+    tables, with their capacity and load instead of a latency ratio."""
     from rich.table import Table
     from rich.text import Text
 
     machines, devices = df["machine"].nunique() > 1, df["device"].nunique() > 1
     scenarios: dict[str, list[list[str]]] = {}
-    for _, r in df.sort_values(["scenario", *SHAPE, "p50_ms"], kind="stable").iterrows():
+    for _, r in df[~df["serving"]].sort_values(["scenario", *SHAPE, "p50_ms"], kind="stable").iterrows():
         speed = "baseline" if r["speedup_p50_sig"] == "baseline" else ratio_cell(
             r["speedup_p50"], r["speedup_p50_ci_low"], r["speedup_p50_ci_high"], r["speedup_p50_sig"])
-        flags = "; ".join(f for f in r["flags"].split("; ") if f and f != "random weights")
-        notes = flags if r["status"] == "ok" else f"{r['status']}: {shorten(r['error'], 60, placeholder=' ...')}"
         cells = ([r["machine"]] if machines else []) + [
             r["model"], r["variant"], _shape_in_scenario(r, devices),
             f"{r['p50_ms']:.{1 if r['p50_ms'] < 1000 else 0}f}" if pd.notna(r["p50_ms"]) else "",
-            speed, f"{r['size_ratio']:.2f}x" if pd.notna(r["size_ratio"]) else "", _quality_short(r), notes]
+            speed, f"{r['size_ratio']:.2f}x" if pd.notna(r["size_ratio"]) else "", _quality_short(r), _notes(r)]
         scenarios.setdefault(r["scenario"], []).append([str(c) for c in cells])
     columns = (["machine"] if machines else []) + ["model", "variant", "shape", "p50 ms", "vs fp32 [95% CI]", "size",
                                                    "quality", "notes"]
-    # one line per point: every column but the notes keeps its widest cell (over every scenario's table, so the
-    # tables line up) and the notes wrap in what is left; where that leaves the notes less than NOTES_MIN, long
-    # variant (and machine) names fold instead
-    rows = [row for table_rows in scenarios.values() for row in table_rows]
-    widest = [max([len(column), *(len(row[i]) for row in rows)]) for i, column in enumerate(columns)]
-    deficit = NOTES_MIN - (console.width - sum(widest[:-1]) - 2 * (len(columns) - 1))
-    for scenario, table_rows in scenarios.items():
-        console.print(_scenario_heading(scenario))
-        table = _points_table(columns, widest, deficit)
-        for row in table_rows:
-            table.add_row(*(Text(c) for c in row))
-        console.print(table)
+    _print_tables(console, scenarios, columns, right={"p50 ms", "size"})
+    _print_serving(console, df[df["serving"]], machines)
     best = best_variants(df)
     if best is None:
         return
@@ -96,6 +87,56 @@ def _print_points(console, df: pd.DataFrame) -> None:
         console.print(answers)
 
 
+def _notes(row) -> str:
+    flags = "; ".join(f for f in row["flags"].split("; ") if f and f != "random weights")
+    return flags if row["status"] == "ok" else f"{row['status']}: {shorten(row['error'], 60, placeholder=' ...')}"
+
+
+def _print_serving(console, df: pd.DataFrame, machines: bool) -> None:
+    """Serving points, one table per scenario: engine, the load of the main run, the capacity at the SLO (its
+    interval across processes) and the main run's throughput and tail latencies."""
+    from rich.text import Text
+
+    tables: dict[str, list[list[str]]] = {}
+    for _, r in df.sort_values(["scenario", "model", "variant"], kind="stable").iterrows():
+        m = r["record"].metrics.serving if r["status"] == "ok" else None
+        figures = ["", "", "", ""] if m is None else [
+            load_text(m), f"{m.output_tokens_per_s:.1f}" if m.output_tokens else f"{m.requests_per_s:.1f} req/s",
+            _ms(m.ttft_ms.p99 if m.ttft_ms.count else m.e2e_ms.p99), _ms(m.tpot_ms.p99)]
+        capacity = capacity_text(capacity_estimate(r["process_records"])) if m is not None else ""
+        cells = ([r["machine"]] if machines else []) + [r["model"], r["variant"], engine_of(r), figures[0], capacity,
+                                                        *figures[1:], _notes(r)]
+        tables.setdefault(r["scenario"], []).append([str(c) for c in cells])
+    if not tables:
+        return
+    columns = (["machine"] if machines else []) + ["model", "variant", "engine", "load", "capacity at SLO",
+                                                   "out tok/s", "p99 TTFT", "p99 TPOT", "notes"]
+    _print_tables(console, tables, columns, right={"out tok/s", "p99 TTFT", "p99 TPOT"})
+    console.print(Text("Serving: the answer is the capacity at the SLO (p99 TTFT: E2E for embeddings); see the "
+                       "report's serving sections.", style="dim"))
+
+
+def _ms(value) -> str:
+    return "" if value is None else f"{value:.{1 if value < 1000 else 0}f} ms"
+
+
+def _print_tables(console, tables: dict[str, list[list[str]]], columns: list[str], right: set[str]) -> None:
+    """One table per scenario under its heading. One line per point: every column but the notes keeps its widest
+    cell (over every scenario's table, so the tables line up) and the notes wrap in what is left; where that leaves
+    the notes less than NOTES_MIN, long variant (and machine) names fold instead."""
+    from rich.text import Text
+
+    rows = [row for table_rows in tables.values() for row in table_rows]
+    widest = [max([len(column), *(len(row[i]) for row in rows)]) for i, column in enumerate(columns)]
+    deficit = NOTES_MIN - (console.width - sum(widest[:-1]) - 2 * (len(columns) - 1))
+    for scenario, table_rows in tables.items():
+        console.print(_scenario_heading(scenario))
+        table = _points_table(columns, widest, deficit, right)
+        for row in table_rows:
+            table.add_row(*(Text(c) for c in row))
+        console.print(table)
+
+
 def _scenario_heading(scenario: str):
     from rich.text import Text
 
@@ -107,7 +148,7 @@ def _shape_in_scenario(row, device: bool) -> str:
     return shape_label(row, device).removeprefix(f"{row['scenario']} ")
 
 
-def _points_table(columns: list[str], widest: list[int], deficit: int):
+def _points_table(columns: list[str], widest: list[int], deficit: int, right: set[str]):
     """An empty table of the terminal's columns: each as wide as its widest cell but the notes, which wrap."""
     from rich import box
     from rich.table import Table
@@ -117,5 +158,5 @@ def _points_table(columns: list[str], widest: list[int], deficit: int):
         fit = {"ratio": 1, "min_width": NOTES_MIN} if column == "notes" else {"min_width": widest[i], "no_wrap": True}
         if deficit > 0 and column in ("variant", "machine"):
             fit = {"max_width": max(12, widest[i] - deficit)}
-        table.add_column(column, justify="right" if column in ("p50 ms", "size") else "left", overflow="fold", **fit)
+        table.add_column(column, justify="right" if column in right else "left", overflow="fold", **fit)
     return table

@@ -28,10 +28,13 @@ RETIRED = {"throughput": "use `offline` (every sample issued at once, the system
 
 @dataclass(frozen=True)
 class Workload:
-    """The volume of one query, so throughput can be computed without knowing the model."""
+    """The volume of one query, so throughput can be computed without knowing the model; and, for scenarios that
+    build their own requests (serving), the model's tokenizer and task."""
 
     batch_size: int
     seq_len: int
+    tokenizer: Any = None
+    task: str | None = None
 
     @property
     def tokens_per_query(self) -> int:
@@ -59,9 +62,27 @@ class DriverOptions(NoOptions):
 
 
 class Scenario:
+    """`serving`: the scenario sends requests to an engine and its result is a serving result (its answer is a
+    capacity at an SLO, never a latency ratio): the plan, the record and the report read this declaration."""
+
     Options: ClassVar[type[BaseModel]] = NoOptions
     tasks: ClassVar[frozenset[str] | None] = None  # None: any task
-    sends_requests: ClassVar[bool] = False  # drives a ServingSystem (bench/serving) with requests
+    serving: ClassVar[bool] = False
+
+    @classmethod
+    def retired(cls, options: dict) -> dict[str, str]:
+        """Options earlier versions took that this one refuses: {option: the fix, in one line}."""
+        return {}
+
+    @classmethod
+    def points(cls, options: dict) -> list[dict]:
+        """The options of each point one suite entry expands to (a list of values: one point per value)."""
+        return [options]
+
+    @classmethod
+    def unsupported(cls, options: BaseModel, task: str | None) -> str | None:
+        """Why these options cannot run on a model of `task`, judged at plan time (the point is skipped), or None."""
+        return None
 
     def run(self, session: Any, workload: Workload, settings: LoopSettings, options: BaseModel) -> ScenarioResult:
         raise NotImplementedError

@@ -9,25 +9,7 @@ from __future__ import annotations
 
 from typing import Callable, Literal
 
-from pydantic import Field
-
-from ..records.schema import Frozen
-from .validity import Verdict
-
-
-class Probe(Frozen):
-    load: float
-    valid: bool
-    reasons: list[str]
-
-
-class Capacity(Frozen):
-    parameter: Literal["rate_per_s", "users"]
-    capacity: float | None = Field(description="the highest load found valid; None when even the lowest was not")
-    lowest_invalid: float | None = Field(description="the lowest load found invalid; None when even the highest "
-                                                     "was valid (the capacity is at least `capacity`)")
-    probes: list[Probe] = Field(description="in the order they ran")
-    note: str | None = Field(None, description="why the answer is only a bound, where it is")
+from ..records.serving import Capacity, Probe, Verdict
 
 
 def find_capacity(run_at: Callable[[float], Verdict], low: float, high: float,

@@ -23,24 +23,9 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Literal
 
-from pydantic import Field
-
 from ..measurement.schedule import arrival_schedule
-from ..records.schema import Frozen
+from ..records.serving import Load
 from .requests import Completion, Request, ServingSystem
-
-
-class Load(Frozen):
-    """What the load was: goes in the record beside the metrics."""
-
-    pattern: Literal["open-loop", "closed-loop", "burst"]
-    rate_per_s: float | None = Field(None, description="open loop: mean arrival rate")
-    distribution: Literal["poisson", "gamma"] | None = Field(None, description="open loop: inter-arrival gaps")
-    burstiness: float | None = Field(None, description="gamma shape: 1 is Poisson, below 1 burstier")
-    seed: int | None = Field(None, description="open loop: the arrival schedule's seed")
-    users: int | None = Field(None, description="closed loop: requests in flight, each sent when one completes")
-    deadline_s: float | None = Field(None, description="the run ends here; requests not served by then fail")
-    max_backlog: int | None = Field(None, description="open loop: stop early when more are sent and not done")
 
 
 @dataclass(frozen=True)

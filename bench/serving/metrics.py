@@ -15,10 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from pydantic import Field
 
-from ..records.schema import Frozen
-from .loads import Load, LoadResult
+from ..records.serving import Distribution, ServingMetrics
+from .loads import LoadResult
 from .slo import Slo
 
 
@@ -70,44 +69,11 @@ def duration_s(result: LoadResult) -> float:
     return (max(ends) - min(origins)) / 1e9
 
 
-class Distribution(Frozen):
-    """Mean and percentiles (numpy's linear interpolation) of one metric's samples; None without samples."""
-
-    count: int
-    mean: float | None = None
-    p50: float | None = None
-    p90: float | None = None
-    p99: float | None = None
-
-
 def distribution(samples: list[float]) -> Distribution:
     if not samples:
         return Distribution(count=0)
     p50, p90, p99 = (float(v) for v in np.percentile(samples, [50, 90, 99]))
     return Distribution(count=len(samples), mean=float(np.mean(samples)), p50=p50, p90=p90, p99=p99)
-
-
-class ServingMetrics(Frozen):
-    """One serving run: the load, the engine, throughput and latency (vLLM definitions; see bench.serving.metrics)."""
-
-    engine: str = Field(description="the system under test's engine: single, static, continuous, endpoint ...")
-    load: Load
-    requests: int = Field(description="requests in the run, failed and unserved included")
-    failed_requests: int = Field(description="requests that failed or were not served: never dropped")
-    unserved_requests: int = Field(description="of the failed: not completed when the run stopped")
-    duration_s: float = Field(description="first arrival (or send) to last completion, or to the stop")
-    output_tokens: int = Field(description="output tokens of the successful requests")
-    requests_per_s: float = Field(description="successful requests / duration")
-    output_tokens_per_s: float = Field(description="output tokens / duration")
-    goodput_requests_per_s: float | None = Field(
-        None, description="requests within every SLO bound / duration (None without an SLO)")
-    good_requests: int | None = Field(None, description="requests within every SLO bound")
-    tokens_per_s_per_user: float | None = Field(
-        None, description="mean over requests of (output tokens - 1) / (E2E - TTFT): the decode rate a user sees")
-    ttft_ms: Distribution
-    tpot_ms: Distribution
-    itl_ms: Distribution = Field(description="gaps between consecutive token events, pooled over requests")
-    e2e_ms: Distribution
 
 
 def serving_metrics(result: LoadResult, engine: str, slo: Slo | None = None) -> ServingMetrics:
@@ -122,6 +88,7 @@ def serving_metrics(result: LoadResult, engine: str, slo: Slo | None = None) -> 
     return ServingMetrics(
         engine=engine, load=result.load, requests=len(result.timings),
         failed_requests=sum(not t.ok for t in result.timings), unserved_requests=result.unserved,
+        stop_reason=result.stop_reason,
         duration_s=duration, output_tokens=output_tokens, requests_per_s=per_s(len(latencies)),
         output_tokens_per_s=per_s(output_tokens), good_requests=good,
         goodput_requests_per_s=per_s(good) if good is not None else None,

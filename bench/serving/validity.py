@@ -7,31 +7,11 @@ confidence), every request was served and none failed. Each failed check comes w
 
 from __future__ import annotations
 
-from pydantic import Field
-
-from ..validity import CONFIDENCE, RULE, conservative_percentile, min_queries
-from ..records.schema import Frozen
+from ..records.serving import SloCheck, Verdict
+from ..validity import conservative_percentile, min_queries
 from .loads import LoadResult
 from .metrics import duration_s, request_latencies, samples_ms
 from .slo import Slo, percentile_of
-
-
-class SloCheck(Frozen):
-    metric: str
-    percentile: str = Field(description="p99, p90 ...")
-    bound_ms: float
-    estimate_ms: float | None = Field(description="conservative estimate: None when the samples are too few")
-    samples: int
-    met: bool
-
-
-class Verdict(Frozen):
-    valid: bool
-    checks: dict[str, bool] = Field(description="min_requests, min_duration, slo, served, no_failures")
-    reasons: list[str] = Field(description="why each failed check failed")
-    slo: list[SloCheck] = Field(default_factory=list)
-    confidence: float = CONFIDENCE
-    rule: str = RULE
 
 
 def judge(result: LoadResult, slo: Slo | None, min_duration_s: float, min_requests: int) -> Verdict:
