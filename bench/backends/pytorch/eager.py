@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -11,6 +11,7 @@ from ...devices import get_device
 from ...errors import Unsupported
 from ...records.schema import Threads
 from .. import Backend, Session, backends
+from ..batching import Rows, eos_token_ids, left_pad, right_pad
 
 
 class TorchSession(Session):
@@ -50,6 +51,44 @@ class TorchSession(Session):
             greedy_generate(self.model, self.inputs["input_ids"][:rows], self.inputs["attention_mask"][:rows],
                             new_tokens, on_token, self.device)
 
+    def generate_batch(self, prompts: list[Sequence[int]], output_tokens: list[int],
+                       on_token: Callable[[int, int], None], stop_at_eos: Sequence[bool] | None = None) -> list[list[int]]:
+        import torch
+
+        from .generate import greedy_steps
+
+        if self.task != "causal-lm":
+            raise Unsupported("generation needs a causal LM")
+        eos = eos_token_ids(getattr(self.model, "generation_config", None)) or eos_token_ids(self.model.config)
+        rows = Rows(output_tokens, on_token, stop_at_eos, eos)
+        ids, mask, positions = (torch.from_numpy(a).to(self.device) for a in left_pad(prompts))
+        with self._autocast():
+            for next_token in greedy_steps(self.model, ids, mask, self.device, positions):
+                if not rows.take(next_token[:, 0].tolist()):
+                    break
+        return rows.tokens
+
+    def embed_batch(self, prompts: list[Sequence[int]]) -> dict:
+        import torch
+
+        ids, mask, padding = right_pad(prompts)
+        self._forward({"input_ids": torch.from_numpy(ids).to(self.device),
+                       "attention_mask": torch.from_numpy(mask).to(self.device)})
+        self._device.synchronize()
+        return padding
+
+    def continuous_batching(self, settings: Any) -> Any:
+        from .continuous import TransformersContinuousBatching
+
+        if self.task != "causal-lm":
+            raise Unsupported("continuous batching schedules decode steps: it serves causal LMs, not "
+                              f"{self.task} models")
+        if self._autocast is not contextlib.nullcontext:
+            raise Unsupported("transformers' continuous batching runs the model on its own thread, outside this "
+                              "session's autocast (thread-local): it would compute in the weights' precision, not "
+                              "the variant's; cast the weights instead (precision_mode: cast)")
+        return TransformersContinuousBatching.build(self.model, settings)
+
 
 def autocast_factory(ctx: Any) -> Callable[[], Any]:
     """A fresh autocast context per forward when the precision stage chose autocast, else a no-op."""
@@ -66,6 +105,13 @@ class PyTorch(Backend):
     devices = frozenset({"cpu", "cuda"})  # torch device types it runs on
     libraries = ("torch", "transformers", "torchao")
     reference = True
+    engines = frozenset({"single", "static", "continuous"})
+
+    @classmethod
+    def engine_refusal(cls, engine: str, task: str | None) -> str | None:
+        if engine == "continuous" and task not in (None, "causal-lm"):
+            return f"continuous batching schedules decode steps: it serves causal LMs, not {task} models"
+        return super().engine_refusal(engine, task)
 
     def open(self, artifact, loaded, inputs, ctx) -> TorchSession:
         import torch
