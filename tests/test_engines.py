@@ -31,8 +31,11 @@ from bench.backends.onnxruntime.backend import OrtSession  # noqa: E402
 from bench.backends.pytorch.compile import CompiledSession  # noqa: E402
 from bench.backends.pytorch.eager import TorchSession  # noqa: E402
 from bench.backends.pytorch.generate import greedy_generate  # noqa: E402
+from bench.drivers import drivers  # noqa: E402
+from bench.drivers.loadgen.driver import LoadGenDriver  # noqa: E402
 from conftest import tiny_causal_config  # noqa: E402
-from serving_fakes import running  # noqa: E402
+from serving_fakes import PoolSystem, running  # noqa: E402
+from serving_fakes import requests as pool_requests  # noqa: E402
 
 # Llama at a wider initialisation too: more varied tokens, so equality below can fail
 CONFIGS = {"gpt2": lambda: tiny_causal_config("gpt2"),
@@ -342,3 +345,71 @@ def test_backends_declare_the_engines_they_serve_for_the_plan():
     assert backends.get("onnxruntime").engine_refusal("static", "causal-lm") is None
     assert "not wired" in backends.get("torch-compile").engine_refusal("static", "causal-lm")
     assert backends.get("torch-compile").engine_refusal("static", "encoder") is None
+
+
+# --- LoadGen driving the engines ------------------------------------------------------------------------
+
+needs_loadgen = pytest.mark.skipif(LoadGenDriver.missing() is not None, reason=f"{LoadGenDriver.missing()}")
+
+
+@needs_loadgen
+@pytest.mark.parametrize("pattern", ["open-loop", "burst"])
+def test_loadgen_drives_the_static_engine_end_to_end(pattern, models, reference):
+    driver = LoadGenDriver()
+    with running(engines.get("static")().build(torch_session(models["llama"]), SETTINGS)) as system:
+        if pattern == "open-loop":
+            result = driver.open_loop(system, workload(), rate=100, seed=2, deadline_s=120)
+        else:
+            result = driver.burst(system, workload(), deadline_s=120)
+    assert result.load.pattern == pattern and result.stop_reason is None
+    assert [list(t.info["token_ids"]) for t in result.timings] == reference["llama"]
+    for t in result.timings:
+        first = t.token_ns[0][0]
+        assert t.scheduled_ns <= first <= t.done_ns and t.scheduled_ns <= t.sent_ns <= t.done_ns + 1
+        assert sum(n for _, n in t.token_ns) == t.output_tokens
+    metrics = serving_metrics(result, "static")
+    assert metrics.failed_requests == 0 and metrics.output_tokens == sum(OUTPUTS)
+
+
+def test_drivers_declare_their_patterns_for_the_plan():
+    assert drivers.get("bench").pattern_refusal("closed-loop") is None
+    assert drivers.get("bench").pattern_refusal("open-loop", "gamma") is None
+    assert "closed loop" in drivers.get("loadgen").pattern_refusal("closed-loop")
+    assert "Poisson" in drivers.get("loadgen").pattern_refusal("open-loop", "gamma")
+    assert drivers.get("loadgen").pattern_refusal("burst") is None
+
+
+@needs_loadgen
+def test_loadgen_refuses_a_closed_loop_and_bursty_arrivals():
+    with pytest.raises(Unsupported, match="closed loop"):
+        LoadGenDriver().closed_loop(PoolSystem(), pool_requests(3), users=2)
+    with pytest.raises(Unsupported, match="Poisson"):
+        LoadGenDriver().open_loop(PoolSystem(), pool_requests(3), rate=10, seed=0, distribution="gamma")
+
+
+@needs_loadgen
+def test_loadgen_open_loop_stops_an_over_saturated_run_and_counts_the_unserved():
+    with running(PoolSystem(capacity=1, per_token_s=0.02)) as system:  # 25 requests/s at most, sent 400/s
+        result = LoadGenDriver().open_loop(system, pool_requests(40), rate=400, seed=0, max_backlog=4)
+    assert result.stop_reason.startswith("over-saturated")
+    unserved = [t for t in result.timings if not t.served]
+    assert unserved and all("unserved" in t.error for t in unserved)
+    assert all(t.ok for t in result.timings if t.served)
+
+
+@needs_loadgen
+def test_loadgen_deadline_fails_a_request_the_system_never_answers():
+    with running(PoolSystem(capacity=4, silent={1})) as system:
+        result = LoadGenDriver().burst(system, pool_requests(4), deadline_s=0.5)
+    assert [t.ok for t in result.timings] == [True, False, True, True]
+    assert "deadline" in result.timings[1].error and result.stop_reason == "the 0.5 s deadline passed"
+
+
+@needs_loadgen
+def test_loadgen_times_are_loadgens_own_from_the_scheduled_arrival():
+    """A fake with a known per-token time: LoadGen's E2E and TTFT hold at least what the system took."""
+    with running(PoolSystem(capacity=4, per_token_s=0.005)) as system:
+        result = LoadGenDriver().open_loop(system, pool_requests(8, output_tokens=3), rate=50, seed=0)
+    for t in result.timings:
+        assert t.token_ns[0][0] - t.scheduled_ns >= 5e6 and t.done_ns - t.scheduled_ns >= 15e6
+        assert t.sent_ns >= t.scheduled_ns
