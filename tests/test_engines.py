@@ -6,7 +6,8 @@ many times what the work needs."""
 from __future__ import annotations
 
 import contextlib
-import threading
+import ctypes
+import os
 import time
 
 import numpy as np
@@ -143,7 +144,7 @@ def tiny_bert(tmp_path_factory):
     torch.manual_seed(0)
     model = transformers.BertModel(transformers.BertConfig(num_hidden_layers=2, hidden_size=32, num_attention_heads=2,
                                                            intermediate_size=64, vocab_size=1000)).eval()
-    example = {"input_ids": torch.ones((2, 8), dtype=torch.long), "attention_mask": torch.ones((2, 8), dtype=torch.long)}
+    example = {name: torch.ones((2, 8), dtype=torch.long) for name in ("input_ids", "attention_mask")}
     path, _ = onnx_export.cached_export(model, example, "last_hidden_state", {"m": "bert"},
                                         tmp_path_factory.mktemp("bert"), 18)
     return model, path
@@ -165,6 +166,36 @@ def test_embed_batch_pads_to_the_longest_in_one_forward_and_counts_the_padding(b
     stats = session.embed_batch(prompts())
     assert stats == {"tokens": sum(PROMPT_LENGTHS), "padding_tokens": 6 * 12 - sum(PROMPT_LENGTHS)}
     assert shapes == [(6, 12)]
+
+
+def _openmp():
+    """The OpenMP runtime torch runs on (libgomp), to read a thread's own setting before torch touches it."""
+    try:
+        return ctypes.CDLL("libgomp.so.1", mode=os.RTLD_NOLOAD)
+    except OSError:
+        pytest.skip("torch runs on another OpenMP runtime than libgomp here")
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one core: OpenMP's default is the one thread set")
+@pytest.mark.parametrize("engine", ["static", "continuous"])
+def test_a_serving_thread_runs_the_model_with_the_intra_op_threads_the_point_set(engine, models):
+    """A new thread starts from OpenMP's default (every core), not from torch.set_num_threads in the thread that
+    opened the session: the engines' threads must apply the point's count before the model runs there."""
+    openmp, model = _openmp(), models["llama"]
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    seen: list[int] = []
+    try:
+        system = engines.get(engine)().build(torch_session(model), SETTINGS)
+        with running(system):
+            hook = model.register_forward_pre_hook(lambda module, args: seen.append(openmp.omp_get_max_threads()))
+            try:
+                burst(system, workload()[:2])
+            finally:
+                hook.remove()
+    finally:
+        torch.set_num_threads(previous)
+    assert seen and set(seen) == {1}
 
 
 # --- the engines on fake sessions ---------------------------------------------------------------------

@@ -55,7 +55,8 @@ class Session:
         raise Unsupported(f"{type(self).__name__} does not implement generation")
 
     def generate_batch(self, prompts: list[Sequence[int]], output_tokens: list[int],
-                       on_token: Callable[[int, int], None], stop_at_eos: Sequence[bool] | None = None) -> list[list[int]]:
+                       on_token: Callable[[int, int], None],
+                       stop_at_eos: Sequence[bool] | None = None) -> list[list[int]]:
         """Greedy decoding of prompts of different lengths in one batch (left-padded, masked, each row's own
         positions) with a KV cache: row i reports on_token(i, 1) per token until it has `output_tokens[i]` (or, where
         `stop_at_eos[i]`, its EOS); returns every row's token ids once the longest row is done."""

@@ -49,8 +49,8 @@ def right_pad(prompts: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray,
 
 class Rows:
     """Which rows of a generating batch still want tokens. Row i takes `output_tokens[i]` tokens, or fewer when
-    `stop_at_eos[i]` and it produced one of `eos_token_ids`; each token is reported as on_token(i, 1) as it is taken. The
-    batch decodes until no row wants more (the longest one)."""
+    `stop_at_eos[i]` and it produced one of `eos_token_ids`; each token is reported as on_token(i, 1) as it is
+    taken. The batch decodes until no row wants more (the longest one)."""
 
     def __init__(self, output_tokens: Sequence[int], on_token: Callable[[int, int], None],
                  stop_at_eos: Sequence[bool] | None = None, eos_token_ids: Collection[int] = ()):

@@ -77,7 +77,8 @@ class OrtSession(Session):
                                            self._prompt["attention_mask"][:rows], new_tokens, on_token)
 
     def generate_batch(self, prompts: list[Sequence[int]], output_tokens: list[int],
-                       on_token: Callable[[int, int], None], stop_at_eos: Sequence[bool] | None = None) -> list[list[int]]:
+                       on_token: Callable[[int, int], None],
+                       stop_at_eos: Sequence[bool] | None = None) -> list[list[int]]:
         decoder = self._require_decoder()
         rows = Rows(output_tokens, on_token, stop_at_eos, self.eos_token_ids)
         for tokens in ort_decoder.greedy_steps(decoder, *left_pad(prompts)):

@@ -58,10 +58,10 @@ class TransformersContinuousBatching:
     engine = "continuous"
     max_in_flight = None  # the manager's input queue is unbounded
 
-    def __init__(self, model: Any, settings: Any):
+    def __init__(self, model: Any, settings: Any, threads: Any):
         from transformers import ContinuousBatchingConfig, GenerationConfig
 
-        self._model = model
+        self._model, self._threads = model, threads
         longest = settings.max_sequence_tokens or context_length(model.config)
         if not longest:
             raise Unsupported("continuous batching needs the longest sequence to size its KV cache: the model's "
@@ -78,6 +78,7 @@ class TransformersContinuousBatching:
                                                    eos_token_id=-1 if eos is None else eos)
         self._settings = {"max_batch": settings.max_batch, "max_sequence_tokens": longest}
         self._manager: Any = None
+        self._thread_hook: Any = None
         self._attention: str | None = None
         self._streams: dict[str, _Stream] = {}
         self._lock = threading.Lock()
@@ -86,15 +87,16 @@ class TransformersContinuousBatching:
         self._dispatcher: threading.Thread | None = None
 
     @classmethod
-    def build(cls, model: Any, settings: Any) -> "TransformersContinuousBatching":
+    def build(cls, model: Any, settings: Any, threads: Any) -> "TransformersContinuousBatching":
         """A system, not started, for a model transformers' continuous batching has just served one probe request
-        on; Unsupported with the reason otherwise."""
+        on; Unsupported with the reason otherwise. `threads` (eager.IntraOpThreads) is applied in the manager's
+        thread before its first forward."""
         import transformers
 
         if not hasattr(model, "init_continuous_batching"):
             raise Unsupported(f"{type(model).__name__} is not a transformers generation model: transformers' "
                               "continuous batching cannot serve it")
-        system = cls(model, settings)
+        system = cls(model, settings, threads)
         probe = Request(index=-1, prompt_ids=tuple(range(1, 9)), output_tokens=PROBE_TOKENS)
         done = threading.Event()
         got: list[Completion] = []
@@ -112,11 +114,12 @@ class TransformersContinuousBatching:
         if why:
             raise Unsupported(f"transformers {transformers.__version__} continuous batching cannot serve "
                               f"{type(model).__name__}: a probe request failed: {why}")
-        return cls(model, settings)
+        return cls(model, settings, threads)
 
     def start(self) -> None:
         import torch
 
+        self._thread_hook = self._model.register_forward_pre_hook(lambda module, args: self._threads.apply())
         self._manager = self._model.init_continuous_batching(generation_config=self._generation_config,
                                                              continuous_batching_config=self._cb_config)
         self._attention = self._model.config._attn_implementation
@@ -176,6 +179,8 @@ class TransformersContinuousBatching:
             if self._stopped:
                 return
             self._stopped = True
+        if self._thread_hook is not None:
+            self._thread_hook.remove()
         if self._manager is None:
             return
         self._manager.stop(block=True, hard_stop=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -14,12 +15,32 @@ from .. import Backend, Session, backends
 from ..batching import Rows, eos_token_ids, left_pad, right_pad
 
 
+class IntraOpThreads:
+    """The intra-op thread count of the thread that opened the session (where the point set it), applied once in
+    each other thread that runs the model (the engines' workers, transformers' continuous-batching loop): a new
+    thread starts from OpenMP's default, every core, not from `torch.set_num_threads` called elsewhere."""
+
+    def __init__(self):
+        import torch
+
+        self.count = torch.get_num_threads()
+        self._applied = threading.local()
+
+    def apply(self) -> None:
+        if not getattr(self._applied, "done", False):
+            import torch
+
+            torch.set_num_threads(self.count)
+            self._applied.done = True
+
+
 class TorchSession(Session):
     def __init__(self, model: Any, inputs: dict[str, Any], device: str, task: str, autocast: Callable[[], Any]):
         self.model, self.inputs, self.device, self.task = model, inputs, device, task
         self._device = get_device(device)
         self._autocast = autocast
         self._extra = {"use_cache": False} if task == "causal-lm" else {}
+        self.threads = IntraOpThreads()
 
     def _forward(self, inputs: dict[str, Any]) -> Any:
         import torch
@@ -52,7 +73,8 @@ class TorchSession(Session):
                             new_tokens, on_token, self.device)
 
     def generate_batch(self, prompts: list[Sequence[int]], output_tokens: list[int],
-                       on_token: Callable[[int, int], None], stop_at_eos: Sequence[bool] | None = None) -> list[list[int]]:
+                       on_token: Callable[[int, int], None],
+                       stop_at_eos: Sequence[bool] | None = None) -> list[list[int]]:
         import torch
 
         from .generate import greedy_steps
@@ -61,6 +83,7 @@ class TorchSession(Session):
             raise Unsupported("generation needs a causal LM")
         eos = eos_token_ids(getattr(self.model, "generation_config", None)) or eos_token_ids(self.model.config)
         rows = Rows(output_tokens, on_token, stop_at_eos, eos)
+        self.threads.apply()
         ids, mask, positions = (torch.from_numpy(a).to(self.device) for a in left_pad(prompts))
         with self._autocast():
             for next_token in greedy_steps(self.model, ids, mask, self.device, positions):
@@ -72,6 +95,7 @@ class TorchSession(Session):
         import torch
 
         ids, mask, padding = right_pad(prompts)
+        self.threads.apply()
         self._forward({"input_ids": torch.from_numpy(ids).to(self.device),
                        "attention_mask": torch.from_numpy(mask).to(self.device)})
         self._device.synchronize()
@@ -87,7 +111,7 @@ class TorchSession(Session):
             raise Unsupported("transformers' continuous batching runs the model on its own thread, outside this "
                               "session's autocast (thread-local): it would compute in the weights' precision, not "
                               "the variant's; cast the weights instead (precision_mode: cast)")
-        return TransformersContinuousBatching.build(self.model, settings)
+        return TransformersContinuousBatching.build(self.model, settings, self.threads)
 
 
 def autocast_factory(ctx: Any) -> Callable[[], Any]:
