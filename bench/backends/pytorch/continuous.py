@@ -184,7 +184,8 @@ class TransformersContinuousBatching:
         if self._manager is None:
             return
         self._manager.stop(block=True, hard_stop=True)
-        self._dispatcher.join()
+        if self._dispatcher is not None:  # None: the manager failed to start
+            self._dispatcher.join()
         self._manager.destroy()
         with self._lock:
             left, self._streams = self._streams, {}
