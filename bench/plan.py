@@ -209,18 +209,19 @@ def _pairing_problem(model: ModelSpec, variant: VariantSpec, paired: str | None)
     return None
 
 
-def _scenario_problem(backend: str, scenario: ScenarioSpec) -> str | None:
-    """Why a scenario cannot measure a backend whose sessions serve requests through their own engines only."""
-    engines = backends.get(backend).engines
-    if engines is None:
-        return None
+def _as_run_on(backend: str, scenario: ScenarioSpec, task: str | None) -> tuple[ScenarioSpec, str | None]:
+    """The scenario as it runs on `backend`, and why it cannot: a serving scenario gets its engine (the backend's
+    default where the suite names none, so the point says which served it), judged against the engines the backend
+    declares; a backend that holds no model here (an endpoint) runs serving scenarios only."""
+    cls = backends.get(backend)
     if not scenarios.get(scenario.name).serving:
-        return (f"{backend} serves requests only (through {', '.join(engines)}); scenario {scenario.name!r} does not "
-                "send requests")
-    engine = scenario.options.get("engine")
-    if engine is not None and engine not in engines:
-        return f"{backend} serves requests through {', '.join(engines)} only, not the {engine} engine"
-    return None
+        return scenario, None if cls.holds_model else (
+            f"{backend} serves requests only; scenario {scenario.name!r} sends none")
+    engine = scenario.options.get("engine") or cls.default_engine()
+    if engine is None:
+        return scenario, f"{backend} serves requests with no engine"
+    scenario = scenario.model_copy(update={"options": {**scenario.options, "engine": engine}})
+    return scenario, cls.engine_refusal(engine, task)
 
 
 def build_plan(suite: Suite, file: str | Path) -> Plan:
@@ -253,8 +254,9 @@ def build_plan(suite: Suite, file: str | Path) -> Plan:
         task, weights = source.task(model), source.weights_of(model)
         candidates = [paired[model.name]] if model.name in paired else [variant.backend or b for b in suite.backends]
         for backend in dict.fromkeys(candidates):
+            run_as, engine_problem = _as_run_on(backend, scenario, task)
             point = RunPoint(suite=suite.name or "suite", model=model, task=task, weights=weights,
-                             backend=backend, device=device, variant=variant, scenario=scenario,
+                             backend=backend, device=device, variant=variant, scenario=run_as,
                              batch_size=batch, seq_len=seq, settings=suite.defaults,
                              quality=suite.quality, target=target, extensions=suite.extensions or None)
             if _excluded(exclusions, point):
@@ -266,7 +268,7 @@ def build_plan(suite: Suite, file: str | Path) -> Plan:
                 raise ConfigError(file, f"variant {variant.name!r}.backend_options", f"{backend} takes no backend_options",
                                   "remove backend_options, or pin the variant to a backend that takes them")
             reason = (_pairing_problem(model, variant, paired.get(model.name))
-                      or incompatibility(variant, backend, device) or _scenario_problem(backend, scenario))
+                      or incompatibility(variant, backend, device) or engine_problem)
             scenario_cls = scenarios.get(scenario.name)
             served = scenario_cls.tasks
             if reason is None and served is not None and task is not None and task not in served:

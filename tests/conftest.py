@@ -16,6 +16,19 @@ TINY_GPT2 = {"name": "tiny-gpt2", "source": "random", "id": "gpt2",
 TINY_BERT = {"name": "tiny-bert", "source": "random", "id": "bert-base-uncased",
              "overrides": {"num_hidden_layers": 2, "hidden_size": 32, "num_attention_heads": 2,
                            "intermediate_size": 64}}
+def tiny_causal_config(arch: str, **overrides):
+    """A tiny random GPT-2 or Llama (GQA: 2 kv heads for 4 query heads) config. GPT-2 at a wider initialisation:
+    at the default 0.02 a tiny random GPT-2 repeats one token, and a test of token equality could not fail."""
+    import transformers
+
+    if arch == "gpt2":
+        return transformers.GPT2Config(**{"n_layer": 2, "n_embd": 64, "n_head": 2, "n_positions": 256,
+                                          "initializer_range": 0.3, **overrides})
+    return transformers.LlamaConfig(**{"num_hidden_layers": 2, "hidden_size": 64, "num_attention_heads": 4,
+                                       "num_key_value_heads": 2, "intermediate_size": 128, "vocab_size": 1000,
+                                       "max_position_embeddings": 256, **overrides})
+
+
 FAST_DEFAULTS = {"warmup_iterations": 1, "warmup_s": 0.0, "min_iterations": 5, "min_duration_s": 0.0,
                  "timeout_s": 120, "intra_op_threads": 1}
 

@@ -6,9 +6,20 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 from bench.serving.engines import Engine, engines
 from bench.serving.requests import Completion, Request
+
+
+@contextmanager
+def running(system):
+    """A started system, stopped on the way out."""
+    system.start()
+    try:
+        yield system
+    finally:
+        system.stop()
 
 
 def requests(count: int, output_tokens: int = 2) -> list[Request]:

@@ -163,7 +163,7 @@ def test_every_driver_tells_the_window_only_its_timed_traffic(name, pattern):
         records = driver.server(serve, 100.0, 10, 3, "poisson", 1.0, BatchingPolicy("single"), deadline_s=30.0,
                                 window=window)
         assert window.inside == len(records) == 10 and window.closings == 1
-        outside = 1 if name == "loadgen" else 0  # LoadGen's probe request
+        outside = 1  # the probe request that finds whether requests stream tokens
     assert len(calls) == window.inside + outside
 
 

@@ -22,16 +22,9 @@ from bench.backends.pytorch.generate import greedy_generate  # noqa: E402
 from bench.cli import main  # noqa: E402
 from bench.records.store import load_records  # noqa: E402
 
-from conftest import FAST_DEFAULTS, TINY_GPT2, tiny_suite  # noqa: E402
+from conftest import FAST_DEFAULTS, TINY_GPT2, tiny_causal_config, tiny_suite  # noqa: E402
 
-# GPT-2 at a wider initialisation: at the default 0.02 a tiny random GPT-2 repeats one token, and a test
-# of token-by-token equality on a constant sequence could not fail
-CONFIGS = {
-    "gpt2": lambda: transformers.GPT2Config(n_layer=2, n_embd=64, n_head=2, n_positions=256, initializer_range=0.3),
-    "llama": lambda: transformers.LlamaConfig(num_hidden_layers=2, hidden_size=64, num_attention_heads=4,
-                                              num_key_value_heads=2, intermediate_size=128, vocab_size=1000,
-                                              max_position_embeddings=256),  # GQA: 2 kv heads for 4 query heads
-}
+CONFIGS = {arch: lambda arch=arch: tiny_causal_config(arch) for arch in ("gpt2", "llama")}
 
 
 def real_text(batch: int, seq: int, vocab: int, offset: int = 0) -> dict[str, np.ndarray]:
@@ -79,8 +72,8 @@ def test_export_is_verified_token_by_token(exported, arch):
     # the export left the model as it was
     assert not model.training and model.config._attn_implementation == "sdpa"
     layers = model.config.num_hidden_layers
-    assert info["inputs"][:3] == ["input_ids", "attention_mask", "logit_positions"]
-    assert len(info["inputs"]) == 3 + 2 * layers and len(info["outputs"]) == 1 + 2 * layers
+    assert info["inputs"][:4] == ["input_ids", "attention_mask", "position_ids", "logit_positions"]
+    assert len(info["inputs"]) == 4 + 2 * layers and len(info["outputs"]) == 1 + 2 * layers
 
 
 @pytest.mark.parametrize("arch", list(CONFIGS))

@@ -2,22 +2,11 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import pytest
-from serving_fakes import DoubleDoneSystem, InlineSystem, PoolSystem, requests
+from serving_fakes import DoubleDoneSystem, InlineSystem, PoolSystem, requests, running
 
 from bench.measurement.schedule import arrival_schedule
 from bench.serving.loads import burst, closed_loop, open_loop
-
-
-@contextmanager
-def running(system):
-    system.start()
-    try:
-        yield system
-    finally:
-        system.stop()
 
 
 @pytest.mark.parametrize("distribution, burstiness", [("poisson", 1.0), ("gamma", 0.5)])

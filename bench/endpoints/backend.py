@@ -23,7 +23,7 @@ AS_SERVED = "as served"
 class EndpointSession(Session):
     """What the serving scenarios drive: `new_client()` is a fresh ServingSystem over the server for each run."""
 
-    engines = ("endpoint",)
+    engines = frozenset({"endpoint"})
 
     def __init__(self, settings: EndpointSettings, tokenizer: Any, task: str, description: SessionDescription,
                  server: LaunchedServer | None = None):

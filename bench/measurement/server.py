@@ -1,26 +1,21 @@
-"""A real-time load driver for the server scenario. It knows nothing of models.
+"""What the `server` scenario of the prepared batch needs besides its traffic: the batching policy it names,
+the summary of its served requests and the peak-rate search. The traffic is a driver's (`Driver.server`: the
+open loop of bench/serving/loads.py or LoadGen's, into the single or static engine of bench/serving/engines).
 
-Requests arrive on a schedule generated up front. One worker serves them; between batches it sleeps
-until the next scheduled arrival (or the batching deadline), never spinning, so it does not steal a
-core from the system under test. Latency is counted from the *scheduled* arrival, so queueing counts.
-
-Batching policies:
+Batching policies (the engines):
 - `single`: one request at a time, in arrival order.
-- `dynamic`: when the worker is free and at least one request has arrived, it waits until either
-  `max_batch_size` requests have arrived or `max_wait_s` has passed since the oldest waiting request
-  arrived, then serves up to `max_batch_size` of them together as one batch (static batching: a batch
-  finishes together; no request joins a running batch).
+- `dynamic`: the static engine: when the worker is free and at least one request has arrived, it waits until
+  either `max_batch_size` requests have arrived or `max_wait_s` has passed since the oldest waiting request
+  arrived, then serves up to `max_batch_size` of them together as one batch (a batch finishes together; no
+  request joins a running batch).
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Callable, Literal
 
 import numpy as np
-
-from .timing import NO_WINDOW, WindowHook
 
 
 @dataclass(frozen=True)
@@ -32,54 +27,6 @@ class BatchingPolicy:
     def __post_init__(self):
         if self.kind == "single" and self.max_batch_size != 1:
             object.__setattr__(self, "max_batch_size", 1)
-
-
-def _sleep_until(clock_start: float, offset_s: float) -> None:
-    remaining = clock_start + offset_s - time.perf_counter()
-    if remaining > 0:
-        time.sleep(remaining)
-
-
-def run_server(schedule_s: np.ndarray, serve: Callable[[int, Callable[[int], None]], None],
-               policy: BatchingPolicy, deadline_s: float | None = None, window: WindowHook = NO_WINDOW) -> list[dict]:
-    """Serve scheduled requests; `serve(n, on_token)` runs a batch of n and calls on_token(i) per token.
-
-    Returns one record per served request with times in seconds relative to the schedule's start. When
-    `deadline_s` passes (an overloaded run), the remaining requests are not served: callers see fewer
-    records than scheduled and must count the run as failing. `window` is told when the schedule starts and
-    when the last request is done.
-    """
-    n = len(schedule_s)
-    records: list[dict] = []
-    window.opened()
-    start = time.perf_counter()
-    now = lambda: time.perf_counter() - start  # noqa: E731
-    i = 0
-    while i < n:
-        if deadline_s is not None and now() > deadline_s:
-            break
-        _sleep_until(start, schedule_s[i])  # idle until the next request exists
-        if policy.kind == "dynamic":
-            deadline = schedule_s[i] + policy.max_wait_s
-            while True:
-                arrived = int(np.searchsorted(schedule_s, now(), side="right")) - i
-                if arrived >= policy.max_batch_size or now() >= deadline or i + arrived >= n:
-                    break
-                _sleep_until(start, min(deadline, schedule_s[i + arrived]))
-        arrived = max(1, int(np.searchsorted(schedule_s, now(), side="right")) - i)
-        size = min(arrived, policy.max_batch_size)
-        first_token: list[float] = []
-        begun = now()
-        serve(size, lambda k: first_token.append(now()) if k == 0 else None)
-        done = now()
-        for j in range(i, i + size):
-            records.append({"scheduled_s": float(schedule_s[j]), "start_s": begun, "done_s": done,
-                            "latency_s": done - float(schedule_s[j]), "queue_s": begun - float(schedule_s[j]),
-                            "ttft_s": first_token[0] - float(schedule_s[j]) if first_token else None,
-                            "batch_size": size})
-        i += size
-    window.closed()
-    return records
 
 
 def summarize_server(records: list[dict], samples_per_request: int, latency_bound_s: float,

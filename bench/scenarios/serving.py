@@ -45,7 +45,8 @@ RATE_SEARCH_LOW, RATE_SEARCH_HIGH = 8, 1.25  # rate search by default over [x / 
 class ServingOptions(DriverOptions):
     """Options every serving scenario takes (README, "Serving")."""
 
-    engine: str = Field("static", description="the batching inside the system: single, static or continuous")
+    engine: str | None = Field(None, description="the batching inside the system: single, static or continuous "
+                                                 "(default: the backend's, static for in-process engines)")
     max_wait_ms: float = Field(5.0, ge=0, description="static: longest wait for a fuller batch")
     prompt_tokens: PromptLength | None = Field(None, description="prompt lengths (default: the point's seq_len)")
     output_tokens: OutputLength | None = Field(None, description="output lengths (default: 32; encoders 0)")
@@ -64,8 +65,8 @@ class ServingOptions(DriverOptions):
 
     @field_validator("engine")
     @classmethod
-    def _known_engine(cls, name: str) -> str:
-        if name not in engines:
+    def _known_engine(cls, name: str | None) -> str | None:
+        if name is not None and name not in engines:
             raise ValueError(f"unknown engine {name!r}; known: {', '.join(engines.names())}")
         return name
 
@@ -140,13 +141,16 @@ class Serving:
     def __init__(self, session: Any, workload: Workload, settings: LoopSettings, options: ServingOptions):
         self.session, self.workload, self.settings, self.options = session, workload, settings, options
         self.driver = driver_for(options)
-        self.engine = engines.get(options.engine)()
-        self.engine_settings = EngineSettings(max_batch=workload.batch_size, max_wait_s=options.max_wait_ms / 1e3)
+        self.engine = engines.get(options.engine or "static")()  # the plan names the backend's own
         self.seed = settings.seed if options.seed is None else options.seed
         self.prompt_tokens = workload.seq_len if options.prompt_tokens is None else options.prompt_tokens
         self.output_tokens = options.output_tokens
         if self.output_tokens is None:
             self.output_tokens = ENCODER_OUTPUT if workload.task == "encoder" else DECODER_OUTPUT
+        # the longest request sizes an engine's cache (continuous batching's KV blocks)
+        self.engine_settings = EngineSettings(max_batch=workload.batch_size, max_wait_s=options.max_wait_ms / 1e3,
+                                              max_sequence_tokens=longest(self.prompt_tokens) + longest(
+                                                  self.output_tokens))
         self.slo = options.slo
         self.need = max(settings.min_iterations, min_queries(self.slo.highest_percentile()) if self.slo else 1)
         self.max_backlog = options.max_backlog or max(BACKLOG_MIN, BACKLOG_PER_SLOT * workload.batch_size)

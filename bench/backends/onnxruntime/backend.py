@@ -9,7 +9,7 @@ Graph-stage transforms (fusions, int8, int4, fp16) are applied by the pipeline b
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Literal, Sequence
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict
 from ...errors import Unsupported
 from ...records.schema import Threads
 from .. import Backend, Session, backends
+from ..batching import Rows, eos_token_ids, left_pad, right_pad
 from . import decoder as ort_decoder
 from .export import DEFAULT_OPSET, cached_export, export_info, onnx_file_bytes, onnx_lookup_table_bytes
 from .session import PROVIDERS, make_session, run_fn
@@ -34,8 +35,9 @@ class OrtSession(Session):
     """Forward passes on any graph; greedy generation on a decoder graph with a KV cache. A graph without
     one is refused for generation: each decode step would recompute the whole prefix and misstate decode cost."""
 
-    def __init__(self, session: Any, inputs: dict[str, np.ndarray], provider: str):
-        self.session, self.provider = session, provider
+    def __init__(self, session: Any, inputs: dict[str, np.ndarray], provider: str,
+                 eos_token_ids: frozenset[int] = frozenset()):
+        self.session, self.provider, self.eos_token_ids = session, provider, eos_token_ids
         self._input_names = {i.name for i in session.get_inputs()}
         self._decoder = (ort_decoder.CachedDecoder(session, provider)
                          if ort_decoder.is_decoder_graph(self._input_names) else None)
@@ -63,13 +65,32 @@ class OrtSession(Session):
     def infer(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         return np.asarray(self.session.run(None, self._feed(inputs))[0], dtype=np.float32)
 
-    def generate(self, new_tokens: int, on_token: Callable[[int], None], rows: int | None = None) -> np.ndarray:
-        """As `Session.generate`; returns the tokens [rows, new_tokens]."""
+    def _require_decoder(self) -> Any:
         if self._decoder is None:
             raise Unsupported("this ONNX graph has no past-key-value inputs (not a causal LM exported with a KV "
                               "cache): generating on it would recompute the whole prefix every token")
-        return ort_decoder.greedy_generate(self._decoder, self._prompt["input_ids"][:rows],
-                                    self._prompt["attention_mask"][:rows], new_tokens, on_token)
+        return self._decoder
+
+    def generate(self, new_tokens: int, on_token: Callable[[int], None], rows: int | None = None) -> np.ndarray:
+        """As `Session.generate`; returns the tokens [rows, new_tokens]."""
+        return ort_decoder.greedy_generate(self._require_decoder(), self._prompt["input_ids"][:rows],
+                                           self._prompt["attention_mask"][:rows], new_tokens, on_token)
+
+    def generate_batch(self, prompts: list[Sequence[int]], output_tokens: list[int],
+                       on_token: Callable[[int, int], None],
+                       stop_at_eos: Sequence[bool] | None = None) -> list[list[int]]:
+        decoder = self._require_decoder()
+        rows = Rows(output_tokens, on_token, stop_at_eos, self.eos_token_ids)
+        for tokens in ort_decoder.greedy_steps(decoder, *left_pad(prompts)):
+            if not rows.take(tokens.tolist()):
+                break
+        return rows.tokens
+
+    def embed_batch(self, prompts: list[Sequence[int]]) -> dict:
+        ids, mask, padding = right_pad(prompts)
+        self.session.run(None, self._feed({"input_ids": ids, "attention_mask": mask,
+                                           "token_type_ids": np.zeros_like(ids)}))
+        return padding
 
 
 @backends.register("onnxruntime")
@@ -79,6 +100,14 @@ class OnnxRuntime(Backend):
     devices = frozenset(PROVIDERS)  # the devices it has an execution provider for
     libraries = ("onnxruntime", "onnxruntime-gpu", "onnx")
     Options = OrtOptions
+    engines = frozenset({"single", "static"})
+
+    @classmethod
+    def engine_refusal(cls, engine: str, task: str | None) -> str | None:
+        if engine == "continuous":
+            return ("ONNX Runtime has no continuous batching here: the continuous engine is transformers' own, which "
+                    "runs the PyTorch model (use the static engine, or backend pytorch)")
+        return super().engine_refusal(engine, task)
 
     def export(self, model, loaded, inputs, ctx) -> Path:
         import torch
@@ -102,7 +131,8 @@ class OnnxRuntime(Backend):
         provider = ctx.device  # a key of PROVIDERS: the plan refuses devices the engine has none for (`devices`)
         session = make_session(artifact, provider, opts.graph_optimization_level,
                                ctx.intra_op_threads, ctx.inter_op_threads)
-        opened = OrtSession(session, inputs, provider)
+        eos = eos_token_ids(getattr(loaded.model, "generation_config", None)) or eos_token_ids(loaded.model.config)
+        opened = OrtSession(session, inputs, provider, eos)
         opened.description = self.describe(
             ctx, engine="onnxruntime", engine_version=onnxruntime.__version__, file=str(artifact),
             file_bytes=onnx_file_bytes(artifact), lookup_table_bytes=onnx_lookup_table_bytes(artifact),

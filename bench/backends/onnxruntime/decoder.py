@@ -9,30 +9,34 @@ structured removal) would silently be lost. Here the transformed torch model its
 
 The graph is one "merged" decoder for prefill and decode (names as ORT's and optimum's exporters use):
 
-* inputs: `input_ids` [batch, seq], `attention_mask` [batch, past + seq], `logit_positions` [kept] (the
+* inputs: `input_ids` [batch, seq], `attention_mask` [batch, past + seq], `position_ids` [batch, seq] (each
+  token's position in its own row: a left-padded row counts from its first real token, which GPT-2's learned
+  positions need), `logit_positions` [kept] (the
   sequence positions whose logits are computed, transformers' tensor `logits_to_keep`: every position for
   perplexity, the last for generation, so prefill is not charged the LM head per prompt token, as in
   `torch_generate`), and `past_key_values.{i}.key|value` [batch, kv_heads, past, head_dim] (past = 0 for
   prefill; GQA models carry only their kv heads);
 * outputs: `logits` [batch, kept, vocab] and `present.{i}.key|value` [batch, kv_heads, past + seq, head_dim].
 
-Positions are the model's own default (past length + arange), as in `torch_generate`, so prompts are not
-left-padded. Traced with a non-empty past: `DynamicLayer.get_seq_length` answers a Python 0 for an empty
+Unpadded prompts take positions past length + arange, the model's own default, as in `torch_generate`; a batch of
+prompts of different lengths (the serving engines) is left-padded with each row's own positions. Traced with a
+non-empty past: `DynamicLayer.get_seq_length` answers a Python 0 for an empty
 cache, which a trace would bake in; a traced non-empty past runs at past 0 too (checked by the tests).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from ...errors import Unsupported
 from .export import GraphSpec, cached_graph, evaluating, export_graph
 from .session import PROVIDERS
 
 PAST, PRESENT = "past_key_values", "present"
-LOGIT_POSITIONS = "logit_positions"
+POSITION_IDS, LOGIT_POSITIONS = "position_ids", "logit_positions"
 VERIFY_TOKENS = 16  # greedy tokens compared with PyTorch once per export
 NUMPY_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
 
@@ -49,18 +53,21 @@ def _past_layout(graph_inputs) -> dict[str, tuple[int, int, Any]]:
 
 def extra_inputs(graph_inputs, batch: int, seq: int) -> dict[str, np.ndarray]:
     """What a decoder graph takes besides input_ids and attention_mask for one full-sequence forward: an
-    empty KV cache and logits at every position ({} for any other graph)."""
+    empty KV cache, positions from 0 and logits at every position ({} for any other graph)."""
     extra = {name: np.zeros((batch, heads, 0, dim), dtype) for name, (heads, dim, dtype) in
              _past_layout(graph_inputs).items()}
     if extra:
         extra[LOGIT_POSITIONS] = np.arange(seq, dtype=np.int64)
+        if POSITION_IDS in {i.name for i in graph_inputs}:
+            extra[POSITION_IDS] = np.broadcast_to(np.arange(seq, dtype=np.int64), (batch, seq)).copy()
     return extra
 
 
 # --- export --------------------------------------------------------------------------------------
 
 def _module(model: Any, layers: int):
-    """A module taking (input_ids, attention_mask, logit_positions, *past) and returning (logits, *present)."""
+    """A module taking (input_ids, attention_mask, position_ids, logit_positions, *past) and returning
+    (logits, *present)."""
     import torch
     from transformers import DynamicCache
 
@@ -70,10 +77,10 @@ def _module(model: Any, layers: int):
             self.model = model
 
         def forward(self, *args):
-            input_ids, attention_mask, logit_positions, *past = args
+            input_ids, attention_mask, position_ids, logit_positions, *past = args
             cache = DynamicCache([(past[2 * i], past[2 * i + 1]) for i in range(layers)], config=self.model.config)
-            out = self.model(input_ids=input_ids, attention_mask=attention_mask, past_key_values=cache,
-                             use_cache=True, logits_to_keep=logit_positions)
+            out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                             past_key_values=cache, use_cache=True, logits_to_keep=logit_positions)
             return (out.logits, *[t for layer in out.past_key_values.layers for t in (layer.keys, layer.values)])
 
     return WithPast().eval()
@@ -92,19 +99,20 @@ def _example(model: Any, input_ids: Any) -> tuple:
     with torch.no_grad():
         cache = model(input_ids=ids[:, :split], attention_mask=mask[:, :split], use_cache=True).past_key_values
     past = [t for layer in cache.layers for t in (layer.keys, layer.values)]
-    return (ids[:, split:], mask, torch.arange(length - split), *past)
+    positions = torch.arange(split, length).expand(rows, -1).contiguous()
+    return (ids[:, split:], mask, positions, torch.arange(length - split), *past)
 
 
 def decoder_spec(model: Any, input_ids: Any) -> GraphSpec:
     args = _example(model, input_ids)
-    layers = (len(args) - 3) // 2
+    layers = (len(args) - 4) // 2
     past = [f"{PAST}.{i}.{kv}" for i in range(layers) for kv in ("key", "value")]
     present = [f"{PRESENT}.{i}.{kv}" for i in range(layers) for kv in ("key", "value")]
     axes = {"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "total"},
-            LOGIT_POSITIONS: {0: "kept"}, "logits": {0: "batch", 1: "kept"},
+            POSITION_IDS: {0: "batch", 1: "seq"}, LOGIT_POSITIONS: {0: "kept"}, "logits": {0: "batch", 1: "kept"},
             **{n: {0: "batch", 2: "past"} for n in past}, **{n: {0: "batch", 2: "total"} for n in present}}
-    return GraphSpec(module=_module(model, layers), args=args, input_names=["input_ids", "attention_mask",
-                                                                            LOGIT_POSITIONS, *past],
+    return GraphSpec(module=_module(model, layers), args=args,
+                     input_names=["input_ids", "attention_mask", POSITION_IDS, LOGIT_POSITIONS, *past],
                      output_names=["logits", *present], axes=axes,
                      bounds={"batch": (1, 4096), "seq": (1, 8192), "total": (2, 16384), "kept": (1, 8192),
                              "past": (1, 8192)})
@@ -179,7 +187,7 @@ def export_decoder(model: Any, input_ids: Any, attention_mask: Any, path: Path, 
 
 def cached_decoder_export(model: Any, input_ids: Any, attention_mask: Any, key_parts: dict, cache_dir: Path,
                           opset: int) -> tuple[Path, bool]:
-    return cached_graph({**key_parts, "graph": "decoder-with-past"}, cache_dir, opset,
+    return cached_graph({**key_parts, "graph": "decoder-with-past-and-positions"}, cache_dir, opset,
                         lambda path: export_decoder(model, input_ids, attention_mask, path, opset))
 
 
@@ -197,30 +205,44 @@ class CachedDecoder:
     def __init__(self, session: Any, provider: str):
         self.session, self.device = session, PROVIDERS[provider].ort_device
         self._layout = _past_layout(session.get_inputs())
+        self._takes_positions = POSITION_IDS in {i.name for i in session.get_inputs()}
         self._outputs = [o.name for o in session.get_outputs()]
         self._binding = session.io_binding()
         self._past: dict[str, Any] = {}
         self._mask = np.zeros((0, 0), np.int64)
+        self._positions = np.zeros((0, 1), np.int64)
 
-    def prefill(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        """Logits [batch, vocab] of the prompt's last position; the cache now holds the prompt."""
+    def prefill(self, input_ids: np.ndarray, attention_mask: np.ndarray,
+                position_ids: np.ndarray | None = None) -> np.ndarray:
+        """Logits [batch, vocab] of the prompt's last position; the cache now holds the prompt. `position_ids`
+        None: 0..seq-1 in every row (an unpadded batch)."""
         from onnxruntime import OrtValue
 
         batch, seq = input_ids.shape
+        default = np.broadcast_to(np.arange(seq, dtype=np.int64), (batch, seq))
+        if position_ids is None:
+            position_ids = default
+        elif not self._takes_positions and not np.array_equal(position_ids, default):
+            raise Unsupported("this decoder graph takes no position_ids (an export from before they were an input): "
+                              "in a left-padded batch its rows would be at the wrong positions; export it again")
         self._past = {name: OrtValue.ortvalue_from_shape_and_type((batch, heads, 0, dim), dtype, self.device, 0)
                       for name, (heads, dim, dtype) in self._layout.items()}
         self._mask = np.ascontiguousarray(attention_mask, dtype=np.int64)
+        self._positions = np.ascontiguousarray(position_ids, dtype=np.int64)
         return self._run(input_ids, np.array([seq - 1], dtype=np.int64))
 
     def step(self, tokens: np.ndarray) -> np.ndarray:
         """Logits [batch, vocab] after appending `tokens` [batch, 1] to the cache."""
         self._mask = np.concatenate([self._mask, np.ones((len(self._mask), 1), np.int64)], 1)
+        self._positions = self._positions[:, -1:] + 1
         return self._run(tokens, np.zeros(1, dtype=np.int64))
 
     def _run(self, input_ids: np.ndarray, logit_positions: np.ndarray) -> np.ndarray:
         binding = self._binding
         binding.bind_cpu_input("input_ids", np.ascontiguousarray(input_ids, dtype=np.int64))
         binding.bind_cpu_input("attention_mask", self._mask)
+        if self._takes_positions:
+            binding.bind_cpu_input(POSITION_IDS, self._positions)
         binding.bind_cpu_input(LOGIT_POSITIONS, logit_positions)
         for name, value in self._past.items():
             binding.bind_ortvalue_input(name, value)
@@ -233,14 +255,20 @@ class CachedDecoder:
         return outputs["logits"].numpy()[:, -1]
 
 
+def greedy_steps(decoder: CachedDecoder, input_ids: np.ndarray, attention_mask: np.ndarray,
+                 position_ids: np.ndarray | None = None) -> Iterator[np.ndarray]:
+    """Each step's greedy tokens [batch], computed when asked for: stop iterating and no further step runs."""
+    tokens = decoder.prefill(input_ids, attention_mask, position_ids).argmax(-1)
+    while True:
+        yield tokens
+        tokens = decoder.step(tokens[:, None]).argmax(-1)
+
+
 def greedy_generate(decoder: CachedDecoder, input_ids: np.ndarray, attention_mask: np.ndarray, new_tokens: int,
                     on_token: Callable[[int], None]) -> np.ndarray:
     """Exactly `new_tokens` greedy tokens per row (no EOS stop), reporting token i as soon as it exists."""
     tokens = np.empty((len(input_ids), new_tokens), dtype=np.int64)
-    logits = decoder.prefill(input_ids, attention_mask)
-    for i in range(new_tokens):
-        if i:
-            logits = decoder.step(tokens[:, i - 1:i])
-        tokens[:, i] = logits.argmax(-1)
+    for i, step in zip(range(new_tokens), greedy_steps(decoder, input_ids, attention_mask)):
+        tokens[:, i] = step
         on_token(i)
     return tokens

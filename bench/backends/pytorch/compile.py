@@ -28,6 +28,9 @@ from .. import backends
 from .eager import PyTorch, TorchSession
 
 MAX_COMPILE_CALLS = 3  # calls on the point's own inputs until no new graph is compiled
+NO_GENERATION = "generation on torch.compile is not wired: every new KV-cache length is a new shape"
+NO_CONTINUOUS = ("transformers' continuous batching runs the eager model with its own paged attention, not the "
+                 "compiled graph: it would not measure this variant")
 
 
 class CompileOptions(BaseModel):
@@ -79,13 +82,34 @@ class CompiledSession(TorchSession):
         super().run_rows(rows)
 
     def generate(self, *args, **kwargs) -> None:
-        raise Unsupported("generation on torch.compile is not wired: every new KV-cache length is a new shape")
+        raise Unsupported(NO_GENERATION)
+
+    def generate_batch(self, *args, **kwargs) -> list[list[int]]:
+        raise Unsupported(NO_GENERATION)
+
+    def embed_batch(self, prompts) -> dict:
+        if self.dynamic is not True:
+            raise Unsupported("torch.compile with static shapes recompiles for every new padded batch, inside the "
+                              "traffic: use backend_options {dynamic: true} to serve requests")
+        return super().embed_batch(prompts)
+
+    def continuous_batching(self, settings) -> None:
+        raise Unsupported(NO_CONTINUOUS)
 
 
 @backends.register("torch-compile")
 class TorchCompile(PyTorch):
     Options = CompileOptions
     reference = False
+    engines = frozenset({"single", "static"})
+
+    @classmethod
+    def engine_refusal(cls, engine: str, task: str | None) -> str | None:
+        if engine == "continuous":
+            return NO_CONTINUOUS
+        if task == "causal-lm":
+            return NO_GENERATION
+        return super().engine_refusal(engine, task)
 
     def open(self, artifact, loaded, inputs, ctx) -> CompiledSession:
         import torch

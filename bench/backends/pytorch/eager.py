@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable
+import threading
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -11,6 +12,26 @@ from ...devices import get_device
 from ...errors import Unsupported
 from ...records.schema import Threads
 from .. import Backend, Session, backends
+from ..batching import Rows, eos_token_ids, left_pad, right_pad
+
+
+class IntraOpThreads:
+    """The intra-op thread count of the thread that opened the session (where the point set it), applied once in
+    each other thread that runs the model (the engines' workers, transformers' continuous-batching loop): a new
+    thread starts from OpenMP's default, every core, not from `torch.set_num_threads` called elsewhere."""
+
+    def __init__(self):
+        import torch
+
+        self.count = torch.get_num_threads()
+        self._applied = threading.local()
+
+    def apply(self) -> None:
+        if not getattr(self._applied, "done", False):
+            import torch
+
+            torch.set_num_threads(self.count)
+            self._applied.done = True
 
 
 class TorchSession(Session):
@@ -19,6 +40,7 @@ class TorchSession(Session):
         self._device = get_device(device)
         self._autocast = autocast
         self._extra = {"use_cache": False} if task == "causal-lm" else {}
+        self.threads = IntraOpThreads()
 
     def _forward(self, inputs: dict[str, Any]) -> Any:
         import torch
@@ -50,6 +72,47 @@ class TorchSession(Session):
             greedy_generate(self.model, self.inputs["input_ids"][:rows], self.inputs["attention_mask"][:rows],
                             new_tokens, on_token, self.device)
 
+    def generate_batch(self, prompts: list[Sequence[int]], output_tokens: list[int],
+                       on_token: Callable[[int, int], None],
+                       stop_at_eos: Sequence[bool] | None = None) -> list[list[int]]:
+        import torch
+
+        from .generate import greedy_steps
+
+        if self.task != "causal-lm":
+            raise Unsupported("generation needs a causal LM")
+        eos = eos_token_ids(getattr(self.model, "generation_config", None)) or eos_token_ids(self.model.config)
+        rows = Rows(output_tokens, on_token, stop_at_eos, eos)
+        self.threads.apply()
+        ids, mask, positions = (torch.from_numpy(a).to(self.device) for a in left_pad(prompts))
+        with self._autocast():
+            for next_token in greedy_steps(self.model, ids, mask, self.device, positions):
+                if not rows.take(next_token[:, 0].tolist()):
+                    break
+        return rows.tokens
+
+    def embed_batch(self, prompts: list[Sequence[int]]) -> dict:
+        import torch
+
+        ids, mask, padding = right_pad(prompts)
+        self.threads.apply()
+        self._forward({"input_ids": torch.from_numpy(ids).to(self.device),
+                       "attention_mask": torch.from_numpy(mask).to(self.device)})
+        self._device.synchronize()
+        return padding
+
+    def continuous_batching(self, settings: Any) -> Any:
+        from .continuous import TransformersContinuousBatching
+
+        if self.task != "causal-lm":
+            raise Unsupported("continuous batching schedules decode steps: it serves causal LMs, not "
+                              f"{self.task} models")
+        if self._autocast is not contextlib.nullcontext:
+            raise Unsupported("transformers' continuous batching runs the model on its own thread, outside this "
+                              "session's autocast (thread-local): it would compute in the weights' precision, not "
+                              "the variant's; cast the weights instead (precision_mode: cast)")
+        return TransformersContinuousBatching.build(self.model, settings, self.threads)
+
 
 def autocast_factory(ctx: Any) -> Callable[[], Any]:
     """A fresh autocast context per forward when the precision stage chose autocast, else a no-op."""
@@ -66,6 +129,13 @@ class PyTorch(Backend):
     devices = frozenset({"cpu", "cuda"})  # torch device types it runs on
     libraries = ("torch", "transformers", "torchao")
     reference = True
+    engines = frozenset({"single", "static", "continuous"})
+
+    @classmethod
+    def engine_refusal(cls, engine: str, task: str | None) -> str | None:
+        if engine == "continuous" and task not in (None, "causal-lm"):
+            return f"continuous batching schedules decode steps: it serves causal LMs, not {task} models"
+        return super().engine_refusal(engine, task)
 
     def open(self, artifact, loaded, inputs, ctx) -> TorchSession:
         import torch

@@ -1,39 +1,42 @@
 """MLPerf LoadGen as the traffic driver: the generator MLPerf audits issues the queries and takes the time.
 
-How the three patterns map onto LoadGen (performance mode, the run's seed for all of LoadGen's seeds):
+How the patterns map onto LoadGen (performance mode, the run's seed for all of LoadGen's seeds):
 - single-stream: LoadGen's SingleStream. One LoadGen query (one sample) is one query of the point, i.e. one
   batch; it is served inside IssueQuery and completed there, so LoadGen issues the next at once.
 - offline: LoadGen's Offline. One query carries every sample; the system serves them in batches of at most
   `batch_size` and completes each batch as it finishes.
-- server: LoadGen's Server (seeded Poisson arrivals at `rate_qps`, exactly `count` queries). IssueQuery only
-  enqueues; one worker thread serves the queue with the point's batching policy, blocking on the queue
-  (never spinning: on a 2-core machine a spinning thread steals a core from the model). Streamed
-  generation reports its first token with `FirstTokenComplete`, so LoadGen times TTFT as well; since
-  LoadGen must be told before the test whether samples stream tokens, one untimed probe request goes first.
+- requests to a serving system (bench/serving): the query sample library is the workload (sample i is request
+  i, each issued once: `performance_issue_unique`); IssueQuery submits each sample's request to the system and
+  returns, and the system's callbacks complete it to LoadGen from the system's own threads: `FirstTokenComplete`
+  at its first token, `QuerySamplesComplete` (with its token count in token mode) when it is done. So LoadGen
+  drives the same engines as our load generator (bench/serving/loads.py) and returns the same `LoadResult`.
+  - open loop: LoadGen's Server (seeded Poisson arrivals at the rate; `max_duration_ms` is the deadline);
+  - burst: LoadGen's Offline (every request in one query);
+  - closed loop: LoadGen has none (its MultiStream sends fixed-size queries in lockstep, not N independent
+    users): refused with the reason (`patterns`).
+  Each request's E2E and TTFT are LoadGen's own (its trace: completion and first token from its scheduled
+  arrival); the other token events are the system's callbacks, stamped on our clock, which LoadGen's times are
+  placed on at each request's completion (the same call, so the two clocks meet there). LoadGen issues the
+  samples in its own seeded order, not the workload's.
+  The `server` scenario of the prepared batch runs through the static engine this way (Driver.server).
 
 The timings are LoadGen's own, read from its logs (logs.py). The logs go to a temporary directory that is
 removed afterwards.
-
-LoadGen cannot know two things only the system under test sees: when a server batch started (the record's
-`start_s`/`queue_s` are LoadGen's completion minus the batch's service time) and the batch sizes.
-
-Where the server's batching lives: dynamic batching is written twice, here (`_ServerWorker._batch`, for LoadGen's
-queue) and in measurement/server.py (`run_server`, for our own driver's schedule), to the same `BatchingPolicy`.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import queue
+import statistics
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable
 
-from ...errors import Unsupported
 from ...measurement.timing import NO_WINDOW, OfflineTiming, TimedSamples, WindowHook, gc_paused, warm_up
+from ...serving.loads import Load, LoadResult, RequestTiming
+from ...serving.requests import Completion, Request
 from .. import Driver, drivers
 from .logs import LoadGenLog, check_trace_against_summary, read_detail, read_trace
 
@@ -90,15 +93,17 @@ def _ignore_samples(_samples) -> None:
     """The query sample library's load/unload: the system under test holds its inputs already."""
 
 
-def _run_test(lg, test_settings, issue_query: Callable, failure: _FirstFailure, window: WindowHook) -> LoadGenLog:
+def _run_test(lg, test_settings, issue_query: Callable, failure: _FirstFailure, window: WindowHook,
+              samples: int = 1) -> LoadGenLog:
     """One LoadGen test with its logs in a temporary directory, never the working directory; what the system
-    under test raised comes first. `window` is told when the test starts and ends (its logs are read after)."""
+    under test raised comes first. `window` is told when the test starts and ends (its logs are read after).
+    `samples`: the query sample library's size (the requests; one for a prepared batch)."""
     with tempfile.TemporaryDirectory(prefix="bench-loadgen-") as logdir:
         log_settings = lg.LogSettings()
         log_settings.log_output.outdir = logdir
         log_settings.enable_trace = True
         sut = lg.ConstructSUT(issue_query, lambda: None)
-        qsl = lg.ConstructQSL(1, 1, _ignore_samples, _ignore_samples)
+        qsl = lg.ConstructQSL(samples, samples, _ignore_samples, _ignore_samples)
         try:
             # an audit.config in the working directory would silently override the settings the record states
             window.opened()
@@ -128,94 +133,168 @@ def _duration(settings, loop) -> None:
     settings.max_duration_ms = math.ceil(loop.max_duration_s * 1e3)
 
 
-@dataclass
-class _Request:
-    sample: Any  # LoadGen's QuerySample
-    arrival: int  # issue order, which is LoadGen's sample sequence order
-    arrived_s: float  # perf_counter when issued: only for the batching policy's wait
+class _RequestsSut:
+    """LoadGen's system under test over a ServingSystem (module docstring). Every sample is answered to LoadGen
+    exactly once: by the system's on_done, or, once the run has stopped (deadline, over-saturation), at once and
+    unserved; what the system says after that is ignored. All calls into LoadGen for a sample happen under one
+    lock with that check, so none comes after its completion."""
 
-
-class _ServerWorker:
-    """The server's system under test: IssueQuery enqueues, one thread serves with the batching policy.
-
-    `tokens_per_request` is what a probe request streamed: above 0 each batch reports its first token to
-    LoadGen; above 1 LoadGen runs in token mode, which needs every sample's first token and token count
-    before its completion (a sample completed without them corrupts its token bookkeeping).
-    """
-
-    def __init__(self, lg, serve, policy, count: int, deadline_s: float, tokens_per_request: int):
-        self.lg, self.serve, self.policy, self.count, self.deadline_s = lg, serve, policy, count, deadline_s
-        self.tokens_per_request = tokens_per_request
-        self.token_mode = tokens_per_request > 1
-        self.queue: queue.Queue[_Request | None] = queue.Queue()
-        self.received = 0
-        self.started_s = 0.0
-        self.served: list[tuple[int, float] | None] = [None] * count  # per arrival: (batch size, service s)
+    def __init__(self, lg, system, requests: list[Request], token_mode: bool, first_tokens: bool,
+                 max_backlog: int | None):
+        self.lg, self.system, self.requests = lg, system, requests
+        self.token_mode, self.first_tokens, self.max_backlog = token_mode, first_tokens, max_backlog
+        self.lock = threading.Lock()
+        self.ids: dict[int, int] = {}  # position in the workload -> LoadGen's sample id
+        self.sent: dict[int, int] = {}
+        self.tokens: dict[int, list[tuple[int, int]]] = {}
+        self.done: dict[int, tuple[int, Completion]] = {}
+        self.answered: set[int] = set()
+        self.stop_reason: str | None = None
+        self.stopped_ns: int | None = None
         self.failure = _FirstFailure()
-        self.thread = threading.Thread(target=self._serve_forever, name="loadgen-sut", daemon=True)
+
+    @property
+    def outstanding(self) -> int:
+        return len(self.sent) - len(self.answered)
 
     def issue_query(self, samples) -> None:
-        now = time.perf_counter()
-        if self.received == 0:
-            self.started_s = now
-        for s in samples:
-            self.queue.put(_Request(s, self.received, now))
-            self.received += 1
+        for sample in samples:
+            position = sample.index
+            with self.lock:
+                self.ids[position] = sample.id
+                self.sent[position] = time.perf_counter_ns()
+                self.tokens[position] = []
+                stopped = self.stop_reason is not None
+                if stopped:
+                    self._give_up(position)
+            if not stopped and not self.failure.serve(self.system.submit, self.requests[position],
+                                                      self._on_token(position), self._on_done(position)):
+                self.stop("the system under test raised")
+            if self.max_backlog is not None and self.outstanding > self.max_backlog:
+                self.stop(f"over-saturated: {self.outstanding} requests sent and not done > {self.max_backlog} "
+                          f"allowed, after {len(self.sent)} sent")
 
-    def _batch(self, first: _Request) -> list[_Request]:
-        """Dynamic batching: wait until the batch is full or `max_wait_s` after the oldest arrived, then take
-        what is waiting; no wait once every request has arrived."""
-        batch = [first]
-        if self.policy.kind != "dynamic":
-            return batch
-        wait_until = first.arrived_s + self.policy.max_wait_s
-        while len(batch) < self.policy.max_batch_size:
-            left = wait_until - time.perf_counter()
-            try:
-                if left > 0 and self.received < self.count:
-                    batch.append(self.queue.get(timeout=left))
-                else:
-                    batch.append(self.queue.get_nowait())
-            except queue.Empty:
-                break
-        return batch
+    def _on_token(self, position: int) -> Callable[[int], None]:
+        def on_token(count: int) -> None:
+            at_ns = time.perf_counter_ns()
+            with self.lock:
+                if position in self.answered:
+                    return
+                events = self.tokens[position]
+                events.append((at_ns, count))
+                if len(events) == 1 and self.first_tokens:
+                    self.lg.FirstTokenComplete([self.lg.QuerySampleResponse(self.ids[position], 0, 0)])
 
-    def _first_token(self, samples) -> None:
-        self.lg.FirstTokenComplete([self.lg.QuerySampleResponse(s.sample.id, 0, 0) for s in samples])
+        return on_token
 
-    def _serve_forever(self) -> None:
-        while (first := self.queue.get()) is not None:
-            batch = self._batch(first)
-            tokens = 0
+    def _on_done(self, position: int) -> Callable[[Completion], None]:
+        def on_done(completion: Completion) -> None:
+            at_ns = time.perf_counter_ns()
+            with self.lock:
+                if position in self.answered:
+                    return
+                self.done[position] = (at_ns, completion)
+                self._complete(position, max(1, completion.output_tokens))
 
-            def on_token(i: int) -> None:
-                nonlocal tokens
-                tokens += 1
-                if i == 0 and self.tokens_per_request:
-                    self._first_token(batch)
+        return on_done
 
-            # overloaded past the deadline: the rest go unserved (LoadGen still needs every sample completed)
-            past_deadline = time.perf_counter() - self.started_s > self.deadline_s
-            began = time.perf_counter()
-            ok = not past_deadline and self.failure.serve(self.serve, len(batch), on_token)
-            service_s = time.perf_counter() - began
-            if not ok:  # unserved samples are dropped from the records; LoadGen's token bookkeeping stays whole
-                if self.token_mode and not tokens:
-                    self._first_token(batch)
-                tokens = self.tokens_per_request
-            ids = [r.sample.id for r in batch]
-            if self.token_mode:
-                self.lg.QuerySamplesComplete([self.lg.QuerySampleResponse(i, 0, 0, tokens) for i in ids])
-            else:
-                self.lg.QuerySamplesComplete([self.lg.QuerySampleResponse(i, 0, 0) for i in ids])
-            if ok:
-                for r in batch:
-                    self.served[r.arrival] = (len(batch), service_s)
+    def _complete(self, position: int, tokens: int) -> None:
+        """Answer the sample to LoadGen (under the lock), its first token first where LoadGen expects one (a sample
+        completed without it corrupts LoadGen's token bookkeeping)."""
+        if self.first_tokens and not self.tokens[position]:
+            self.lg.FirstTokenComplete([self.lg.QuerySampleResponse(self.ids[position], 0, 0)])
+        self.answered.add(position)
+        response = (self.lg.QuerySampleResponse(self.ids[position], 0, 0, tokens) if self.token_mode
+                    else self.lg.QuerySampleResponse(self.ids[position], 0, 0))
+        self.lg.QuerySamplesComplete([response])
+
+    def _give_up(self, position: int) -> None:
+        """Answer an unserved sample at once (under the lock): LoadGen waits for every sample it issued."""
+        self._complete(position, max(1, self.requests[position].output_tokens))
+
+    def stop(self, reason: str) -> None:
+        """Stop serving: every sample sent and not answered, and every one issued from now on, goes unserved."""
+        with self.lock:
+            if self.stop_reason is not None:
+                return
+            self.stop_reason, self.stopped_ns = reason, time.perf_counter_ns()
+            for position in self.sent:
+                if position not in self.answered:
+                    self._give_up(position)
+
+    def result(self, log: LoadGenLog, load: Load) -> LoadResult:
+        """The run as bench/serving/loads.py reports it, with LoadGen's E2E and TTFT (module docstring)."""
+        traced = {s.index: s for s in log.samples}
+        timings, origins = [], []
+        for position, request in enumerate(self.requests):
+            if position not in self.done:
+                why = "sent but not completed" if position in self.sent else "never sent"
+                timings.append(RequestTiming(index=request.index, sent_ns=self.sent.get(position), done_ns=None,
+                                             token_ns=tuple(self.tokens.get(position, ())),
+                                             error=f"unserved: {why} ({self.stop_reason})"))
+                continue
+            done_ns, completion = self.done[position]
+            sample = traced[position]
+            scheduled_ns = done_ns - sample.latency_ns
+            origins.append(scheduled_ns - sample.scheduled_ns)
+            events = list(self.tokens[position])
+            if events and sample.first_token_ns is not None:
+                events[0] = (scheduled_ns + sample.first_token_ns, events[0][1])
+            timings.append(RequestTiming(index=request.index, sent_ns=self.sent[position], done_ns=done_ns,
+                                         token_ns=tuple(events), output_tokens=completion.output_tokens,
+                                         error=completion.error, scheduled_ns=scheduled_ns,
+                                         info=dict(completion.info)))
+        unserved = any(not t.served for t in timings)
+        started_ns = int(statistics.median(origins)) if origins else min(self.sent.values(), default=0)
+        return LoadResult(load=load, timings=timings, started_ns=started_ns,
+                          stopped_ns=(self.stopped_ns or time.perf_counter_ns()) if unserved else None,
+                          stop_reason=self.stop_reason if unserved else None)
+
+
+def _token_modes(requests: list[Request]) -> tuple[bool, bool]:
+    """(LoadGen's token mode, whether samples report their first token): every request generating, and every one
+    generating more than one token (LoadGen divides by tokens - 1 for TPOT)."""
+    generating = [r.output_tokens > 0 for r in requests]
+    if any(generating) and not all(generating):
+        raise ValueError("LoadGen runs a test in token mode or not: a workload mixes generation and embedding requests")
+    return all(r.output_tokens > 1 for r in requests), all(generating)
+
+
+def _serve_requests(lg, test, system, requests: list[Request], load: Load, deadline_s: float | None,
+                    max_backlog: int | None, window: WindowHook) -> LoadResult:
+    """One LoadGen test whose samples are `requests` sent to `system`; stops at `deadline_s` from its start."""
+    token_mode, first_tokens = _token_modes(requests)
+    test.use_token_latencies = token_mode
+    test.performance_issue_unique = True  # sample i is request i, issued once
+    sut = _RequestsSut(lg, system, requests, token_mode, first_tokens, max_backlog)
+    watchdog = None
+    if deadline_s is not None:
+        test.max_duration_ms = math.ceil(deadline_s * 1e3)  # LoadGen issues nothing after it
+        watchdog = threading.Timer(deadline_s, sut.stop, [f"the {deadline_s:g} s deadline passed"])
+        watchdog.daemon = True
+        watchdog.start()
+    try:
+        log = _run_test(lg, test, sut.issue_query, sut.failure, window, samples=len(requests))
+    finally:
+        if watchdog is not None:
+            watchdog.cancel()
+    return sut.result(log, load)
 
 
 @drivers.register("loadgen")
 class LoadGenDriver(Driver):
     install = 'pip install -e ".[loadgen]"'
+    patterns = frozenset({"open-loop", "burst"})  # no closed loop: see the module docstring
+    distributions = frozenset({"poisson"})
+
+    @classmethod
+    def pattern_refusal(cls, pattern, distribution=None):
+        if pattern == "closed-loop":
+            return ("MLPerf LoadGen has no closed loop of N users (its MultiStream sends fixed-size queries in "
+                    "lockstep); use driver: bench")
+        if pattern == "open-loop" and distribution not in (None, "poisson"):
+            return f"MLPerf LoadGen draws only Poisson arrivals, not {distribution}; use driver: bench"
+        return super().pattern_refusal(pattern, distribution)
 
     @classmethod
     def missing(cls) -> str | None:
@@ -292,39 +371,24 @@ class LoadGenDriver(Driver):
         return OfflineTiming(len(log.samples), sizes, completions, warm_count, warm_ns,
                              stopped_by_max_duration=sum(sizes) < len(log.samples))
 
-    def server(self, serve, rate_qps, count, seed, distribution, burstiness, policy, deadline_s, window=NO_WINDOW):
-        if distribution != "poisson":
-            raise Unsupported(f"MLPerf LoadGen draws only Poisson arrivals, not {distribution}; "
-                              "use driver: bench for bursty (gamma) traffic")
+    def open_loop(self, system, requests, rate, seed, distribution="poisson", burstiness=1.0, deadline_s=None,
+                  max_backlog=None, window=NO_WINDOW):
+        self._refuse("open-loop", distribution)
         import mlperf_loadgen as lg
 
-        # LoadGen must be told before the test whether samples report tokens; one request finds out
-        tokens: list[int] = []
-        serve(1, tokens.append)
         test = _test_settings(lg, lg.TestScenario.Server, seed)
-        test.server_target_qps = rate_qps
-        test.min_query_count = count  # the scenario's count already covers the minimum duration
+        test.server_target_qps = rate
+        test.min_query_count = test.max_query_count = len(requests)
         test.min_duration_ms = 0
-        worker = _ServerWorker(lg, serve, policy, count, deadline_s, len(tokens))
-        test.use_token_latencies = worker.token_mode
-        worker.thread.start()
-        try:
-            log = _run_test(lg, test, worker.issue_query, worker.failure, window)
-        finally:
-            worker.queue.put(None)
-            worker.thread.join()
-        if len(log.samples) != count or worker.received != count:
-            raise RuntimeError(f"LoadGen issued {worker.received} and traced {len(log.samples)} of {count} queries")
-        origin = log.samples[0].scheduled_ns
-        records = []
-        for s, served in zip(log.samples, worker.served):
-            if served is None:  # past the deadline
-                continue
-            size, service_s = served
-            scheduled, done = (s.scheduled_ns - origin) / 1e9, (s.done_ns - origin) / 1e9
-            start = done - service_s
-            records.append({"scheduled_s": scheduled, "start_s": start, "done_s": done,
-                            "latency_s": s.latency_ns / 1e9, "queue_s": start - scheduled,
-                            "ttft_s": None if s.first_token_ns is None else s.first_token_ns / 1e9,
-                            "batch_size": size})
-        return records
+        load = Load(pattern="open-loop", rate_per_s=rate, distribution="poisson", seed=seed, deadline_s=deadline_s,
+                    max_backlog=max_backlog)
+        return _serve_requests(lg, test, system, requests, load, deadline_s, max_backlog, window)
+
+    def burst(self, system, requests, deadline_s=None, window=NO_WINDOW):
+        import mlperf_loadgen as lg
+
+        test = _test_settings(lg, lg.TestScenario.Offline, 0)
+        test.min_query_count = len(requests)
+        test.min_duration_ms = 0
+        load = Load(pattern="burst", users=len(requests), deadline_s=deadline_s)
+        return _serve_requests(lg, test, system, requests, load, deadline_s, None, window)

@@ -19,6 +19,7 @@ class LoadGenSample:
     scheduled_ns: int
     latency_ns: int  # scheduled -> QuerySamplesComplete
     first_token_ns: int | None = None  # scheduled -> FirstTokenComplete
+    index: int = 0  # the sample's index in the query sample library (which request it was)
 
     @property
     def done_ns(self) -> int:
@@ -47,19 +48,19 @@ class LoadGenLog:
 def read_trace(path: str) -> list[LoadGenSample]:
     """The per-sample events of a LoadGen trace. Only the lines needed are parsed: a long run's trace holds
     several scope events per query."""
-    begins: list[tuple[int, float, int]] = []
+    begins: list[tuple[int, float, int, int]] = []
     first_tokens: dict[float, int] = {}  # keyed by the query's scheduled time, as LoadGen writes it
     with open(path, encoding="utf-8") as f:
         for line in f:
             if line.startswith('{"name":"Sample"') and '"ph":"b"' in line:
                 event = json.loads(line.rstrip().rstrip(","))
                 args = event["args"]
-                begins.append((args["sample_seq"], event["ts"], args["complete_ns"]))
+                begins.append((args["sample_seq"], event["ts"], args["complete_ns"], args["sample_idx"]))
             elif line.startswith('{"name":"Token_Latency"'):
                 event = json.loads(line.rstrip().rstrip(","))
                 first_tokens[event["ts"]] = event["args"]["issue_delay"] + event["args"]["issue_to_done"]
     begins.sort()
-    return [LoadGenSample(round(ts * 1e3), latency, first_tokens.get(ts)) for _, ts, latency in begins]
+    return [LoadGenSample(round(ts * 1e3), latency, first_tokens.get(ts), index) for _, ts, latency, index in begins]
 
 
 def read_detail(path: str) -> tuple[dict[str, Any], list[str]]:
