@@ -185,14 +185,6 @@ def test_transformers_serve_with_continuous_batching_launched_on_the_points_weig
     assert group_members(properties["launched"]["pid"]) == []      # the server and its batching worker
 
 
-def serving_landed() -> bool:
-    from bench.scenarios import scenarios
-    from bench.serving.engines import engines
-
-    return "concurrency" in scenarios and "static" in engines
-
-
-@pytest.mark.skipif(not serving_landed(), reason="needs the serving scenarios and engines (their branches)")
 def test_the_shipped_endpoint_suite_runs_offline_launching_bench_serve_on_the_same_weights(tmp_path):
     out = tmp_path / "out"
     assert main(["run", "endpoint", "--out", str(out), "--cache-dir", str(tmp_path / "cache")]) == 0
@@ -201,3 +193,5 @@ def test_the_shipped_endpoint_suite_runs_offline_launching_bench_serve_on_the_sa
     served = [r for r in records if r.config.backend == "endpoint"]
     assert served and all(r.provenance.weights == "random" for r in served)
     assert {r.config.model.name for r in records} == {"tiny-gpt2", "tiny-gpt2-http"}
+    # paired: the in-process engine and the server got prefixes of one request sequence
+    assert len({r.provenance.workload.sequence for r in records}) == 1

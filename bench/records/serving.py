@@ -128,6 +128,8 @@ class ServingWorkload(Frozen):
     requests: int = Field(description="requests of the point's main run")
     digest: str = Field(description="sha256 (16 hex) of those requests' prompt ids and output lengths, in order: "
                                     "equal digests, equal requests")
+    sequence: str = Field(description="the digest of the sequence's first requests (up to 8): runs of any length "
+                                      "with equal `sequence` sent prefixes of one sequence, so they are paired")
     seed: int
     prompt_tokens: LengthSummary
     output_tokens: LengthSummary

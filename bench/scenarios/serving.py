@@ -39,6 +39,7 @@ DECODER_OUTPUT = 32
 SIZING_MARGIN = 1.25  # a closed loop sized from a measured rate asks this much more than the minimum duration needs
 DEADLINE_FACTOR, DEADLINE_SLACK_S = 3.0, 10.0  # a run ends at 3x its expected length (plus slack): overloaded
 BACKLOG_PER_SLOT, BACKLOG_MIN = 8, 64  # default open-loop over-saturation bound: 8 requests per batch slot, >= 64
+SEQUENCE_PREFIX = 8  # the requests whose digest names the seeded sequence every run of a point sends a prefix of
 RATE_SEARCH_LOW, RATE_SEARCH_HIGH = 8, 1.25  # rate search by default over [x / 8, x], x = 1.25 x the burst's rate
 
 
@@ -299,7 +300,8 @@ class Serving:
             **extra)
 
     def describe_workload(self, requests: list[Request]) -> ServingWorkload:
-        return ServingWorkload(requests=len(requests), digest=requests_digest(requests), seed=self.seed,
+        return ServingWorkload(requests=len(requests), digest=requests_digest(requests),
+                               sequence=requests_digest(self.requests(SEQUENCE_PREFIX)), seed=self.seed,
                                prompt_tokens=_lengths(self.prompt_tokens, [len(r.prompt_ids) for r in requests]),
                                output_tokens=_lengths(self.output_tokens, [r.output_tokens for r in requests]),
                                ignore_eos=self.options.ignore_eos)
