@@ -216,7 +216,7 @@ def _as_run_on(backend: str, scenario: ScenarioSpec, task: str | None) -> tuple[
     cls = backends.get(backend)
     if not scenarios.get(scenario.name).serving:
         return scenario, None if cls.holds_model else (
-            f"{backend} serves requests only; scenario {scenario.name!r} sends none")
+            f"{backend} serves requests only; scenario {scenario.name!r} does not send requests")
     engine = scenario.options.get("engine") or cls.default_engine()
     if engine is None:
         return scenario, f"{backend} serves requests with no engine"

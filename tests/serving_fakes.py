@@ -141,10 +141,14 @@ FAKE_ENGINES = (FakePoolEngine, FakeFailingEngine)
 
 
 def register_fakes(monkeypatch, *extra: type[Engine]) -> None:
-    """The fake engines in this process's registry for the test (monkeypatch takes them out again)."""
+    """The fake engines in this process's registry for the test, and served by PyTorch sessions as the plan judges
+    them (monkeypatch takes them out again)."""
+    from bench.backends.pytorch.eager import PyTorch
+
     engines.names()  # the harness's own first
     for engine in (*FAKE_ENGINES, *extra):
         monkeypatch.setitem(engines._items, engine.name, engine)
+    monkeypatch.setattr(PyTorch, "engines", PyTorch.engines | {engine.name for engine in (*FAKE_ENGINES, *extra)})
 
 
 def child_with_fakes(*args):

@@ -17,13 +17,13 @@ from bench.drivers import drivers
 from bench.drivers.loadgen.driver import LoadGenDriver
 from bench.drivers.loadgen.logs import LoadGenSample, check_trace_against_summary
 from bench.errors import ConfigError, Unsupported
-from bench.measurement.server import BatchingPolicy
 from bench.measurement.timing import LoopSettings, WindowHook
 from bench.validity import min_queries
 from bench.plan import build_plan
 from bench.records.store import load_records
 
 from conftest import TINY_BERT, tiny_suite
+from serving_fakes import InlineSystem, requests
 
 needs_loadgen = pytest.mark.skipif(LoadGenDriver.missing() is not None,
                                    reason=f"{LoadGenDriver.missing()}; {LoadGenDriver.install}")
@@ -67,64 +67,6 @@ def test_offline_serves_every_sample_in_bounded_batches(name):
     assert len(timed.sample_latencies_ns()) == timed.samples
 
 
-@pytest.mark.parametrize("name", DRIVERS)
-def test_server_single_serves_each_request_alone(name):
-    records = drivers.get(name)().server(lambda n, on_token: time.sleep(SERVICE_S), 50.0, 20, 3, "poisson", 1.0,
-                                         BatchingPolicy("single"), deadline_s=30.0)
-    assert len(records) == 20 and all(r["batch_size"] == 1 for r in records)
-    scheduled = [r["scheduled_s"] for r in records]
-    assert scheduled == sorted(scheduled)
-    for r in records:
-        assert r["latency_s"] >= SERVICE_S and r["ttft_s"] is None
-        assert r["done_s"] - r["start_s"] >= SERVICE_S and r["queue_s"] >= -1e-3
-        assert r["latency_s"] == pytest.approx(r["done_s"] - r["scheduled_s"], abs=1e-6)
-
-
-@pytest.mark.parametrize("name", DRIVERS)
-def test_server_dynamic_batching_forms_batches_under_load(name):
-    sizes: list[int] = []
-
-    def serve(n, on_token):
-        sizes.append(n)
-        time.sleep(5 * SERVICE_S)
-
-    # 400 requests/s into 20 ms batches: several arrive during each batch
-    records = drivers.get(name)().server(serve, 400.0, 40, 3, "poisson", 1.0,
-                                         BatchingPolicy("dynamic", max_batch_size=4, max_wait_s=0.002), deadline_s=30.0)
-    assert len(records) == 40 and all(r["latency_s"] >= 5 * SERVICE_S for r in records)
-    batch_sizes = [r["batch_size"] for r in records]
-    assert all(1 <= b <= 4 for b in batch_sizes) and max(batch_sizes) > 1
-    assert all(batch_sizes.count(b) % b == 0 for b in set(batch_sizes))  # a batch of b holds b requests
-    assert max(sizes) == max(batch_sizes)
-
-
-@pytest.mark.parametrize("name", DRIVERS)
-def test_server_generation_reports_first_token(name):
-    def serve(n, on_token):
-        for i in range(3):
-            time.sleep(SERVICE_S)
-            on_token(i)
-
-    records = drivers.get(name)().server(serve, 40.0, 12, 3, "poisson", 1.0, BatchingPolicy("single"), deadline_s=30.0)
-    assert len(records) == 12
-    for r in records:
-        assert r["ttft_s"] is not None and SERVICE_S <= r["ttft_s"] <= r["latency_s"] - 2 * SERVICE_S + 1e-3
-
-
-@pytest.mark.parametrize("name", DRIVERS)
-@pytest.mark.parametrize("tokens", [0, 3])
-def test_overloaded_server_stops_serving_at_the_deadline(name, tokens):
-    def serve(n, on_token):  # 20 ms a request, streaming `tokens` tokens
-        time.sleep(5 * SERVICE_S)
-        for i in range(tokens):
-            on_token(i)
-
-    # 200 requests/s into 20 ms services: after 0.1 s most requests are still waiting
-    records = drivers.get(name)().server(serve, 200.0, 40, 3, "poisson", 1.0, BatchingPolicy("single"), deadline_s=0.1)
-    assert 0 < len(records) < 40
-    assert all((r["ttft_s"] is not None) == bool(tokens) for r in records)
-
-
 class _CountingWindow(WindowHook):
     """Counts the system's calls between the window's edges (the last window, as a meter would keep)."""
 
@@ -139,10 +81,10 @@ class _CountingWindow(WindowHook):
 
 
 @pytest.mark.parametrize("name", DRIVERS)
-@pytest.mark.parametrize("pattern", ["single_stream", "offline", "server"])
+@pytest.mark.parametrize("pattern", ["single_stream", "offline", "open_loop"])
 def test_every_driver_tells_the_window_only_its_timed_traffic(name, pattern):
-    """The energy meter reads its counters at the window's edges: warm-up, LoadGen's sizing runs and its
-    server probe must fall outside, every timed call inside."""
+    """The energy meter reads its counters at the window's edges: warm-up and LoadGen's sizing runs must fall
+    outside, every timed call inside."""
     calls: list[int] = []
     window = _CountingWindow(calls)
 
@@ -160,26 +102,22 @@ def test_every_driver_tells_the_window_only_its_timed_traffic(name, pattern):
         assert window.inside == len(timed.batch_sizes)
         outside = timed.warmup_iterations
     else:
-        records = driver.server(serve, 100.0, 10, 3, "poisson", 1.0, BatchingPolicy("single"), deadline_s=30.0,
-                                window=window)
-        assert window.inside == len(records) == 10 and window.closings == 1
-        outside = 1  # the probe request that finds whether requests stream tokens
+        system = InlineSystem()
+        system.submit = lambda request, on_token, on_done, inline=system.submit: (serve(), inline(request, on_token,
+                                                                                                  on_done))
+        result = driver.open_loop(system, requests(10), 100.0, 3, deadline_s=30.0, window=window)
+        assert window.inside == len(result.timings) == 10 and window.closings == 1
+        outside = 0
     assert len(calls) == window.inside + outside
 
 
 @needs_loadgen
-def test_loadgen_refuses_gamma_arrivals():
-    with pytest.raises(Unsupported, match="Poisson"):
-        LoadGenDriver().server(lambda n, on_token: None, 10.0, 5, 0, "gamma", 0.5, BatchingPolicy(), 10.0)
-
-
-@needs_loadgen
-@pytest.mark.parametrize("pattern", ["single_stream", "offline", "server"])
+@pytest.mark.parametrize("pattern", ["single_stream", "offline"])
 def test_loadgen_raises_what_the_system_raised_and_leaves_no_logs(pattern, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # LoadGen writes its logs to the working directory unless told otherwise
     calls: list[int] = []
 
-    def fails_after_two(*args):  # the warm-up (or the server's probe and first batch) pass, then it fails
+    def fails_after_two(*args):  # the warm-up passes, then it fails
         calls.append(1)
         if len(calls) > 2:
             raise Unsupported("no kernel for this")
@@ -189,10 +127,8 @@ def test_loadgen_raises_what_the_system_raised_and_leaves_no_logs(pattern, tmp_p
     with pytest.raises(Unsupported, match="no kernel"):
         if pattern == "single_stream":
             driver.single_stream(fails_after_two, SETTINGS)
-        elif pattern == "offline":
-            driver.offline(fails_after_two, 4, SETTINGS)
         else:
-            driver.server(fails_after_two, 100.0, 10, 0, "poisson", 1.0, BatchingPolicy(), 10.0)
+            driver.offline(fails_after_two, 4, SETTINGS)
     assert list(tmp_path.iterdir()) == []
 
 

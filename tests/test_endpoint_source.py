@@ -40,7 +40,8 @@ def test_endpoint_points_run_on_the_endpoint_backend_only_and_serving_scenarios_
     assert {p.backend for p in plan.points if p.model.name == "tiny-gpt2"} == {"pytorch", "onnxruntime"}
     reasons = {label: reason for label, reason in plan.skipped if label.startswith("remote")}
     assert "does not send requests" in reasons["remote · endpoint · cpu · fp32 · single-stream · b2 s16"]
-    assert "applies no variant" in reasons[f"remote · endpoint · cpu · bf16 · {fake_serving.BURST} · b2 s16"]
+    # the plan names the engine each serving point runs through: the endpoint's own
+    assert "applies no variant" in reasons[f"remote · endpoint · cpu · bf16 · {fake_serving.BURST}(engine=endpoint) · b2 s16"]
     (point,) = endpoint
     assert point.task == "causal-lm" and point.weights == "served"
 
@@ -52,7 +53,7 @@ def test_launched_endpoint_serving_a_random_model_has_its_weights_and_task(write
 
 def test_an_engine_the_endpoint_does_not_serve_is_skipped_with_the_reason(write_suite):
     plan = plan_of(write_suite, [RUNNING], scenarios=[{"name": fake_serving.BURST, "options": {"engine": "static"}}])
-    assert plan.points == [] and "not the static engine" in plan.skipped[0][1]
+    assert plan.points == [] and "with the static engine (it serves endpoint)" in plan.skipped[0][1]
 
 
 def test_the_endpoint_backend_is_refused_in_the_suites_backends(write_suite):

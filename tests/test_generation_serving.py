@@ -1,4 +1,4 @@
-"""Generation timing, arrival schedules, the real-time server driver, validity, and greedy decoding.
+"""Generation timing, arrival schedules, validity, and greedy decoding.
 
 No timing assertions about the machine: fake servers sleep a fixed service time, and the checks
 only rely on a sleep lasting at least as long as asked.
@@ -6,15 +6,11 @@ only rely on a sleep lasting at least as long as asked.
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
 from bench.measurement.generation import request_timings, summarize_generation
 from bench.measurement.schedule import arrival_schedule
-from bench.drivers.bench import BenchDriver
-from bench.measurement.server import BatchingPolicy, find_peak_rate, summarize_server
 from bench.validity import check_validity, conservative_percentile
 
 MS = 1_000_000  # ns
@@ -86,55 +82,6 @@ def test_gamma_burstiness_raises_interval_cv():
 # --- the server scenario's traffic (a driver's open loop into the single or static engine) --------
 
 SERVICE_S = 0.020
-
-
-def slow_serve(n, on_token):
-    time.sleep(SERVICE_S)
-
-
-def test_latency_counts_queueing_from_scheduled_arrival():
-    # 100 qps of arrivals into a server that needs 20 ms per request: the queue grows.
-    records = BenchDriver().server(slow_serve, 100.0, 40, 0, "poisson", 1.0, BatchingPolicy("single"), 30.0)
-    assert len(records) == 40 and all(r["batch_size"] == 1 for r in records)
-    scheduled = [r["scheduled_s"] for r in records]
-    assert [round(v, 6) for v in scheduled] == [round(v, 6) for v in arrival_schedule(100.0, 40, 0)]
-    for r in records:
-        assert r["start_s"] >= r["scheduled_s"] - 1e-6
-        assert r["latency_s"] == pytest.approx(r["done_s"] - r["scheduled_s"])
-    # request i cannot finish before i + 1 services after the first arrival
-    for i, r in enumerate(records):
-        assert r["done_s"] >= scheduled[0] + (i + 1) * SERVICE_S - 1e-3
-    lat = [r["latency_s"] for r in records]
-    assert np.mean(lat[30:]) > np.mean(lat[:10])
-    s = summarize_server(records, 1, 0.1)
-    assert s["requests"] == 40
-    assert s["goodput_requests_per_s"] < s["completed_samples_per_s"]
-    assert s["latency_ms"]["p99"] > s["latency_ms"]["p50"]
-
-
-def test_generative_server_summary_meets_generous_bounds():
-    def serve(n, on_token):
-        for i in range(3):
-            time.sleep(0.002)
-            on_token(i)
-
-    records = BenchDriver().server(serve, 100.0, 10, 0, "poisson", 1.0, BatchingPolicy(), 30.0)
-    for r in records:
-        assert r["ttft_s"] is not None and 0 < r["ttft_s"] <= r["latency_s"]
-    s = summarize_server(records, 1, 10.0, ttft_bound_s=10.0, tpot_bound_s=10.0, new_tokens=3)
-    assert s["good_fraction"] == 1.0 and s["ttft_ms"]["p50"] > 0
-
-
-def test_server_does_not_busy_wait():
-    start = time.process_time()
-    BenchDriver().server(lambda n, on_token: None, 2.0, 3, 0, "poisson", 1.0, BatchingPolicy(), 30.0)
-    assert time.process_time() - start < 0.15  # the arrivals span 0.86 s: a spin loop would burn most of it
-
-
-def test_find_peak_rate_bisects():
-    rate, history = find_peak_rate(lambda r: {"ok": r <= 37.0}, 1.0, 100.0, 12, lambda s: s["ok"])
-    assert 37.0 - 100 / 2**11 <= rate <= 37.0
-    assert len(history) == 12
 
 
 # --- validity --------------------------------------------------------------------------------

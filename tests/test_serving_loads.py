@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from serving_fakes import DoubleDoneSystem, InlineSystem, PoolSystem, requests, running
 
@@ -119,3 +121,10 @@ def test_a_system_completing_a_request_twice_is_refused():
     with pytest.raises(RuntimeError, match="after completing it"):
         burst(DoubleDoneSystem(), requests(3))
 
+
+
+def test_the_generator_sleeps_between_arrivals_instead_of_spinning():
+    """On 2 cores a spinning generator steals a core from the system it measures."""
+    start = time.process_time()
+    open_loop(InlineSystem(), requests(3), 2.0, seed=0)
+    assert time.process_time() - start < 0.15  # the arrivals span about a second: a spin loop would burn most of it

@@ -14,16 +14,14 @@ patterns; a scenario's `driver` option picks one.
 
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar, Sequence
+from typing import Callable, ClassVar
 
 from ..errors import Unsupported
-from ..measurement.server import BatchingPolicy
 from ..measurement.timing import NO_WINDOW, LoopSettings, OfflineTiming, TimedSamples, WindowHook
 from ..registry import Registry
 from ..serving.loads import LoadResult
 from ..serving.requests import Request, ServingSystem
 
-OnToken = Callable[[int], None]
 PATTERNS = ("open-loop", "closed-loop", "burst")
 
 
@@ -85,72 +83,6 @@ class Driver:
         """Every request at once: the system's maximum throughput."""
         self._refuse("burst")
         raise NotImplementedError
-
-    # --- the `server` scenario of batches of the prepared inputs ---------------------------------------
-
-    def server(self, serve: Callable[[int, OnToken], None], rate_qps: float, count: int, seed: int,
-               distribution: str, burstiness: float, policy: BatchingPolicy, deadline_s: float,
-               window: WindowHook = NO_WINDOW) -> list[dict]:
-        """Requests arriving at `rate_qps`, each one sample of the prepared batch, served by `serve(n, on_token)`
-        through the single or static engine (the policy's); one dict per served request (measurement/server.py's
-        fields). Whether a request streams tokens is found by one untimed probe call first (LoadGen must know it
-        before its test). What `serve` raised is raised after the run. It goes with the scenario that calls it."""
-        from ..serving.engines import EngineSettings, engines
-
-        probe: list[int] = []
-        serve(1, probe.append)
-        session = _ServeCallable(serve)
-        engine = "static" if policy.kind == "dynamic" else "single"
-        system = engines.get(engine)().build(session, EngineSettings(max_batch=policy.max_batch_size,
-                                                                     max_wait_s=policy.max_wait_s))
-        requests = [Request(index=i, prompt_ids=(0,), output_tokens=len(probe)) for i in range(count)]
-        system.start()
-        try:
-            result = self.open_loop(system, requests, rate_qps, seed, distribution, burstiness,
-                                    deadline_s=deadline_s, window=window)
-        finally:
-            system.stop()
-        if session.error is not None:
-            raise session.error
-        return _server_records(result)
-
-
-class _ServeCallable:
-    """A session whose every batch is `serve(n, on_token)` on the first n rows of the prepared inputs (what the
-    old server scenario serves); it keeps the first exception `serve` raised."""
-
-    def __init__(self, serve: Callable[[int, OnToken], None]):
-        self.serve, self.error = serve, None
-
-    def _call(self, rows: int, on_token: OnToken) -> None:
-        try:
-            self.serve(rows, on_token)
-        except Exception as exc:
-            self.error = self.error or exc
-            raise
-
-    def generate_batch(self, prompts: Sequence, output_tokens: list[int], on_token: Callable[[int, int], None],
-                       stop_at_eos: Any = None) -> None:
-        self._call(len(prompts), lambda i: [on_token(row, 1) for row in range(len(prompts))])
-
-    def embed_batch(self, prompts: Sequence) -> dict:
-        self._call(len(prompts), lambda i: None)
-        return {}
-
-
-def _server_records(result: LoadResult) -> list[dict]:
-    """The served requests as the server scenario's records, in seconds from the schedule's start, by arrival."""
-    origin = result.started_ns
-    records = []
-    for t in sorted((t for t in result.timings if t.ok), key=lambda t: t.scheduled_ns):
-        scheduled, done = (t.scheduled_ns - origin) / 1e9, (t.done_ns - origin) / 1e9
-        start = (t.info["batch_started_ns"] - origin) / 1e9
-        tokens = [at_ns for at_ns, count in t.token_ns if count > 0]
-        records.append({"scheduled_s": scheduled, "start_s": start, "done_s": done, "latency_s": done - scheduled,
-                        "queue_s": start - scheduled,
-                        "ttft_s": (tokens[0] - t.scheduled_ns) / 1e9 if tokens else None,
-                        "batch_size": t.info["batch_size"]})
-    return records
 
 
 def timed(window: WindowHook, run: Callable[[], LoadResult]) -> LoadResult:
