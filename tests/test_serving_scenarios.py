@@ -303,6 +303,25 @@ def test_an_overloaded_serving_point_is_answered_by_its_capacity_never_a_speedup
     assert ">= 4 users" in printed and "none within the SLO" in printed and "x [" not in printed
 
 
+def test_a_long_variant_and_no_capacity_leave_the_notes_readable_in_120_columns(tmp_path):
+    """Defect: `bench run serving` printed "over the SL" for torch-int8-dynamic: only the variant folded, and the
+    notes column took what was left. Now the widest foldable columns give way until the notes have NOTES_MIN."""
+    from rich.console import Console
+
+    from bench.analysis.frame import records_frame
+    from bench.report.terminal import print_summary
+
+    slow = record(scenario="concurrency", model="smollm2-135m", options={"users": 4}, variant="torch-int8-dynamic",
+                  transforms=[{"name": "int8-dynamic"}],
+                  metrics=serving_metrics(users=4, done=9.0, p99=400.0, checks={"slo": False}, estimate_ms=420.0))
+    out = io.StringIO()
+    print_summary(Console(file=out, width=120), records_frame([slow]), [tmp_path / "report.html"])
+    lines = out.getvalue().splitlines()
+    assert max(map(len, lines)) <= 120
+    row = next(line for line in lines if line.startswith("smollm2-135m"))
+    assert "none within the SLO" in row and "over the SLO" in row
+
+
 def test_capacity_across_processes_has_a_t_interval_and_one_process_says_n1():
     from bench.analysis.frame import records_frame
     from bench.report.serving import serving_answer

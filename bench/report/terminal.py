@@ -17,6 +17,9 @@ from .serving import engine_of
 
 TERMINAL_WIDTH = 120  # the widest a table printed to a terminal or a log gets
 NOTES_MIN = 20  # the terminal table's notes column is never narrower (flags such as "unstable (cv 15%)")
+FOLDABLE = (("machine", "variant"), ("capacity at SLO",), ("model",))  # what folds, in turn, where notes lack room
+FOLD_MIN = 10  # ... never narrower than this
+COLUMN_GAP = 3  # between two columns of a SIMPLE_HEAD table without edges: padding, the (blank) rule, padding
 
 
 def _quality_short(row) -> str:
@@ -123,15 +126,17 @@ def _ms(value) -> str:
 def _print_tables(console, tables: dict[str, list[list[str]]], columns: list[str], right: set[str]) -> None:
     """One table per scenario under its heading. One line per point: every column but the notes keeps its widest
     cell (over every scenario's table, so the tables line up) and the notes wrap in what is left; where that leaves
-    the notes less than NOTES_MIN, long variant (and machine) names fold instead."""
+    the notes less than NOTES_MIN (or their longest, if shorter), the widest of the names and the capacity fold instead."""
     from rich.text import Text
 
     rows = [row for table_rows in tables.values() for row in table_rows]
     widest = [max([len(column), *(len(row[i]) for row in rows)]) for i, column in enumerate(columns)]
-    deficit = NOTES_MIN - (console.width - sum(widest[:-1]) - 2 * (len(columns) - 1))
+    notes = min(NOTES_MIN, widest[-1])
+    deficit = notes - (console.width - sum(widest[:-1]) - COLUMN_GAP * (len(columns) - 1))
+    folded = _fold(columns, widest, deficit)
     for scenario, table_rows in tables.items():
         console.print(_scenario_heading(scenario))
-        table = _points_table(columns, widest, deficit, right)
+        table = _points_table(columns, widest, folded, notes, right)
         for row in table_rows:
             table.add_row(*(Text(c) for c in row))
         console.print(table)
@@ -148,15 +153,28 @@ def _shape_in_scenario(row, device: bool) -> str:
     return shape_label(row, device).removeprefix(f"{row['scenario']} ")
 
 
-def _points_table(columns: list[str], widest: list[int], deficit: int, right: set[str]):
-    """An empty table of the terminal's columns: each as wide as its widest cell but the notes, which wrap."""
+def _fold(columns: list[str], widest: list[int], deficit: int) -> dict[str, int]:
+    """The widths the foldable columns shrink to so that the notes get their room back (`deficit`): one character at a time from the
+    widest of the machine and variant names, then the capacity, then the model name, none below FOLD_MIN."""
+    widths = {c: widest[i] for i, c in enumerate(columns)}
+    for group in FOLDABLE:
+        present = [c for c in group if c in widths]
+        while deficit > 0 and present and max(widths[c] for c in present) > FOLD_MIN:
+            widths[max(present, key=widths.get)] -= 1
+            deficit -= 1
+    return {c: widths[c] for i, c in enumerate(columns) if widths[c] < widest[i]}
+
+
+def _points_table(columns: list[str], widest: list[int], folded: dict[str, int], notes: int, right: set[str]):
+    """An empty table of the terminal's columns: each as wide as its widest cell but the notes, which wrap, and
+    the folded ones."""
     from rich import box
     from rich.table import Table
 
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
     for i, column in enumerate(columns):
-        fit = {"ratio": 1, "min_width": NOTES_MIN} if column == "notes" else {"min_width": widest[i], "no_wrap": True}
-        if deficit > 0 and column in ("variant", "machine"):
-            fit = {"max_width": max(12, widest[i] - deficit)}
+        fit = {"ratio": 1, "min_width": notes} if column == "notes" else {"min_width": widest[i], "no_wrap": True}
+        if column in folded:
+            fit = {"max_width": folded[column]}
         table.add_column(column, justify="right" if column in right else "left", overflow="fold", **fit)
     return table
