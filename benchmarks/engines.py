@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import threading
 import time
 from pathlib import Path
@@ -130,6 +131,11 @@ def generate_tpot_ms(session, new_tokens: int, runs: int) -> float:
     return statistics.median(tpots[1:])
 
 
+def progress(step: str) -> None:
+    """A line on stderr per step: the full run takes tens of minutes on 2 cores, most of it the single engine."""
+    print(f"[{time.strftime('%H:%M:%S')}] {step}", file=sys.stderr, flush=True)
+
+
 def row(name: str, metrics) -> dict:
     return {"run": name, "output_tokens_per_s": metrics.output_tokens_per_s, "p99_tpot_ms": metrics.tpot_ms.p99,
             "p99_ttft_ms": metrics.ttft_ms.p99, "failed": metrics.failed_requests}
@@ -187,20 +193,25 @@ def main() -> None:
         system = build(name, session, settings)  # one engine at a time: they share the model
         try:
             warm(system, warm_up)
+            progress(f"{name}: closed loop of {args.users} users")
             closed = serving_metrics(closed_loop(system, requests, args.users), name)
             closed_rows.append(row(f"{name} · {args.users} users", closed))
             rate = rate or args.load * closed.requests_per_s
+            progress(f"{name}: Poisson arrivals at {rate:.2f}/s")
             result = open_loop(system, requests, rate, args.seed, deadline_s=60 + 4 * args.requests / rate,
                                max_backlog=4 * args.users)
             open_rows.append({**row(f"{name} · Poisson {rate:.2f}/s", serving_metrics(result, name)),
                               "stopped": result.stop_reason})
+            progress(f"{name}: fidelity, {args.rounds} round(s) of the harness's and the plain closed loop")
             fidelity_rows.append(fidelity(name, system, requests, args.users, args.rounds))
             if name == "continuous":
+                progress("continuous: one user")
                 continuous_tpot = serving_metrics(closed_loop(system, one_user, users=1), name).tpot_ms.p50
             described[name] = system.describe()
         finally:
             system.stop()
     engine_rows = closed_rows + open_rows
+    progress("the generate scenario's loop, one user")
     generate_tpot = generate_tpot_ms(session, args.generate_tokens, runs=args.generate_runs)
 
     print(f"SmolLM2-135M bf16, PyTorch, {threads} threads; {args.requests} requests of {args.prompt_tokens} prompt "

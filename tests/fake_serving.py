@@ -1,7 +1,9 @@
 """Stand-ins registered on import, importable by a point's child and by a `bench serve` process: an engine that
 serves any session with a PoolSystem (tests/serving_fakes.py), and a scenario that sends one burst of requests
-through the session's engine. With them endpoint points and `bench serve` run end to end before the real engines
-(bench/serving/engines) and serving scenarios land; the real ones replace them in the tests that need them."""
+through the session's engine. The HTTP path's tests judge the client, the launcher and the server, not a model: a
+system with a known time per token and one burst (with `hang_s`, a point that overruns its timeout) keep them
+fast and exact. The real engines and scenarios are judged in test_engines and test_serving_scenarios, and over
+HTTP by the shipped endpoint suite's test."""
 
 from __future__ import annotations
 

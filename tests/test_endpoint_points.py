@@ -1,7 +1,8 @@
 """Endpoint points end to end, `bench run` to record, with real servers on 127.0.0.1: `bench serve` launched on the
 point's own weights, a running endpoint on a declared machine, launch failures, a point that overruns its timeout,
-and credentials that reach no file. The requests scenario and the fake engine come from tests/fake_serving.py
-until the serving scenarios and engines land; nothing of a server may outlive its point."""
+and credentials that reach no file. Most run the one-burst scenario and the model-free engine of
+tests/fake_serving.py (what is judged is the path, not a model); the shipped suite's test runs the real ones.
+Nothing of a server may outlive its point."""
 
 from __future__ import annotations
 

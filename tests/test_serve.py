@@ -1,6 +1,6 @@
 """`bench serve`'s OpenAI-compatible app over HTTP on 127.0.0.1, driven by the `openai` client and by the harness's
-own endpoint client, over systems with known behaviour (tests/serving_fakes.py) until the real engines land; and
-`bench serve` as a command on a tiny saved model."""
+own endpoint client, over systems with known behaviour (tests/serving_fakes.py: what is judged is the protocol,
+not an engine); and `bench serve` as a command on a tiny saved model."""
 
 from __future__ import annotations
 
@@ -182,3 +182,44 @@ def test_bench_serve_refuses_bad_arguments_in_one_line(tmp_path):
     engine = run("--model", "random:gpt2", "--engine", "warp", "--port", str(free_port()))
     assert engine.returncode == 2 and "unknown engine 'warp'" in engine.stderr
     assert len(engine.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("backend, engine", [("pytorch", "continuous"), ("onnxruntime", "static")])
+def test_bench_serve_serves_real_sessions_within_its_max_model_len(tmp_path, backend, engine):
+    """`bench serve` over a real engine and session, as `--model-dir DIR --backend B --engine E --max-model-len 32`
+    builds it: the openai client gets exactly the tokens it asked for, a request longer than the limit is refused
+    naming it, and the continuous engine's KV cache is sized for the limit, not the model's context (256)."""
+    from bench.config import ModelSpec, Suite
+    from bench.endpoints.modeldir import served_model_dir
+    from bench.plan import build_plan
+    from bench.serve.variant import build_served, flag_suite, pick_point
+    from conftest import TINY_GPT2
+
+    folder, _, _ = served_model_dir(ModelSpec(**TINY_GPT2), 0, tmp_path / "served")
+    plan = build_plan(Suite.model_validate(flag_suite(f"local:{folder}", "fp32", backend, "cpu", 4, 16)), "--model")
+    served = build_served(pick_point(plan.points, plan.skipped, None, "--model"), engine, 0.005, tmp_path / "cache",
+                          "tiny", 1, max_model_len=32)
+    assert served.max_model_len == 32 and served.describe["engine_settings"]["max_sequence_tokens"] == 32
+    with serving(create_app(served)) as url:
+        answers = [client(url).completions.create(model="tiny", prompt=list(range(10, 10 + n)), max_tokens=6)
+                   for n in (4, 12)]
+        too_long = httpx.post(f"{url}/v1/completions", json={"model": "tiny", "prompt": list(range(10, 40)),
+                                                             "max_tokens": 6}, trust_env=False)
+    assert [a.usage.completion_tokens for a in answers] == [6, 6]
+    assert [a.usage.prompt_tokens for a in answers] == [4, 12]
+    assert too_long.status_code == 400 and "32" in too_long.json()["error"]["message"]
+
+
+def test_bench_serve_refuses_a_max_model_len_beyond_the_context(tmp_path):
+    from bench.config import ModelSpec, Suite
+    from bench.endpoints.modeldir import served_model_dir
+    from bench.errors import ConfigError
+    from bench.plan import build_plan
+    from bench.serve.variant import build_served, flag_suite, pick_point
+    from conftest import TINY_GPT2
+
+    folder, _, _ = served_model_dir(ModelSpec(**TINY_GPT2), 0, tmp_path / "served")
+    plan = build_plan(Suite.model_validate(flag_suite(f"local:{folder}", "fp32", "pytorch", "cpu", 2, 16)), "--model")
+    with pytest.raises(ConfigError, match="longer than the model's context"):
+        build_served(pick_point(plan.points, plan.skipped, None, "--model"), "static", 0.005, tmp_path / "cache",
+                     "tiny", 1, max_model_len=10**6)

@@ -34,6 +34,9 @@ class Serve(Command):
                                                                      "at (exports and calibration)")
         parser.add_argument("--engine", default="static", help=f"the batching: {ENGINES} (default: static)")
         parser.add_argument("--max-wait-ms", type=float, default=5.0, help="static: longest wait for a fuller batch")
+        parser.add_argument("--max-model-len", type=int, help="the longest prompt + output served (longer ones are "
+                                                              "refused); sizes the continuous engine's KV cache "
+                                                              "(default: the model's context length)")
         parser.add_argument("--served-model-name", help="the name requests give as `model` (default: the model's)")
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=8000)
@@ -78,7 +81,7 @@ class Serve(Command):
         cache = Path(args.cache_dir) if args.cache_dir else Path(".cache") / "bench"
         try:
             served = build_served(point, args.engine, args.max_wait_ms / 1e3, cache, args.served_model_name,
-                                  args.threads)
+                                  args.threads, args.max_model_len)
         except Unsupported as exc:
             print(f"unsupported: {exc}", file=sys.stderr)
             return 1

@@ -38,8 +38,9 @@ def pick_point(points: list[RunPoint], skipped: list[tuple[str, str]], wanted: s
 
 
 def build_served(point: RunPoint, engine: str, max_wait_s: float, cache_dir: Path, name: str | None,
-                 threads: int | None) -> Served:
-    """Load, prepare and wrap `point` in `engine`; Unsupported where the engine cannot serve the session."""
+                 threads: int | None, max_model_len: int | None = None) -> Served:
+    """Load, prepare and wrap `point` in `engine`; Unsupported where the engine cannot serve the session.
+    `max_model_len` (at most the model's context length) bounds what is served and sizes the engine for it."""
     from ..hardware.machine import default_threads
 
     intra = threads or point.settings.intra_op_threads or default_threads()
@@ -57,13 +58,20 @@ def build_served(point: RunPoint, engine: str, max_wait_s: float, cache_dir: Pat
     if not backend.holds_model:
         raise ConfigError("--point", point.label, "this model runs in a server already",
                           "serve a point of an in-process backend (pytorch, onnxruntime, ...)")
+    if max_model_len is not None and max_model_len < 2:
+        raise ConfigError("--max-model-len", str(max_model_len), "must hold a prompt token and an output token",
+                          "give 2 or more")
     torch.manual_seed(point.settings.seed)
     source, loaded, inputs, _ = load_point(point, cache_dir)
-    prepared = prepare(loaded, point.variant, backend, inputs, run_context(point, source, loaded, intra, cache_dir))
-    settings = EngineSettings(max_batch=point.batch_size, max_wait_s=max_wait_s)
-    system = engines.get(engine)().build(prepared.session, settings)
     config = loaded.config
-    max_len = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+    context = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+    if max_model_len and context and max_model_len > context:
+        raise ConfigError("--max-model-len", str(max_model_len), f"longer than the model's context ({context})",
+                          f"give at most {context}")
+    max_len = max_model_len or context
+    prepared = prepare(loaded, point.variant, backend, inputs, run_context(point, source, loaded, intra, cache_dir))
+    settings = EngineSettings(max_batch=point.batch_size, max_wait_s=max_wait_s, max_sequence_tokens=max_len)
+    system = engines.get(engine)().build(prepared.session, settings)
     describe = {"point": point.label, "point_id": point.point_id, "weights": loaded.weights,
                 "variant": point.variant.name, "backend": point.backend, "device": point.device,
                 "engine": engine, "engine_settings": settings.model_dump(), "threads": intra}
