@@ -105,7 +105,8 @@ def plain_closed_loop(system, requests: list[Request], users: int) -> float:
 
 
 def fidelity(name: str, system, requests: list[Request], users: int, rounds: int) -> dict:
-    """Output tokens/s of the closed loop of serving/loads.py and of the plain script, alternating who goes first."""
+    """Output tokens/s of the closed loop of serving/loads.py and of the plain script, alternating who goes first;
+    every run's figure is kept, so that the spread between runs of one kind shows beside the ratio."""
     harness, plain = [], []
     for round_ in range(rounds):
         for who in (("harness", "plain") if round_ % 2 == 0 else ("plain", "harness")):
@@ -114,7 +115,8 @@ def fidelity(name: str, system, requests: list[Request], users: int, rounds: int
             else:
                 plain.append(plain_closed_loop(system, requests, users))
     ratio = statistics.median(harness) / statistics.median(plain)
-    return {"engine": name, "harness_tokens_per_s": statistics.median(harness),
+    return {"engine": name, "harness_runs": harness, "plain_runs": plain,
+            "harness_tokens_per_s": statistics.median(harness),
             "plain_tokens_per_s": statistics.median(plain), "ratio": ratio, "within_target": abs(ratio - 1) <= TARGET}
 
 
@@ -170,6 +172,8 @@ def main() -> None:
     parser.add_argument("--generate-tokens", type=int, help="one-user comparison: tokens per request (32; quick 8)")
     parser.add_argument("--generate-runs", type=int, help="one-user comparison: requests each way (8; quick 3)")
     parser.add_argument("--threads", type=int, help="intra-op threads (default: the machine's, as `bench run`)")
+    parser.add_argument("--engines", nargs="+", choices=ENGINES, default=["static", "single", "continuous"],
+                        help="in this order; the open loop's rate is a fraction of the first one's")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
@@ -189,7 +193,7 @@ def main() -> None:
     warm_up = [Request(index=r.index, prompt_ids=r.prompt_ids, output_tokens=2) for r in requests[:args.users]]
     closed_rows, open_rows, fidelity_rows, described = [], [], [], {}
     rate = continuous_tpot = None
-    for name in ("static", "single", "continuous"):  # static first: the open loop's rate is a fraction of its own
+    for name in args.engines:  # static first by default: the open loop's rate is a fraction of its own
         system = build(name, session, settings)  # one engine at a time: they share the model
         try:
             warm(system, warm_up)
@@ -223,8 +227,12 @@ def main() -> None:
                 fidelity_rows, [("engine", "engine", 12), ("harness tok/s", "harness_tokens_per_s", 14),
                                 ("plain tok/s", "plain_tokens_per_s", 12), ("ratio", "ratio", 7),
                                 ("within", "within_target", 7)])
-    print(f"\nOne user, {args.generate_tokens} tokens: continuous engine median TPOT {continuous_tpot:.2f} ms, "
-          f"`generate` scenario loop {generate_tpot:.2f} ms (ratio {continuous_tpot / generate_tpot:.2f})")
+    for r in fidelity_rows:
+        print(f"  {r['engine']}: harness runs {', '.join(f'{x:.2f}' for x in r['harness_runs'])}; plain runs "
+              f"{', '.join(f'{x:.2f}' for x in r['plain_runs'])} tok/s")
+    if continuous_tpot is not None:
+        print(f"\nOne user, {args.generate_tokens} tokens: continuous engine median TPOT {continuous_tpot:.2f} ms, "
+              f"`generate` scenario loop {generate_tpot:.2f} ms (ratio {continuous_tpot / generate_tpot:.2f})")
     if args.json:
         from bench.hardware.machine import describe_machine
         from bench.records.harness import current_harness
