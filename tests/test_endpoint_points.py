@@ -112,6 +112,7 @@ def test_a_running_endpoint_is_recorded_on_its_declared_machine(run_endpoint, tm
     assert record.machine_id != "gpu-box" and "launched" not in record.provenance.backend.properties
     (row,) = records_frame([record]).to_dict("records")
     assert row["machine"] == "gpu-box" and row["client_machine"] == record.machine_id
+    assert row["variant"] == "as served"     # its point's variant is `fp32`, which the server may not run
 
 
 @pytest.mark.parametrize("command, options, words", [

@@ -110,3 +110,12 @@ def test_a_closed_loop_sized_from_a_slower_warm_up_runs_again_long_enough():
     closed = [count for pattern, users, count in asked if pattern == "closed-loop" and users == 8]
     assert len(closed) == 2 and closed[0] < closed[1]  # a run too short for 8 users' rate, then the run again
     assert result.verdict.valid and result.serving.duration_s >= 2.0
+
+
+def test_a_closed_loop_lets_every_user_send_twice():
+    """Defect: 32 users at p50 over a short minimum duration sent 32 requests, one per user: a burst, where no
+    completion ever paces an arrival, published as a closed loop (TTFT p50 = p99 = the whole first wave)."""
+    run("concurrency", LoopSettings(warmup_iterations=1, min_iterations=11, min_duration_s=0.01), users=32,
+        slo={"ttft_ms": {"p50": 500}})
+    closed = [count for pattern, users, count in asked if pattern == "closed-loop" and users == 32]
+    assert closed and all(count >= 64 for count in closed)

@@ -322,6 +322,20 @@ def test_a_long_variant_and_no_capacity_leave_the_notes_readable_in_120_columns(
     assert "none within the SLO" in row and "over the SLO" in row
 
 
+def test_the_terminal_orders_loads_as_numbers():
+    from rich.console import Console
+
+    from bench.analysis.frame import records_frame
+    from bench.report.terminal import print_summary
+
+    points = [record(scenario="concurrency", options={"users": users}, session=f"s{users}",
+                     metrics=serving_metrics(users=users, done=8.0, p99=90.0)) for users in (32, 8, 1)]
+    out = io.StringIO()
+    print_summary(Console(file=out, width=120), records_frame(points), [])
+    headings = [line for line in out.getvalue().splitlines() if line.startswith("scenario:")]
+    assert [h.rpartition("users=")[2] for h in headings] == ["1)", "8)", "32)"]
+
+
 def test_capacity_across_processes_has_a_t_interval_and_one_process_says_n1():
     from bench.analysis.frame import records_frame
     from bench.report.serving import serving_answer

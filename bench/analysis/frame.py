@@ -25,7 +25,7 @@ import pandas as pd
 from ..compare.pairs import group, processes, runs
 from ..compare.stats import compare
 from ..records.flags import sample_flags
-from ..records.schema import Record
+from ..records.schema import AS_SERVED, Record
 from ..records.store import latest_per_point
 from .serving import is_serving
 
@@ -58,6 +58,13 @@ def served_on(rec: Record) -> str:
     return server["machine_id"] if server else rec.machine_id
 
 
+def variant_label(rec: Record) -> str:
+    """The variant a row shows: a server's model runs as it was started, whatever the point's (plain fp32) variant
+    is called, so such a row says `as served` rather than claim a precision."""
+    session = rec.provenance.backend
+    return AS_SERVED if session is not None and session.precision == AS_SERVED else rec.config.variant.name
+
+
 def is_baseline(rec: Record) -> bool:
     """An fp32 point with no transforms on the backend its session description says is the reference
     implementation: what every speedup on its machine is measured against. A serving point is never one: its
@@ -87,7 +94,7 @@ def records_frame(records: list[Record]) -> pd.DataFrame:
             "task": cfg.task,
             "backend": cfg.backend,
             "device": cfg.device,
-            "variant": cfg.variant.name,
+            "variant": variant_label(rec),
             "scenario": cfg.scenario.label,
             "batch": cfg.batch_size,
             "seq": cfg.seq_len,

@@ -12,12 +12,10 @@ import os
 from typing import Any
 
 from ..backends import Backend, Session, backends
-from ..records.schema import SessionDescription
+from ..records.schema import AS_SERVED, SessionDescription
 from .client import EndpointClient, EndpointSettings, token_counter
 from .launch import LaunchedServer
 from .source import Endpoint
-
-AS_SERVED = "as served"
 
 
 class EndpointSession(Session):

@@ -288,6 +288,9 @@ class Threads(Frozen):
     inter_op: int
 
 
+AS_SERVED = "as served"  # the precision of a session whose model runs in a server the harness does not configure
+
+
 class SessionDescription(Frozen):
     """What ran the model, as the backend that opened the session describes it (every backend fills it)."""
 

@@ -36,6 +36,7 @@ from . import DriverOptions, Scenario, Workload, driver_for
 
 ENCODER_OUTPUT = 0  # an encoder's request is an embedding: no output tokens
 DECODER_OUTPUT = 32
+CLOSED_LOOP_ROUNDS = 2  # a sized closed loop sends at least this many requests per user
 SIZING_MARGIN = 1.25  # a closed loop sized from a measured rate asks this much more than the minimum duration needs
 DEADLINE_FACTOR, DEADLINE_SLACK_S = 3.0, 10.0  # a run ends at 3x its expected length (plus slack): overloaded
 BACKLOG_PER_SLOT, BACKLOG_MIN = 8, 64  # default open-loop over-saturation bound: 8 requests per batch slot, >= 64
@@ -177,10 +178,12 @@ class Serving:
         return max(self.need, requests_to_span(rate, self.settings.min_duration_s, burstiness))
 
     def closed_count(self, users: int) -> int:
-        """The percentile's requests, and enough to fill the minimum duration at the highest rate measured yet."""
+        """The percentile's requests, CLOSED_LOOP_ROUNDS per user (one each would be a burst: no completion ever
+        paces an arrival), and enough to fill the minimum duration at the highest rate measured yet."""
         if self.options.requests:
             return self.options.requests
-        return max(self.need, users, math.ceil(self.rate * self.settings.min_duration_s * SIZING_MARGIN))
+        return max(self.need, CLOSED_LOOP_ROUNDS * users,
+                   math.ceil(self.rate * self.settings.min_duration_s * SIZING_MARGIN))
 
     # --- runs ---------------------------------------------------------------------------------------------
 
