@@ -4,6 +4,7 @@ list, and an answer that is a capacity, never a speedup."""
 
 from __future__ import annotations
 
+import html
 import io
 import math
 
@@ -334,6 +335,22 @@ def test_the_terminal_orders_loads_as_numbers():
     print_summary(Console(file=out, width=120), records_frame(points), [])
     headings = [line for line in out.getvalue().splitlines() if line.startswith("scenario:")]
     assert [h.rpartition("users=")[2] for h in headings] == ["1)", "8)", "32)"]
+
+
+def test_the_page_answers_a_serving_only_report_with_capacities(tmp_path):
+    """Defect: a report of serving points only opened with "The answer: No point was measured." (the answer was
+    the speedups' alone); now each served model gets its capacities first."""
+    from bench.analysis.frame import records_frame
+    from bench.report.page import render_page
+
+    kept = record(scenario="concurrency", options={"users": 4, "slo": {"ttft_ms": {"p50": 500}}},
+                  metrics=serving_metrics(users=4, done=8.0, p99=90.0))
+    over = record(scenario="concurrency", options={"users": 16}, variant="int8", transforms=[{"name": "int8-dynamic"}],
+                  metrics=serving_metrics(users=16, done=9.0, p99=400.0, checks={"slo": False}, estimate_ms=420.0))
+    page = render_page(records_frame([kept, over]), [])
+    answer = html.unescape(page.split("id='answer'")[1].split("id='provenance'")[0])
+    assert "No point was measured" not in answer
+    assert ">= 4 users" in answer and "none within the SLO" in answer and "within ttft p50 <= 500 ms" in answer
 
 
 def test_capacity_across_processes_has_a_t_interval_and_one_process_says_n1():

@@ -4,6 +4,7 @@ A leaf: the writer, the page, the charts and the terminal all format through it.
 from __future__ import annotations
 
 import math
+import re
 
 import pandas as pd
 
@@ -49,3 +50,9 @@ def display(table: pd.DataFrame) -> pd.DataFrame:
         out[col] = [_interval(v, lo, hi, s) for v, lo, hi, s in zip(out[col], table[parts[0]], table[parts[1]], sig)]
         out = out.drop(columns=[c for c in parts if c in out])
     return out
+
+
+def natural_order(column: pd.Series) -> pd.Series:
+    """A sort key (DataFrame.sort_values(key=...)) under which numbers inside labels sort as numbers: users=8
+    before users=32."""
+    return column.map(lambda text: tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", str(text))))

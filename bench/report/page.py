@@ -16,8 +16,10 @@ from pathlib import Path
 import pandas as pd
 
 from ..analysis.frame import SIGNIFICANCE
+from ..analysis.serving import capacity_estimate, capacity_text, load_text, slo_text
 from .answer import NOTHING_MEETS, RANDOM, UNMEASURED, WITHIN, best_variants, headline, shape_label, speed_phrase
-from .formatting import display
+from .formatting import display, natural_order
+from .serving import engine_of
 
 STYLE = """
 body{font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1d2329;margin:0;background:#f6f7f9}
@@ -120,8 +122,9 @@ def _provenance(df: pd.DataFrame) -> str:
 
 def _answers(df: pd.DataFrame) -> str:
     best = best_variants(df)
+    serving = _serving_answers(df)
     if best is None:
-        return "<p>No point was measured.</p>"
+        return serving or "<p>No point was measured.</p>"
     several = best["machine"].nunique() > 1
     devices = best["device"].nunique() > 1
     cards = []
@@ -139,6 +142,37 @@ def _answers(df: pd.DataFrame) -> str:
                       "fp32 says nothing about a trained model.</p>")
         cards.append(f"<article class='card'><h3>{_e(model)}{badge}{on}</h3><ul class='answers'>{''.join(items)}"
                      f"</ul>{caveat}</article>")
+    return "".join(cards) + serving
+
+
+def _serving_answers(df: pd.DataFrame) -> str:
+    """Per served model (and machine): each variant, engine and load with its capacity at the SLO, the answer a
+    serving point gives instead of a speedup."""
+    rows = df[df["serving"]]
+    if rows.empty:
+        return ""
+    several = rows["machine"].nunique() > 1
+    cards = []
+    for (model, machine), group in rows.groupby(["model", "machine"], sort=True):
+        items = []
+        for _, r in group.sort_values(["scenario", "variant"], kind="stable", key=natural_order).iterrows():
+            m = r["record"].metrics.serving if r["status"] == "ok" else None
+            if m is None:
+                verdict, kind, what = r["status"], "nothing", r["error"]
+            else:
+                estimate = capacity_estimate(r["process_records"])
+                verdict = capacity_text(estimate) or "no capacity (a burst)"
+                kind = "nothing" if estimate is not None and estimate.value is None else "within"
+                slo = slo_text(r["record"])
+                rate = (f"{m.output_tokens_per_s:.1f} output tok/s" if m.output_tokens
+                        else f"{m.requests_per_s:.1f} req/s")
+                what = (f" within {slo}" if slo != "no SLO" else " (no SLO: the load it kept up with)") + \
+                    f"; measured at {load_text(m)}: {rate}"
+            items.append(f"<li class='{kind}'><span class='shape'>{_e(r['variant'])} · {_e(engine_of(r))}</span>"
+                         f"<span class='verdict'>{_e(verdict)}</span>{_e(what)}</li>")
+        on = f" <span class='note'>on {_e(machine)}</span>" if several else ""
+        cards.append(f"<article class='card'><h3>{_e(model)}: capacity at the SLO{on}</h3><ul class='answers'>"
+                     f"{''.join(items)}</ul></article>")
     return "".join(cards)
 
 

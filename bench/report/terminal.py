@@ -3,7 +3,6 @@ scenario, then the answer per model and shape, and where the files are."""
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from pathlib import Path
 from textwrap import shorten
@@ -14,6 +13,7 @@ from ..analysis.frame import SHAPE
 from ..analysis.serving import capacity_estimate, capacity_text, load_text
 from .answer import best_variants, bound_value, headline, quality_state, shape_label
 from .formatting import ratio_cell
+from .formatting import natural_order
 from .serving import engine_of
 
 TERMINAL_WIDTH = 120  # the widest a table printed to a terminal or a log gets
@@ -102,7 +102,7 @@ def _print_serving(console, df: pd.DataFrame, machines: bool) -> None:
     from rich.text import Text
 
     tables: dict[str, list[list[str]]] = {}
-    for _, r in df.sort_values(["scenario", "model", "variant"], kind="stable", key=_natural).iterrows():
+    for _, r in df.sort_values(["scenario", "model", "variant"], kind="stable", key=natural_order).iterrows():
         m = r["record"].metrics.serving if r["status"] == "ok" else None
         figures = ["", "", "", ""] if m is None else [
             load_text(m), f"{m.output_tokens_per_s:.1f}" if m.output_tokens else f"{m.requests_per_s:.1f} req/s",
@@ -118,11 +118,6 @@ def _print_serving(console, df: pd.DataFrame, machines: bool) -> None:
     _print_tables(console, tables, columns, right={"out tok/s", "p99 TTFT", "p99 TPOT"})
     console.print(Text("Serving: the answer is the capacity at the SLO (p99 TTFT: E2E for embeddings); see the "
                        "report's serving sections.", style="dim"))
-
-
-def _natural(column: pd.Series) -> pd.Series:
-    """Numbers inside labels sort as numbers: users=8 before users=32."""
-    return column.map(lambda text: tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", str(text))))
 
 
 def _ms(value) -> str:
