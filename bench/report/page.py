@@ -162,7 +162,7 @@ def _serving_answers(df: pd.DataFrame) -> str:
             else:
                 estimate = capacity_estimate(r["process_records"])
                 verdict = capacity_text(estimate) or "no capacity (a burst)"
-                kind = "nothing" if estimate is not None and estimate.value is None else "within"
+                kind = "other" if estimate is None else "nothing" if estimate.value is None else "within"
                 slo = slo_text(r["record"])
                 rate = (f"{m.output_tokens_per_s:.1f} output tok/s" if m.output_tokens
                         else f"{m.requests_per_s:.1f} req/s")

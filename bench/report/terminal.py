@@ -12,8 +12,7 @@ import pandas as pd
 from ..analysis.frame import SHAPE
 from ..analysis.serving import capacity_estimate, capacity_text, load_text
 from .answer import best_variants, bound_value, headline, quality_state, shape_label
-from .formatting import ratio_cell
-from .formatting import natural_order
+from .formatting import natural_order, ratio_cell
 from .serving import engine_of
 
 TERMINAL_WIDTH = 120  # the widest a table printed to a terminal or a log gets
@@ -127,7 +126,7 @@ def _ms(value) -> str:
 def _print_tables(console, tables: dict[str, list[list[str]]], columns: list[str], right: set[str]) -> None:
     """One table per scenario under its heading. One line per point: every column but the notes keeps its widest
     cell (over every scenario's table, so the tables line up) and the notes wrap in what is left; where that leaves
-    the notes less than NOTES_MIN (or their longest, if shorter), the widest of the names and the capacity fold instead."""
+    the notes less than NOTES_MIN (or their longest, if shorter), names and the capacity fold instead (_fold)."""
     from rich.text import Text
 
     rows = [row for table_rows in tables.values() for row in table_rows]
@@ -155,8 +154,9 @@ def _shape_in_scenario(row, device: bool) -> str:
 
 
 def _fold(columns: list[str], widest: list[int], deficit: int) -> dict[str, int]:
-    """The widths the foldable columns shrink to so that the notes get their room back (`deficit`): one character at a time from the
-    widest of the machine and variant names, then the capacity, then the model name, none below FOLD_MIN."""
+    """The widths the foldable columns shrink to so that the notes get their room back (`deficit`): one character
+    at a time from the widest of the machine and variant names, then the capacity, then the model name, none below
+    FOLD_MIN."""
     widths = {c: widest[i] for i, c in enumerate(columns)}
     for group in FOLDABLE:
         present = [c for c in group if c in widths]
