@@ -451,3 +451,29 @@ def test_client_cost_benchmark_runs_against_the_null_server(tmp_path):
     (step,) = json.loads(out.read_text())["steps"]
     assert step["rate"] == 20 and step["requests"] == step["completed"] == 20 and step["errors"] == 0
     assert step["cpu_s_per_request"] > 0
+
+
+def test_streams_that_end_at_done_leave_no_pending_task_when_the_client_stops(null_server):
+    """Defect: leaving the SSE loop at `[DONE]` left its line generator to the event loop's finalizer, whose close
+    was still pending when stop() ended the loop: "Task was destroyed but it is pending!" once per stream."""
+    import gc
+
+    destroyed: list[str] = []
+
+    class Catch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            destroyed.extend([record.getMessage()] if "destroyed" in record.getMessage() else [])
+
+    handler = Catch()
+    logging.getLogger("asyncio").addHandler(handler)
+    try:
+        for _ in range(5):
+            with Driver(EndpointSettings(url=null_server.url, model="tiny")) as driver:
+                driver.submit(*(request(i, output_tokens=3) for i in range(20)))
+                errors = [c.error for c in driver.wait().values() if c.error is not None]
+            del driver                      # the stopped client, its loop and what the loop still held
+            gc.collect()
+            assert errors == []
+    finally:
+        logging.getLogger("asyncio").removeHandler(handler)
+    assert destroyed == []

@@ -29,6 +29,7 @@ written nowhere: not in describe(), an error, a log line or a Completion.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -207,6 +208,7 @@ class EndpointClient:
         if loop is None:
             return
         asyncio.run_coroutine_threadsafe(self._shutdown(), loop).result()
+        asyncio.run_coroutine_threadsafe(loop.shutdown_asyncgens(), loop).result()
         loop.call_soon_threadsafe(loop.stop)
         self._thread.join()
         loop.close()
@@ -338,23 +340,24 @@ class EndpointClient:
         finish_reason = None
         data: list[str] = []
         done = False
-        lines = response.aiter_lines()
-        async for line in _with_final_blank(lines):
-            if line.startswith("data:"):
-                data.append(line[6:] if line.startswith("data: ") else line[5:])
-                continue
-            if line or not data:        # another SSE field, a comment, or a blank line with no event
-                continue
-            event, data = "\n".join(data), []
-            if event == "[DONE]":
-                done = True
-                break
-            piece, reason, event_usage = _parse_chunk(event, self.settings.api)
-            usage = event_usage or usage
-            finish_reason = reason or finish_reason
-            if piece:
-                pieces.append(piece)
-                call.on_token(counter.add(piece))
+        # closed here, not by the loop's finalizer after `break` (a pending close when the loop ends is a warning)
+        async with contextlib.aclosing(_with_final_blank(response.aiter_lines())) as lines:
+            async for line in lines:
+                if line.startswith("data:"):
+                    data.append(line[6:] if line.startswith("data: ") else line[5:])
+                    continue
+                if line or not data:        # another SSE field, a comment, or a blank line with no event
+                    continue
+                event, data = "\n".join(data), []
+                if event == "[DONE]":
+                    done = True
+                    break
+                piece, reason, event_usage = _parse_chunk(event, self.settings.api)
+                usage = event_usage or usage
+                finish_reason = reason or finish_reason
+                if piece:
+                    pieces.append(piece)
+                    call.on_token(counter.add(piece))
         if not done:
             # a whole answer (httpx raises on a cut one) whose last choice said why it finished, without the
             # closing [DONE] some servers leave out (transformers serve): complete, and counted
