@@ -17,7 +17,7 @@ import fake_serving
 from bench.endpoints.client import EndpointClient, EndpointSettings, token_counter
 from bench.endpoints.launch import LaunchedServer, LaunchSpec, free_port
 from bench.serve.app import Served, create_app, unit_text
-from bench.serving.loads import burst
+from bench.serving.loads import LoadResult, burst
 from bench.serving.metrics import serving_metrics
 from bench.serving.slo import Slo
 from bench.serving.workload import build_requests
@@ -37,6 +37,16 @@ def tokenizer():
 def served(tokenizer, system=None, task: str = "causal-lm", max_model_len: int | None = 64) -> Served:
     return Served(system=system or PoolSystem(capacity=4, per_token_s=0.001), tokenizer=tokenizer, name="tiny",
                   task=task, max_model_len=max_model_len, describe={"engine": "fake-pool"})
+
+
+def burst_through_client(url: str, tokenizer, requests) -> tuple[EndpointClient, LoadResult]:
+    """The harness's own endpoint client, started, sent every request at once, and stopped."""
+    endpoint = EndpointClient(EndpointSettings(url=url, model="tiny"), token_counter(tokenizer))
+    endpoint.start()
+    try:
+        return endpoint, burst(endpoint, requests, deadline_s=30)
+    finally:
+        endpoint.stop()
 
 
 def client(url: str) -> openai.OpenAI:
@@ -93,12 +103,7 @@ def test_requests_it_cannot_honour_are_refused_naming_why(tokenizer, body, statu
 def test_the_harness_client_sends_every_length_field_and_counts_exactly_what_the_engine_made(tokenizer):
     system = PoolSystem(capacity=4, per_token_s=0.001)
     with serving(create_app(served(tokenizer, system))) as url:
-        endpoint = EndpointClient(EndpointSettings(url=url, model="tiny"), token_counter(tokenizer))
-        endpoint.start()
-        try:
-            result = burst(endpoint, build_requests(tokenizer, 6, 8, 5, seed=0), deadline_s=30)
-        finally:
-            endpoint.stop()
+        endpoint, result = burst_through_client(url, tokenizer, build_requests(tokenizer, 6, 8, 5, seed=0))
         described = endpoint.describe()
         metrics = httpx.get(f"{url}/metrics", trust_env=False).text
     assert all(t.ok and t.output_tokens == 5 and sum(n for _, n in t.token_ns) == 5 for t in result.timings)
@@ -118,12 +123,7 @@ def test_failed_requests_are_counted_and_goodput_falls(tokenizer):
 
     def run(fail) -> tuple:
         with serving(create_app(served(tokenizer, PoolSystem(capacity=4, per_token_s=0.001, fail=fail)))) as url:
-            endpoint = EndpointClient(EndpointSettings(url=url, model="tiny"), token_counter(tokenizer))
-            endpoint.start()
-            try:
-                result = burst(endpoint, build_requests(tokenizer, 8, 8, 3, seed=0), deadline_s=30)
-            finally:
-                endpoint.stop()
+            endpoint, result = burst_through_client(url, tokenizer, build_requests(tokenizer, 8, 8, 3, seed=0))
             metrics = httpx.get(f"{url}/metrics", trust_env=False).text
         return serving_metrics(result, endpoint.engine, slo), result, metrics
 

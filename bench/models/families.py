@@ -199,6 +199,12 @@ FAMILIES: tuple[Family, ...] = (
 )
 
 
+def context_length(config: Any) -> int | None:
+    """The longest sequence a config's positions allow, by either name transformers gives it (any architecture,
+    not only the families above); None where it names none."""
+    return getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+
+
 def family_of(source: Any) -> Family:
     """The family of a transformers config, of a model (through its config), or of a `config.model_type` name."""
     if isinstance(source, str):

@@ -49,6 +49,7 @@ def build_served(point: RunPoint, engine: str, max_wait_s: float, cache_dir: Pat
     torch.set_num_threads(intra)
     from ..backends import backends
     from ..isolation.child import load_point, run_context
+    from ..models.families import context_length
     from ..serving.engines import EngineSettings, engines
     from ..variants.pipeline import prepare
 
@@ -63,8 +64,7 @@ def build_served(point: RunPoint, engine: str, max_wait_s: float, cache_dir: Pat
                           "give 2 or more")
     torch.manual_seed(point.settings.seed)
     source, loaded, inputs, _ = load_point(point, cache_dir)
-    config = loaded.config
-    context = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+    context = context_length(loaded.config)
     if max_model_len and context and max_model_len > context:
         raise ConfigError("--max-model-len", str(max_model_len), f"longer than the model's context ({context})",
                           f"give at most {context}")

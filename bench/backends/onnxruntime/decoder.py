@@ -32,6 +32,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from ...errors import Unsupported
+from ...models.families import context_length
 from .export import GraphSpec, cached_graph, evaluating, export_graph
 from .session import PROVIDERS
 
@@ -118,10 +119,6 @@ def decoder_spec(model: Any, input_ids: Any) -> GraphSpec:
                              "past": (1, 8192)})
 
 
-def _max_positions(config: Any) -> int | None:
-    return getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
-
-
 def verify_greedy(model: Any, session: Any, input_ids: Any, attention_mask: Any, new_tokens: int) -> dict:
     """ORT's KV-cache decoding against PyTorch on the same prompt, `new_tokens` greedy steps.
 
@@ -134,7 +131,7 @@ def verify_greedy(model: Any, session: Any, input_ids: Any, attention_mask: Any,
 
     from ..pytorch.generate import greedy_generate as torch_greedy
 
-    limit = _max_positions(model.config)
+    limit = context_length(model.config)
     new_tokens = min(new_tokens, limit - input_ids.shape[1]) if limit else new_tokens
     if new_tokens < 1:
         return {"skipped": f"the prompt ({input_ids.shape[1]} tokens) fills the model's {limit} positions"}

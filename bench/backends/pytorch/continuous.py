@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...errors import Unsupported
+from ...models.families import context_length
 from ...serving.requests import Completion, OnDone, OnToken, Request
 
 DEFAULT_MAX_BATCH_TOKENS = 8192  # transformers' PagedAttentionMemoryHandler default
@@ -39,10 +40,6 @@ RESULT_WAIT_S = 0.5  # the dispatcher blocks this long per wait for an output, t
 RECORDED = ("page_size", "num_blocks", "max_batch_tokens", "max_requests_per_batch", "max_blocks_per_request",
             "allow_block_sharing", "use_async_batching", "use_cuda_graph", "scheduler_type", "safety_margin",
             "max_memory_percent", "default_compile_level", "cpu_offload_space", "max_queue_size")
-
-
-def context_length(config: Any) -> int | None:
-    return getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
 
 
 @dataclass
